@@ -14,6 +14,7 @@
       PrivacyError               503  (scrubber unavailable: refuse, never pass through)
       PolicyUnavailableError     503  (no loaded policy: refuse)
       AuditError                 503  (no audit, no answer)
+      StoreUnavailableError      503  (tenant/key registry unreachable: refuse)
       InferenceError             500
       CryptoError                500  (never carries key material)
       ConfigurationError         startup refused (bad keys, bad policy, bad settings)
@@ -101,6 +102,11 @@ class PolicyUnavailableError(ServiceError):
 class AuditError(ServiceError):
     code = "audit_unavailable"
     public_message = "audit store unavailable; request refused"
+
+
+class StoreUnavailableError(ServiceError):
+    code = "store_unavailable"
+    public_message = "identity store unavailable; request refused"
 
 
 class InferenceError(ServiceError):

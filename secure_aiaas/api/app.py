@@ -1,0 +1,80 @@
+"""`create_app(settings)`: the FastAPI application; its lifespan builds every heavy object.
+
+Start-up refuses to serve (raises) when the keys are unsafe, the policy cannot be loaded, or
+the audit store cannot be initialised: a service that cannot authorize or record must not run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from secure_aiaas import __version__
+from secure_aiaas.api.errors import install_error_handlers
+from secure_aiaas.api.middleware import AuditMiddleware
+from secure_aiaas.api.routes import admin, health, identity
+from secure_aiaas.audit import AuditWriter, SqlAuditStore
+from secure_aiaas.auth import Registry
+from secure_aiaas.config import Settings
+from secure_aiaas.crypto import load_keys
+from secure_aiaas.errors import ConfigurationError
+from secure_aiaas.pipeline import Pipeline
+from secure_aiaas.policy import PolicyEngine, PolicyValidationError
+
+log = structlog.get_logger(__name__)
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    """Keys, registry, policy and audit store, checked and ready (nothing started yet)."""
+    keys = load_keys(settings.keys_dir)
+    registry = Registry(settings.resolved_database_url(), keys.apikey_hmac_key,
+                        timeout_s=settings.audit.write_timeout_s)
+    registry.create_schema()
+    policy = PolicyEngine(settings.policy_dir, model_file=settings.policy.model_file,
+                          policy_file=settings.policy.policy_file,
+                          reload_interval_s=settings.policy.reload_interval_s)
+    try:
+        policy.load()
+    except PolicyValidationError as exc:
+        raise ConfigurationError("policy cannot be loaded: " + "; ".join(exc.errors)) from exc
+    store = SqlAuditStore(settings.resolved_audit_url(), timeout_s=settings.audit.write_timeout_s)
+    store.create_schema()
+    writer = AuditWriter(store, keys,
+                         checkpoint_every_records=settings.audit.checkpoint_every_records,
+                         checkpoint_every_s=settings.audit.checkpoint_every_s,
+                         max_batch=settings.audit.max_batch,
+                         timeout_s=settings.audit.write_timeout_s)
+    return Pipeline(registry=registry, policy=policy, audit=writer)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pipeline = build_pipeline(settings)
+        app.state.pipeline = pipeline
+        pipeline.audit.start()
+        pipeline.policy.start_watching()
+        log.info("service.started", policy_version=pipeline.policy.version)
+        try:
+            yield
+        finally:
+            pipeline.policy.stop_watching()
+            pipeline.audit.close()  # drains appends and signs a final checkpoint
+            pipeline.audit.store.dispose()
+            pipeline.registry.dispose()
+            log.info("service.stopped")
+
+    app = FastAPI(title="secure_aiaas", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.readiness_probes: dict[str, Callable[[], Any]] = {}  # type: ignore[misc]
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(identity.router)
+    app.include_router(admin.router)
+    app.add_middleware(AuditMiddleware, pipeline_getter=lambda: app.state.pipeline,
+                       max_body_bytes=settings.server.max_body_bytes)
+    return app

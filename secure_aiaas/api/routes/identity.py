@@ -1,0 +1,32 @@
+"""Who am I, and the API schema (both for any authenticated caller)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+
+from secure_aiaas.api.deps import PipelineDep, authorize
+from secure_aiaas.types import Principal
+
+router = APIRouter(tags=["identity"])
+
+
+@router.get("/v1/whoami")
+async def whoami(
+    principal: Annotated[Principal, authorize("identity", "read")], pipeline: PipelineDep
+) -> dict[str, Any]:
+    """The caller's tenant, subject and roles."""
+    return {"tenant": principal.tenant, "trust": principal.trust, "subject": principal.subject,
+            "roles": pipeline.roles_of(principal), "key_id": principal.key_id}
+
+
+@router.get("/v1/openapi.json")
+async def openapi_schema(
+    request: Request, _principal: Annotated[Principal, authorize("identity", "read")]
+) -> dict[str, Any]:
+    """The OpenAPI description of this service."""
+    schema: dict[str, Any] = request.app.openapi()
+    return schema
+
+

@@ -1,0 +1,85 @@
+"""`secure-aiaas`: the operator's command line (typer).
+
+Every command that creates something takes ``--json`` and then prints exactly one JSON object.
+Administrative changes made here (tenants, API keys) are recorded in the audit store like
+requests are.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from typing import Annotated, NoReturn
+
+import typer
+
+from secure_aiaas.cli import _common
+from secure_aiaas.cli.audit import app as audit_app
+from secure_aiaas.cli.policy import app as policy_app
+from secure_aiaas.cli.tenants import apikey_app, tenant_app
+
+app = typer.Typer(help="secure_aiaas: secure inference service.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+keys_app = typer.Typer(help="Server key material in the keys directory.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+
+JsonOpt = _common.JsonOpt
+
+
+@keys_app.command("init")
+def keys_init(as_json: JsonOpt = False) -> None:
+    """Create the missing server keys (0600 files in a 0700 directory)."""
+    from secure_aiaas.crypto.keystore import check_permissions, init_keys
+
+    settings = _common.settings()
+    created = init_keys(settings.keys_dir)
+    problems = check_permissions(settings.keys_dir)
+    result = {"keys_dir": str(settings.keys_dir), "created": created, "problems": problems}
+    _common.emit(result, as_json, f"keys in {settings.keys_dir}: created {created or 'nothing'}")
+    if problems:
+        _common.fail("; ".join(problems))
+
+
+@keys_app.command("export-public")
+def keys_export_public(
+    output: Annotated[str | None, typer.Option("-o", "--output", help="file to write")] = None,
+) -> None:
+    """Print (or write) the audit public key in PEM, for offline verification."""
+    from secure_aiaas.crypto.keystore import load_keys, public_key_pem
+
+    pem = public_key_pem(load_keys(_common.settings().keys_dir).audit_public_key)
+    if output:
+        with open(output, "wb") as fh:
+            fh.write(pem)
+    else:
+        sys.stdout.write(pem.decode())
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+) -> None:
+    """Serve the API with uvicorn."""
+    import uvicorn
+
+    from secure_aiaas.api.app import create_app
+    from secure_aiaas.logging import configure_logging
+
+    settings = _common.settings()
+    configure_logging(settings.log.level, json_logs=settings.log.json_logs)
+    uvicorn.run(create_app(settings), host=host or settings.server.host,
+                port=port or settings.server.port, log_config=None, access_log=False,
+                server_header=False, lifespan="on")
+
+
+def main() -> NoReturn:  # pragma: no cover - console entry
+    app()
+    raise SystemExit(0)
+
+
+__all__ = ["app"]

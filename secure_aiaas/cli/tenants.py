@@ -1,0 +1,84 @@
+"""`secure-aiaas tenant ...` and `secure-aiaas apikey ...`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from secure_aiaas.cli._common import JsonOpt, emit, record_admin_action, run_service_call, settings
+
+tenant_app = typer.Typer(help="Tenants (Casbin domains).", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys (shown once, stored only as an HMAC).",
+                         no_args_is_help=True)
+
+
+def _registry():  # type: ignore[no-untyped-def]
+    from secure_aiaas.auth import Registry
+    from secure_aiaas.crypto import load_keys
+
+    cfg = settings()
+    keys = run_service_call(load_keys, cfg.keys_dir)
+    registry = Registry(cfg.resolved_database_url(), keys.apikey_hmac_key)
+    run_service_call(registry.create_schema)
+    return registry
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: str,
+    trust: Annotated[str, typer.Option(help="trusted | sensitive")] = "trusted",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a tenant with a trust level."""
+    tenant = run_service_call(_registry().create_tenant, name, trust)
+    record_admin_action("tenant.create", f"tenant:{name}", {"trust": trust})
+    emit(asdict(tenant), as_json, f"tenant {tenant.name} ({tenant.trust}) created")
+
+
+@tenant_app.command("list")
+def tenant_list(as_json: JsonOpt = False) -> None:
+    """List tenants."""
+    tenants = [asdict(t) for t in _registry().list_tenants()]
+    emit({"tenants": tenants}, as_json,
+         "\n".join(f"{t['name']}\t{t['trust']}\t{t['created_at']}" for t in tenants)
+         or "no tenants")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    tenant: Annotated[str, typer.Option(help="tenant the key acts in")],
+    subject: Annotated[str, typer.Option(help="who holds the key")],
+    role: Annotated[str, typer.Option(help="tenant-admin | user | he-user | auditor | "
+                                           "security-admin")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API key. The key is printed once and cannot be shown again."""
+    api_key, info = run_service_call(_registry().create_api_key, tenant, subject, role)
+    record_admin_action("apikey.create", f"tenant:{tenant}",
+                        {"key_id": info.key_id, "role": role})
+    emit({"api_key": api_key, "key_id": info.key_id, "tenant": tenant, "subject": subject,
+          "role": role}, as_json,
+         f"key_id: {info.key_id}\napi_key: {api_key}\n(store it now: it is not shown again)")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: str, as_json: JsonOpt = False) -> None:
+    """Revoke an API key (effective on the next request, on every replica)."""
+    info = run_service_call(_registry().revoke_api_key, key_id)
+    record_admin_action("apikey.revoke", f"tenant:{info.tenant}", {"key_id": key_id})
+    emit(asdict(info), as_json, f"{key_id} revoked")
+
+
+@apikey_app.command("list")
+def apikey_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List API keys (ids and holders; never the keys)."""
+    keys = [asdict(k) for k in _registry().list_api_keys(tenant)]
+    emit({"api_keys": keys}, as_json,
+         "\n".join(f"{k['key_id']}\t{k['tenant']}\t{k['subject']}\t{k['role']}\t"
+                   f"{'revoked ' + k['revoked_at'] if k['revoked_at'] else 'active'}"
+                   for k in keys) or "no API keys")

@@ -1,0 +1,46 @@
+"""The request spine as plain async code: authenticate → authorize → (handler) → audit.
+
+Routes stay thin: they declare what they touch (object, action) and the pipeline does the
+rest. It knows the concern packages only through their public APIs and holds no state
+another replica would need (tenants, keys, policy and audit live in the shared stores).
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from secure_aiaas.audit import AuditWriter
+from secure_aiaas.auth import Registry
+from secure_aiaas.policy import PolicyEngine
+from secure_aiaas.types import AuditEvent, Decision, Principal
+
+
+class Pipeline:
+    def __init__(self, registry: Registry, policy: PolicyEngine, audit: AuditWriter) -> None:
+        self.registry = registry
+        self.policy = policy
+        self.audit = audit
+
+    async def authenticate(self, api_key: str) -> Principal:
+        """The principal behind ``api_key`` (AuthenticationError otherwise)."""
+        return await anyio.to_thread.run_sync(self.registry.authenticate, api_key)
+
+    def authorize(self, principal: Principal, obj: str, act: str) -> Decision:
+        """The policy's decision; PolicyUnavailableError (→ 503) when none is loaded."""
+        return self.policy.decide(principal, obj, act)
+
+    async def record(self, event: AuditEvent) -> int:
+        """Durably append ``event``; AuditError (→ 503) when it could not be stored."""
+        return await self.audit.append(event)
+
+    def roles_of(self, principal: Principal) -> list[str]:
+        """The key's role plus roles granted to the subject in its tenant by the policy."""
+        roles = [principal.role]
+        loaded = self.policy.loaded
+        if loaded is not None:
+            for line in loaded.source.lines:
+                if line.ptype == "g" and line.fields[0] == principal.subject \
+                        and line.fields[2] in (principal.tenant, "*") \
+                        and line.fields[1] not in roles:
+                    roles.append(line.fields[1])
+        return roles

@@ -1,0 +1,159 @@
+"""Casbin RBAC with domains: decisions with the rule that made them, and hot reload.
+
+The live enforcer is replaced whole, never edited in place: a reload builds and validates a
+new one from the files and swaps the reference, so a request sees either the old policy or
+the new one. An invalid edit is rejected (logged; readiness shows it) and the last good policy
+stays. With no policy loaded, every decision is a deny.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import casbin
+import structlog
+
+from secure_aiaas.errors import PolicyUnavailableError
+from secure_aiaas.policy.loader import (
+    PolicySource,
+    PolicyValidationError,
+    build_enforcer,
+    policy_files,
+    read_policy,
+)
+from secure_aiaas.types import Decision, Principal
+
+log = structlog.get_logger(__name__)
+_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    source: PolicySource
+    enforcer: casbin.Enforcer
+    allow_explainer: casbin.Enforcer
+
+    def rule_origin(self, rule: tuple[str, ...]) -> str | None:
+        for line in self.source.lines:
+            if line.ptype == "p" and line.fields == rule:
+                return line.source
+        return None
+
+
+class PolicyEngine:
+    """The current policy, its decisions, and a watcher that reloads it on edit."""
+
+    def __init__(self, policy_dir: Path, *, model_file: str = "model.conf",
+                 policy_file: str = "policy.csv", reload_interval_s: float = 0.5) -> None:
+        self.policy_dir = policy_dir
+        self._model_file = model_file
+        self._policy_file = policy_file
+        self._interval = reload_interval_s
+        self._current: LoadedPolicy | None = None
+        self._cache: dict[tuple[str, ...], Decision] = {}
+        # Casbin's role manager creates role nodes lazily during enforce(): serialise it.
+        self._lock = threading.Lock()
+        self._stamp: tuple[tuple[str, float, int], ...] = ()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+
+    # -- loading --------------------------------------------------------------------------
+    def _file_stamp(self) -> tuple[tuple[str, float, int], ...]:
+        stamp = []
+        for path in policy_files(self.policy_dir, self._model_file, self._policy_file):
+            try:
+                st = path.stat()
+                stamp.append((path.name, st.st_mtime, st.st_size))
+            except FileNotFoundError:
+                stamp.append((path.name, 0.0, -1))
+        return tuple(stamp)
+
+    def load(self) -> LoadedPolicy:
+        """Load from disk; raises PolicyValidationError and keeps the previous policy."""
+        stamp = self._file_stamp()
+        source = read_policy(self.policy_dir, self._model_file, self._policy_file)
+        loaded = LoadedPolicy(source=source, enforcer=build_enforcer(source),
+                              allow_explainer=build_enforcer(source, explain_allows=True))
+        with self._lock:
+            self._current = loaded
+            self._cache = {}
+        self._stamp = stamp
+        self.last_error = None
+        return loaded
+
+    def reload_if_changed(self) -> bool:
+        """Reload when a policy file changed. Returns True when a new policy went live."""
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp  # don't retry a rejected edit until the files change again
+        previous = self.version
+        try:
+            loaded = self.load()
+        except PolicyValidationError as exc:
+            self.last_error = "; ".join(exc.errors)
+            log.error("policy.reload_rejected", errors=exc.errors, kept_version=previous)
+            return False
+        if loaded.source.version != previous:
+            log.info("policy.reloaded", version=loaded.source.version, previous=previous)
+        return True
+
+    def start_watching(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name="policy-watcher", daemon=True)
+        self._thread.start()
+
+    def stop_watching(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.reload_if_changed()
+            except Exception:  # a watcher that dies silently would freeze the policy
+                log.exception("policy.watch_failed")
+
+    # -- decisions ------------------------------------------------------------------------
+    @property
+    def loaded(self) -> LoadedPolicy | None:
+        return self._current
+
+    @property
+    def version(self) -> str | None:
+        return self._current.source.version if self._current else None
+
+    def decide(self, principal: Principal, obj: str, act: str) -> Decision:
+        return self.decide_for(principal.subject, principal.role, principal.tenant,
+                               principal.trust, obj, act)
+
+    def decide_for(self, subject: str, role: str, tenant: str, trust: str, obj: str,
+                   act: str) -> Decision:
+        """Allow or deny, with the deciding rule. Raises PolicyUnavailableError if unloaded."""
+        current = self._current
+        if current is None:
+            raise PolicyUnavailableError()
+        key = (subject, role, tenant, trust, obj, act)
+        with self._lock:
+            if self._current is not current:  # swapped while we waited: decide on the new one
+                current = self._current
+                assert current is not None
+            cached = self._cache.get(key)
+            if cached is not None:
+                return cached
+            request = (subject, role, tenant, f"trust:{trust}", obj, act)
+            allowed, explain = current.enforcer.enforce_ex(*request)
+            if allowed:
+                _, explain = current.allow_explainer.enforce_ex(*request)
+            rule = tuple(explain) if explain else None
+            decision = Decision(allowed=bool(allowed), rule=rule,
+                                policy_version=current.source.version)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = decision
+            return decision

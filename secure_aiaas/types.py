@@ -1,0 +1,59 @@
+"""Value objects shared across subpackages (no behaviour, no third-party imports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+TrustLevel = Literal["trusted", "sensitive"]
+TRUST_LEVELS: tuple[str, ...] = ("trusted", "sensitive")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: resolved from an API key, never from anything the caller asserts."""
+
+    tenant: str
+    trust: TrustLevel
+    subject: str
+    role: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An authorization outcome with the rule that decided it (None: default deny)."""
+
+    allowed: bool
+    rule: tuple[str, ...] | None
+    policy_version: str
+
+    @property
+    def rule_text(self) -> str:
+        return ", ".join(self.rule) if self.rule else "default-deny"
+
+
+Outcome = Literal["allow", "deny", "unauthenticated", "error"]
+
+
+@dataclass
+class AuditEvent:
+    """One audit record: what happened, never what was in the payload."""
+
+    ts: str
+    request_id: str
+    method: str
+    route: str
+    status: int
+    decision: Outcome
+    latency_ms: float
+    tenant: str | None = None
+    subject: str | None = None
+    key_id: str | None = None
+    role: str | None = None
+    action: str | None = None
+    object: str | None = None
+    rule: str | None = None
+    policy_version: str | None = None
+    # Small, non-personal facts only: model version, entity type counts, ciphertext digests.
+    details: dict[str, object] = field(default_factory=dict)

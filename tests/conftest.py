@@ -1,0 +1,228 @@
+"""Fixtures shared by every test directory: keys, policy copies, stores, a real server.
+
+PostgreSQL and Redis are real services at 127.0.0.1. In CI (CI=true) a test that needs one
+fails when it is absent; locally it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_ADMIN_URL = os.environ.get("SAIAAS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SAIAAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    if IN_CI:
+        pytest.fail(f"{name} at {host}:{port} is required in CI but not reachable")
+    pytest.skip(f"{name} not reachable at {host}:{port} (runs in CI)")
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path) -> Path:
+    from secure_aiaas.crypto import init_keys
+
+    path = tmp_path / "keys"
+    init_keys(path)
+    return path
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Path:
+    """A private copy of the shipped policies/, so a test may edit it."""
+    path = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", path)
+    return path
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import psycopg
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def api_routes(app: object) -> list[object]:
+    """Every route the app serves, flattened through included routers."""
+    from fastapi import routing
+
+    flatten = getattr(routing, "iter_route_contexts", None)
+    routes = app.routes  # type: ignore[attr-defined]
+    if flatten is None:
+        return list(routes)
+    return [ctx.original_route for ctx in flatten(routes)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A real `secure-aiaas serve` process on a loopback port."""
+
+    base_url: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    data_dir: Path
+    keys_dir: Path
+    policy_dir: Path
+    api_keys: dict[str, str] = field(default_factory=dict)
+
+    def client(self, who: str | None = None, **kwargs: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.api_keys[who]}"} if who else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(self.env, *args)
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "secure_aiaas.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def service_env(tmp_path: Path, keys_dir: Path, policy_dir: Path,
+                audit_url: str | None = None, database_url: str | None = None,
+                **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAIAAS_")}
+    env.update({
+        "SAIAAS_ENV": "test",
+        "SAIAAS_DATA_DIR": str(tmp_path / "data"),
+        "SAIAAS_KEYS_DIR": str(keys_dir),
+        "SAIAAS_POLICY_DIR": str(policy_dir),
+        "SAIAAS_LOG__LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    })
+    if audit_url:
+        env["SAIAAS_AUDIT_URL"] = audit_url
+    if database_url:
+        env["SAIAAS_DATABASE_URL"] = database_url
+    env.update(extra)
+    return env
+
+
+def start_server(env: dict[str, str], log_path: Path, *, wait: bool = True) -> Server:
+    port = free_port()
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "secure_aiaas.cli", "serve", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+    )
+    server = Server(base_url=f"http://127.0.0.1:{port}", env=env, process=process,
+                    log_path=log_path, data_dir=Path(env["SAIAAS_DATA_DIR"]),
+                    keys_dir=Path(env["SAIAAS_KEYS_DIR"]),
+                    policy_dir=Path(env["SAIAAS_POLICY_DIR"]))
+    if wait:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}:\n{server.logs()}")
+            try:
+                if httpx.get(server.base_url + "/v2/health/ready", timeout=1).status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        stop_server(server)
+        raise RuntimeError("server did not become ready:\n" + server.logs())
+    return server
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+def provision(env: dict[str, str], tenants: dict[str, str],
+              keys: dict[str, tuple[str, str, str]]) -> dict[str, str]:
+    """Create tenants and API keys through the real registry; returns name → API key."""
+    from secure_aiaas.auth import Registry
+    from secure_aiaas.config import Settings
+    from secure_aiaas.crypto import load_keys
+
+    settings = Settings(data_dir=Path(env["SAIAAS_DATA_DIR"]),
+                        keys_dir=Path(env["SAIAAS_KEYS_DIR"]),
+                        database_url=env.get("SAIAAS_DATABASE_URL"))
+    registry = Registry(settings.resolved_database_url(),
+                        load_keys(settings.keys_dir).apikey_hmac_key)
+    registry.create_schema()
+    existing = {t.name for t in registry.list_tenants()}
+    for name, trust in tenants.items():
+        if name not in existing:
+            registry.create_tenant(name, trust)
+    result = {}
+    for label, (tenant, subject, role) in keys.items():
+        api_key, _ = registry.create_api_key(tenant, subject, role)
+        result[label] = api_key
+    registry.dispose()
+    return result
+
+
+STANDARD_TENANTS = {"acme": "trusted", "medco": "sensitive", "platform": "trusted"}
+STANDARD_KEYS = {
+    "alice": ("acme", "alice", "user"),
+    "acme-admin": ("acme", "carol", "tenant-admin"),
+    "acme-auditor": ("acme", "dave", "auditor"),
+    "medco-user": ("medco", "erin", "user"),
+    "medco-he": ("medco", "frank", "he-user"),
+    "secadmin": ("platform", "sam", "security-admin"),
+}
+
+
+@pytest.fixture
+def server_env(tmp_path: Path, keys_dir: Path, policy_dir: Path) -> dict[str, str]:
+    return service_env(tmp_path, keys_dir, policy_dir)
+
+
+@pytest.fixture
+def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
+    api_keys = provision(server_env, STANDARD_TENANTS, STANDARD_KEYS)
+    srv = start_server(server_env, tmp_path / "server.log")
+    srv.api_keys = api_keys
+    try:
+        yield srv
+    finally:
+        stop_server(srv)

@@ -1,0 +1,229 @@
+"""The audit store on real SQLite and real PostgreSQL: chain, checkpoints, tampering, forks."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from secure_aiaas.audit import SqlAuditStore, verify_chain
+from secure_aiaas.audit.chain import record_hash
+from secure_aiaas.crypto import ServerKeys, load_keys
+from secure_aiaas.crypto.keystore import known_audit_public_keys
+from secure_aiaas.types import AuditEvent
+
+
+def make_event(i: int, tenant: str = "acme") -> AuditEvent:
+    return AuditEvent(ts=f"2026-01-01T00:00:{i % 60:02d}Z", request_id=f"r{i}", method="GET",
+                      route="/v1/whoami", status=200, decision="allow", latency_ms=1.5 + i,
+                      tenant=tenant, subject="alice", key_id="k_1", role="user",
+                      action="read", object="identity", rule="*, *, identity, read, allow",
+                      policy_version="abc", details={"n": i})
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'audit.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlAuditStore]:
+    store = SqlAuditStore(store_url)
+    store.create_schema()
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def keys(keys_dir: Path) -> ServerKeys:
+    return load_keys(keys_dir)
+
+
+def verify(store: SqlAuditStore, keys_dir: Path) -> Any:
+    return verify_chain(store.iter_records(), store.checkpoints(),
+                        known_audit_public_keys(keys_dir))
+
+
+def fill(store: SqlAuditStore, keys: ServerKeys, n: int = 20) -> None:
+    for start in range(0, n, 5):
+        store.append_batch([make_event(i) for i in range(start, min(n, start + 5))])
+    store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, "2026-01-01T00:01:00Z")
+
+
+def exec_sql(store: SqlAuditStore, sql: str, **params: Any) -> None:
+    with store._writer.begin() as conn:  # tests tamper below the store's API on purpose
+        conn.execute(text(sql), params)
+
+
+def row(store: SqlAuditStore, seq: int) -> dict[str, Any]:
+    return next(r for r in store.iter_records() if r["seq"] == seq)
+
+
+def test_chain_links_and_verifies(store: SqlAuditStore, keys: ServerKeys, keys_dir: Path) -> None:
+    fill(store, keys)
+    records = list(store.iter_records())
+    assert [r["seq"] for r in records] == list(range(1, 21))
+    for prev, cur in zip(records, records[1:], strict=False):
+        assert cur["prev_hash"] == prev["hash"]
+        assert record_hash(cur, cur["prev_hash"]) == cur["hash"]
+    report = verify(store, keys_dir)
+    assert report.ok and report.records == 20 and report.checkpoints == 1
+
+
+def test_detects_edited_record(store: SqlAuditStore, keys: ServerKeys, keys_dir: Path) -> None:
+    fill(store, keys)
+    exec_sql(store, "UPDATE audit_events SET decision='deny' WHERE seq=7")
+    report = verify(store, keys_dir)
+    assert (report.damage.kind, report.damage.seq) == ("edited", 7)
+
+
+def test_detects_edited_and_rehashed_record(store: SqlAuditStore, keys: ServerKeys,
+                                            keys_dir: Path) -> None:
+    fill(store, keys)
+    r = row(store, 7)
+    r["status"] = 500
+    exec_sql(store, "UPDATE audit_events SET status=500, hash=:h WHERE seq=7",
+             h=record_hash(r, r["prev_hash"]))
+    report = verify(store, keys_dir)
+    assert (report.damage.kind, report.damage.seq) == ("edited", 7)
+
+
+def test_detects_deleted_record(store: SqlAuditStore, keys: ServerKeys, keys_dir: Path) -> None:
+    fill(store, keys)
+    exec_sql(store, "DELETE FROM audit_events WHERE seq=9")
+    report = verify(store, keys_dir)
+    assert (report.damage.kind, report.damage.seq) == ("deleted", 9)
+
+
+def test_detects_inserted_record(store: SqlAuditStore, keys: ServerKeys, keys_dir: Path) -> None:
+    fill(store, keys)
+    # Make room at seq 11 and forge a self-consistent record there.
+    for seq in range(20, 10, -1):
+        exec_sql(store, "UPDATE audit_events SET seq=:new WHERE seq=:old", new=seq + 1, old=seq)
+    forged = {**row(store, 10), "request_id": "forged", "seq": 11}
+    forged["prev_hash"] = "f" * 64
+    forged["hash"] = record_hash(forged, forged["prev_hash"])
+    columns = ", ".join(forged)
+    exec_sql(store, f"INSERT INTO audit_events ({columns}) VALUES "
+             f"({', '.join(':' + c for c in forged)})", **forged)
+    report = verify(store, keys_dir)
+    assert (report.damage.kind, report.damage.seq) == ("inserted", 11)
+
+
+def test_detects_reordered_records(store: SqlAuditStore, keys: ServerKeys,
+                                   keys_dir: Path) -> None:
+    fill(store, keys)
+    a, b = row(store, 5), row(store, 6)
+    swap_cols = [c for c in a if c != "seq"]
+    for target, source in ((5, b), (6, a)):
+        # Move the unique hashes out of the way first, then write the swapped content.
+        exec_sql(store, "UPDATE audit_events SET hash=:t, prev_hash=:t2 WHERE seq=:s",
+                 t=f"tmp{target}", t2=f"tmpp{target}", s=target)
+    for target, source in ((5, b), (6, a)):
+        sets = ", ".join(f"{c}=:{c}" for c in swap_cols)
+        exec_sql(store, f"UPDATE audit_events SET {sets} WHERE seq=:seq",
+                 **{c: source[c] for c in swap_cols}, seq=target)
+    report = verify(store, keys_dir)
+    assert (report.damage.kind, report.damage.seq) == ("reordered", 5)
+
+
+def test_detects_dropped_tail_against_checkpoint(store: SqlAuditStore, keys: ServerKeys,
+                                                 keys_dir: Path) -> None:
+    fill(store, keys)
+    exec_sql(store, "DELETE FROM audit_events WHERE seq > 17")
+    exec_sql(store, "UPDATE audit_head SET seq=17")
+    report = verify(store, keys_dir)
+    assert report.damage.kind == "truncated" and report.damage.seq == 18
+
+
+def test_detects_forged_checkpoint(store: SqlAuditStore, keys: ServerKeys,
+                                   keys_dir: Path) -> None:
+    fill(store, keys)
+    exec_sql(store, "UPDATE audit_checkpoints SET head_hash=:h", h="0" * 64)
+    assert verify(store, keys_dir).damage.kind == "bad-checkpoint"
+
+
+def test_rewritten_chain_fails_against_signed_checkpoint(
+    store: SqlAuditStore, keys: ServerKeys, keys_dir: Path
+) -> None:
+    fill(store, keys)
+    # Rewrite every record from 3 on with valid links: only the signature can catch it.
+    records = list(store.iter_records())
+    prev = records[1]["hash"]
+    for r in records[2:]:
+        r["subject"] = "someone-else"
+        r["prev_hash"] = prev
+        r["hash"] = record_hash(r, prev)
+        prev = r["hash"]
+    exec_sql(store, "UPDATE audit_events SET hash='x'||seq, prev_hash='y'||seq WHERE seq >= 3")
+    for r in records[2:]:
+        exec_sql(store, "UPDATE audit_events SET subject=:s, prev_hash=:p, hash=:h "
+                 "WHERE seq=:seq", s=r["subject"], p=r["prev_hash"], h=r["hash"], seq=r["seq"])
+    report = verify(store, keys_dir)
+    assert report.damage.kind == "edited" and report.damage.seq == 20
+
+
+def test_checkpoints_are_signed_and_only_for_new_heads(store: SqlAuditStore,
+                                                       keys: ServerKeys) -> None:
+    assert store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, "t") is None
+    store.append_batch([make_event(1)])
+    first = store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, "t")
+    assert first is not None and first.verify(keys.audit_public_key)
+    assert store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, "t") is None
+
+
+def test_concurrent_threads_never_fork_the_chain(store: SqlAuditStore, keys_dir: Path) -> None:
+    errors: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        try:
+            for i in range(25):
+                store.append_batch([make_event(worker * 1000 + i)])
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    report = verify(store, keys_dir)
+    assert report.ok and report.records == 200
+
+
+def _process_writer(url: str, worker: int, count: int) -> None:
+    store = SqlAuditStore(url, timeout_s=10)
+    for i in range(count):
+        store.append_batch([make_event(worker * 1000 + i)])
+    store.dispose()
+
+
+def test_concurrent_processes_never_fork_the_chain(store_url: str, store: SqlAuditStore,
+                                                   keys_dir: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_process_writer, args=(store_url, w, 20)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert all(p.exitcode == 0 for p in procs)
+    report = verify(store, keys_dir)
+    assert report.ok and report.records == 80
+    hashes = [r["prev_hash"] for r in store.iter_records()]
+    assert len(set(hashes)) == len(hashes)  # no two records share a predecessor: no fork
+
+
+def test_records_hold_no_payloads(store: SqlAuditStore) -> None:
+    store.append_batch([make_event(1)])
+    stored = next(store.iter_records())
+    assert set(json.loads(stored["details"])) == {"n"}
