@@ -7,6 +7,7 @@ gets a 503 instead of whatever the handler produced: never a success without a r
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -65,12 +66,10 @@ class AuditContext:
         )
 
 
-def _json_response(status: int, body: dict[str, object], request_id: str) -> list[Message]:
-    import json
-
+def _json_response(status: int, body: dict[str, object]) -> list[Message]:
     payload = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-               (b"x-request-id", request_id.encode())]
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(payload)).encode())]
     return [{"type": "http.response.start", "status": status, "headers": headers},
             {"type": "http.response.body", "body": payload}]
 
@@ -85,93 +84,115 @@ class AuditMiddleware:
         if scope["type"] != "http" or scope["path"].startswith(UNAUDITED_PREFIXES):
             await self.app(scope, receive, send)
             return
-        pipeline: Pipeline = self._pipeline_getter()
-        request_id = uuid.uuid4().hex
-        # The route *template* is recorded once routing matched (see `finish`), never the raw
-        # path: a caller could put personal data into a URL.
-        ctx = AuditContext(request_id=request_id, method=scope["method"], route="unmatched")
-        scope.setdefault("state", {})["audit"] = ctx
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        state = {"replaced": False, "started": False}
-
-        async def finish(status: int) -> bool:
-            """Record the outcome; False when it could not be recorded (caller sends 503)."""
-            matched = scope.get("route")
-            if matched is not None and hasattr(matched, "path"):
-                ctx.route = matched.path
-            ctx.details.setdefault("bytes_in", received["bytes"])
-            event = ctx.to_event(status, (time.perf_counter() - started) * 1000)
-            try:
-                await pipeline.record(event)
-            except AuditError:
-                log.error("audit.record_refused", status=status, route=ctx.route)
-                return False
-            return True
-
-        async def send_audited(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state["started"] = True
-                if not await finish(int(message["status"])):
-                    state["replaced"] = True
-                    for m in _json_response(503, error_body(AuditError.public_message,
-                                                            AuditError.code, request_id),
-                                            request_id):
-                        await send(m)
-                    return
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"x-request-id", request_id.encode())]}
-            elif state["replaced"]:
-                return  # the handler's body is dropped with its status
-            await send(message)
-
-        received = {"bytes": 0}
-
-        async def receive_capped() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                received["bytes"] += len(message.get("body", b""))
-                if received["bytes"] > self._max_body:
-                    raise PayloadTooLargeError()
-            return message
-
-        refusal = self._refuse_early(scope)
-        if refusal is not None:
-            status, body = refusal
-            for m in _json_response(status, error_body(body[0], body[1], request_id),
-                                    request_id):
-                await send_audited(m)
-            return
+        exchange = _AuditedExchange(scope, receive, send, self._pipeline_getter(),
+                                    self._max_body)
+        structlog.contextvars.bind_contextvars(request_id=exchange.ctx.request_id)
         try:
-            await self.app(scope, receive_capped, send_audited)
-        except PayloadTooLargeError:
-            if not state["started"]:
-                for m in _json_response(413, error_body(PayloadTooLargeError.public_message,
-                                                        PayloadTooLargeError.code, request_id),
-                                        request_id):
-                    await send_audited(m)
-        except Exception:
-            log.exception("request.unhandled_error", route=ctx.route)
-            if not state["started"]:
-                for m in _json_response(500, error_body("internal error", "internal_error",
-                                                        request_id), request_id):
-                    await send_audited(m)
+            refusal = _refuse_early(scope, self._max_body)
+            if refusal is not None:
+                await exchange.respond(*refusal)
+                return
+            try:
+                await self.app(scope, exchange.receive, exchange.send)
+            except PayloadTooLargeError:
+                if not exchange.started:
+                    await exchange.respond(413, PayloadTooLargeError.public_message,
+                                           PayloadTooLargeError.code)
+            except Exception:
+                log.exception("request.unhandled_error", route=exchange.ctx.route)
+                if not exchange.started:
+                    await exchange.respond(500, "internal error", "internal_error")
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
 
-    def _refuse_early(self, scope: Scope) -> tuple[int, tuple[str, str]] | None:
-        query = scope.get("query_string", b"").decode("latin-1")
-        if query:
-            for name, value in parse_qsl(query, keep_blank_values=True):
-                if name.lower() in CREDENTIAL_PARAMS or value.startswith("saiaas_"):
-                    return 400, ("credentials in the query string are refused; use the "
-                                 "Authorization header", "credentials_in_query")
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    if int(value) > self._max_body:
-                        return 413, (PayloadTooLargeError.public_message,
-                                     PayloadTooLargeError.code)
-                except ValueError:
-                    return 400, ("invalid Content-Length", "invalid_input")
-        return None
+
+class _AuditedExchange:
+    """One request/response pair, whose response waits for its audit record."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, pipeline: Pipeline,
+                 max_body: int) -> None:
+        self._scope = scope
+        self._receive = receive
+        self._send = send
+        self._pipeline = pipeline
+        self._max_body = max_body
+        self._started_at = time.perf_counter()
+        self._bytes_in = 0
+        self._replaced = False
+        self.started = False
+        # The route *template* is recorded once routing matched, never the raw path: a
+        # caller could put personal data into a URL.
+        self.ctx = AuditContext(request_id=uuid.uuid4().hex, method=scope["method"],
+                                route="unmatched")
+        scope.setdefault("state", {})["audit"] = self.ctx
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._bytes_in += len(message.get("body", b""))
+            if self._bytes_in > self._max_body:
+                raise PayloadTooLargeError()
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            if not await self._record(int(message["status"])):
+                self._replaced = True
+                await self._send_json(503, AuditError.public_message, AuditError.code)
+                return
+            message = {**message, "headers": [*message.get("headers", []), self._id_header()]}
+        elif self._replaced:
+            return  # the handler's body is dropped with its status
+        await self._send(message)
+
+    async def respond(self, status: int, message: str, code: str) -> None:
+        """Answer without calling the app (still audited like any response)."""
+        start, body = _json_response(status, error_body(message, code, self.ctx.request_id))
+        await self.send(start)
+        await self.send(body)
+
+    async def _send_json(self, status: int, message: str, code: str) -> None:
+        start, body = _json_response(status, error_body(message, code, self.ctx.request_id))
+        start["headers"].append(self._id_header())
+        await self._send(start)
+        await self._send(body)
+
+    def _id_header(self) -> tuple[bytes, bytes]:
+        return (b"x-request-id", self.ctx.request_id.encode())
+
+    async def _record(self, status: int) -> bool:
+        """Durably record the outcome; False when it could not be recorded."""
+        ctx = self.ctx
+        matched = self._scope.get("route")
+        if matched is not None and hasattr(matched, "path"):
+            ctx.route = matched.path
+        ctx.details.setdefault("bytes_in", self._bytes_in)
+        event = ctx.to_event(status, (time.perf_counter() - self._started_at) * 1000)
+        try:
+            await self._pipeline.record(event)
+        except AuditError:
+            log.error("audit.record_refused", status=status, route=ctx.route)
+            return False
+        log.info("request.completed", method=ctx.method, route=ctx.route, status=status,
+                 decision=event.decision, latency_ms=round(event.latency_ms, 2))
+        return True
+
+
+def _refuse_early(scope: Scope, max_body: int) -> tuple[int, str, str] | None:
+    """Requests refused before any handler runs: keys in URLs, declared oversize bodies."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    if query:
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            if name.lower() in CREDENTIAL_PARAMS or value.startswith("saiaas_"):
+                return (400, "credentials in the query string are refused; use the "
+                        "Authorization header", "credentials_in_query")
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                return 400, "invalid Content-Length", "invalid_input"
+            if declared > max_body:
+                return 413, PayloadTooLargeError.public_message, PayloadTooLargeError.code
+    return None
