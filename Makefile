@@ -31,7 +31,7 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python -m pytest benchmarks --benchmark-enable -p no:cacheprovider
+	$(BIN)/python -m pytest benchmarks --benchmark-enable -p no:cacheprovider -o testpaths=benchmarks -o python_files="bench_*.py" $(BENCH)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 
 def normalise_url(url: str) -> str:
@@ -48,7 +47,6 @@ def make_engine(url: str, *, timeout_s: float = 2.0, immediate: bool = False) ->
         engine = create_engine(
             sa_url,
             connect_args={"timeout": timeout_s, "check_same_thread": False},
-            poolclass=NullPool if immediate else None,
         )
         _configure_sqlite(engine, timeout_s=timeout_s, immediate=immediate)
         return engine
