@@ -23,6 +23,7 @@ keys: install
 
 prepare: keys
 	$(BIN)/secure-aiaas audit init
+	$(BIN)/secure-aiaas models ensure
 
 serve: prepare
 	$(BIN)/secure-aiaas serve --host $(HOST) --port $(PORT)

@@ -47,6 +47,19 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
 
 
+class InferenceSettings(BaseModel):
+    # "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+    device: str = "auto"
+    # Served models ("name" or "name:version"); empty: every registered model, latest version.
+    models: list[str] = Field(default_factory=list)
+    max_batch_size: int = Field(default=64, gt=0)
+    # How long a batch may wait for more requests; 0 (the default, as Triton's) batches
+    # whatever queued while the previous forward pass ran.
+    max_delay_s: float = Field(default=0.0, ge=0)
+    max_queue_size: int = Field(default=1024, gt=0)
+    num_threads: int | None = Field(default=None, gt=0)
+
+
 class LogSettings(BaseModel):
     level: str = "INFO"
     json_logs: bool = True
@@ -69,6 +82,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     # The tamper-evident audit store. Default: embedded SQLite under the data dir.
     audit_url: str | None = None
+    # Where the model registry lives (default: the data dir; models under <dir>/models/).
+    models_dir: Path | None = None
     # Shared cache for rate limits across replicas (unset: in-process limits).
     redis_url: str | None = None
 
@@ -76,6 +91,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     audit: AuditSettings = AuditSettings()
     server: ServerSettings = ServerSettings()
+    inference: InferenceSettings = InferenceSettings()
     log: LogSettings = LogSettings()
 
     @field_validator("database_url", "audit_url", "redis_url", mode="before")
@@ -85,6 +101,9 @@ class Settings(BaseSettings):
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
+
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.data_dir
 
     def resolved_audit_url(self) -> str:
         return self.audit_url or f"sqlite:///{(self.data_dir / 'audit.db').resolve()}"

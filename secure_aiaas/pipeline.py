@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import anyio
 
+from typing import TYPE_CHECKING
+
 from secure_aiaas.audit import AuditWriter
 from secure_aiaas.auth import Registry
+from secure_aiaas.errors import OverloadedError
 from secure_aiaas.policy import PolicyEngine
 from secure_aiaas.types import AuditEvent, Decision, Principal
+
+if TYPE_CHECKING:
+    from secure_aiaas.inference import ModelPool
 
 
 class Pipeline:
@@ -20,6 +26,14 @@ class Pipeline:
         self.registry = registry
         self.policy = policy
         self.audit = audit
+        # Capabilities plugged in by the lifespan (None: not served by this process).
+        self.models: ModelPool | None = None
+
+    def model_pool(self) -> ModelPool:
+        """The plaintext model pool; 503 while it is not loaded."""
+        if self.models is None or not self.models.ready:
+            raise OverloadedError("models are not loaded yet", retry_after=5)
+        return self.models
 
     async def authenticate(self, api_key: str) -> Principal:
         """The principal behind ``api_key`` (AuthenticationError otherwise)."""
@@ -32,6 +46,14 @@ class Pipeline:
     async def record(self, event: AuditEvent) -> int:
         """Durably append ``event``; AuditError (→ 503) when it could not be stored."""
         return await self.audit.append(event)
+
+    @staticmethod
+    def count_tokens(served: object, texts: list[str]) -> int:
+        """Tokens the model saw (OpenAI's `usage`); 0 for models without a tokenizer."""
+        tokenizer = getattr(getattr(served, "predictor", None), "tokenizer", None)
+        if tokenizer is None:
+            return 0
+        return sum(len(encoding.ids) for encoding in tokenizer.encode_batch(texts))
 
     def roles_of(self, principal: Principal) -> list[str]:
         """The key's role plus roles granted to the subject in its tenant by the policy."""

@@ -226,3 +226,34 @@ def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def trained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The three built-in models, trained once per session (read-only for servers)."""
+    from secure_aiaas.training import BUILTIN_MODELS, train
+
+    data_dir = tmp_path_factory.mktemp("models")
+    for name in BUILTIN_MODELS:
+        train(name, data_dir, version="1", progress=False)
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def model_server(tmp_path_factory: pytest.TempPathFactory,
+                 trained_models_dir: Path) -> Iterator[Server]:
+    """A real server with the built-in models loaded (one per test module)."""
+    from secure_aiaas.crypto import init_keys
+
+    tmp = tmp_path_factory.mktemp("model-server")
+    init_keys(tmp / "keys")
+    shutil.copytree(REPO / "policies", tmp / "policies")
+    env = service_env(tmp, tmp / "keys", tmp / "policies",
+                      SAIAAS_MODELS_DIR=str(trained_models_dir))
+    api_keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
+    srv = start_server(env, tmp / "server.log")
+    srv.api_keys = api_keys
+    try:
+        yield srv
+    finally:
+        stop_server(srv)

@@ -16,12 +16,13 @@ from fastapi import FastAPI
 from secure_aiaas import __version__
 from secure_aiaas.api.errors import install_error_handlers
 from secure_aiaas.api.middleware import AuditMiddleware
-from secure_aiaas.api.routes import admin, health, identity
+from secure_aiaas.api.routes import admin, health, identity, infer, openai
 from secure_aiaas.audit import AuditWriter, SqlAuditStore
 from secure_aiaas.auth import Registry
 from secure_aiaas.config import Settings
 from secure_aiaas.crypto import load_keys
 from secure_aiaas.errors import ConfigurationError
+from secure_aiaas.inference import BatchingConfig, ModelPool, ModelRegistry
 from secure_aiaas.pipeline import Pipeline
 from secure_aiaas.policy import PolicyEngine, PolicyValidationError
 
@@ -51,6 +52,18 @@ def build_pipeline(settings: Settings) -> Pipeline:
     return Pipeline(registry=registry, policy=policy, audit=writer)
 
 
+def build_model_pool(settings: Settings) -> ModelPool:
+    cfg = settings.inference
+    return ModelPool(
+        ModelRegistry(settings.resolved_models_dir()),
+        models=cfg.models or None,
+        device=None if cfg.device == "auto" else cfg.device,
+        batching=BatchingConfig(max_batch_size=cfg.max_batch_size, max_delay_s=cfg.max_delay_s,
+                                max_queue_size=cfg.max_queue_size),
+        num_threads=cfg.num_threads,
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,10 +71,17 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pipeline = pipeline
         pipeline.audit.start()
         pipeline.policy.start_watching()
-        log.info("service.started", policy_version=pipeline.policy.version)
+        pipeline.models = build_model_pool(settings)
+        app.state.readiness_probes["models"] = lambda: bool(
+            pipeline.models and pipeline.models.ready)
+        await pipeline.models.start()
+        log.info("service.started", policy_version=pipeline.policy.version,
+                 models=[m.id for m in pipeline.models.manifests()],
+                 model_failures=sorted(pipeline.models.failures))
         try:
             yield
         finally:
+            await pipeline.models.close()
             pipeline.policy.stop_watching()
             pipeline.audit.close()  # drains appends and signs a final checkpoint
             pipeline.audit.store.dispose()
@@ -75,6 +95,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(identity.router)
     app.include_router(admin.router)
+    app.include_router(infer.router)
+    app.include_router(openai.router)
     app.add_middleware(AuditMiddleware, pipeline_getter=lambda: app.state.pipeline,
                        max_body_bytes=settings.server.max_body_bytes)
     return app

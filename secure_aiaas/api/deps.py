@@ -6,14 +6,18 @@ route-table test. ``obj`` may name path parameters: ``authorize("model:{name}", 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from secure_aiaas.api.middleware import AuditContext
-from secure_aiaas.errors import AuthenticationError, AuthorizationError
+from secure_aiaas.errors import AuthenticationError, AuthorizationError, InputError
 from secure_aiaas.pipeline import Pipeline
 from secure_aiaas.types import Principal
+
+
+_OBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def get_pipeline(request: Request) -> Pipeline:
@@ -36,21 +40,52 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+async def _gate(request: Request, obj_of: Any, act: str) -> Principal:
+    pipeline = get_pipeline(request)
+    ctx = audit_context(request)
+    ctx.action = act
+    principal = await pipeline.authenticate(bearer_token(request))
+    ctx.principal = principal
+    ctx.object = await obj_of(request)
+    decision = pipeline.authorize(principal, ctx.object, act)
+    ctx.decision = decision
+    if not decision.allowed:
+        raise AuthorizationError()
+    return principal
+
+
 def authorize(obj: str, act: str) -> Any:
     """A dependency that authenticates the caller and enforces (obj, act) for it."""
 
+    async def object_from_path(request: Request) -> str:
+        return obj.format(**request.path_params)
+
     async def dependency(request: Request) -> Principal:
-        pipeline = get_pipeline(request)
-        ctx = audit_context(request)
-        ctx.object = obj.format(**request.path_params)
-        ctx.action = act
-        principal = await pipeline.authenticate(bearer_token(request))
-        ctx.principal = principal
-        decision = pipeline.authorize(principal, ctx.object, act)
-        ctx.decision = decision
-        if not decision.allowed:
-            raise AuthorizationError()
-        return principal
+        return await _gate(request, object_from_path, act)
+
+    dependency.__authorization__ = (obj, act)  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+def authorize_body(obj: str, field: str, act: str) -> Any:
+    """Like `authorize`, for routes naming their object in a JSON body field.
+
+    ``authorize_body("model:{}", "model", "infer")`` reads ``body["model"]`` (after the caller
+    is authenticated: an anonymous caller's body is never parsed).
+    """
+
+    async def object_from_body(request: Request) -> str:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise InputError("body: not valid JSON") from None
+        value = body.get(field) if isinstance(body, dict) else None
+        if not isinstance(value, str) or not _OBJECT_NAME.match(value):
+            raise InputError(f"{field}: expected a model name")
+        return obj.format(value)
+
+    async def dependency(request: Request) -> Principal:
+        return await _gate(request, object_from_body, act)
 
     dependency.__authorization__ = (obj, act)  # type: ignore[attr-defined]
     return Depends(dependency)

@@ -1,0 +1,183 @@
+"""``secure-aiaas models list|show|register|remove|train``.
+
+Every command takes ``--data-dir`` (env ``SAIAAS_DATA_DIR``, default ``data``) and ``--json``
+(print exactly one JSON object on stdout; errors become ``{"error", "detail"}`` with exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from secure_aiaas.errors import ServiceError
+
+app = typer.Typer(help="Manage models in the registry.", no_args_is_help=True)
+
+DataDir = Annotated[
+    Path,
+    typer.Option("--data-dir", envvar=["SAIAAS_MODELS_DIR", "SAIAAS_DATA_DIR"],
+                 help="Data directory (models/ inside)."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+VersionOpt = Annotated[str | None, typer.Option("--version", "-v", help="Default: the latest.")]
+
+
+def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
+    typer.echo(json.dumps(payload, sort_keys=True) if as_json else text)
+
+
+def _fail(as_json: bool, exc: ServiceError) -> NoReturn:
+    if as_json:
+        typer.echo(json.dumps({"error": exc.code, "detail": exc.public_message}))
+    else:
+        typer.echo(f"error: {exc.public_message}", err=True)
+    raise typer.Exit(1)
+
+
+def _registry(data_dir: Path) -> Any:
+    from secure_aiaas.inference.registry import ModelRegistry
+
+    return ModelRegistry(data_dir)
+
+
+@app.command("list")
+def list_models(data_dir: DataDir = Path("data"), as_json: JsonFlag = False) -> None:
+    """List every registered model version."""
+    manifests = _registry(data_dir).list()
+    rows = [m.summary() for m in manifests]
+    lines = [f"{'NAME':<20} {'VERSION':<8} {'TASK':<22} {'HE':<4} TEST ACCURACY"]
+    for m in manifests:
+        accuracy = m.metrics.get("test_accuracy")
+        shown = f"{accuracy:.4f}" if accuracy is not None else "-"
+        he = "yes" if m.he_compatible else "no"
+        lines.append(f"{m.name:<20} {m.version:<8} {m.task:<22} {he:<4} {shown}")
+    _emit(as_json, {"models": rows}, "\n".join(lines) if rows else "no models registered")
+
+
+@app.command("show")
+def show(
+    name: str,
+    version: VersionOpt = None,
+    data_dir: DataDir = Path("data"),
+    as_json: JsonFlag = False,
+    verify: Annotated[bool, typer.Option(help="Also check the SHA-256 of every file.")] = False,
+) -> None:
+    """Show a model's manifest."""
+    from secure_aiaas.inference.registry import manifest_json
+
+    registry = _registry(data_dir)
+    try:
+        manifest = registry.verify(name, version) if verify else registry.show(name, version)
+    except ServiceError as exc:
+        _fail(as_json, exc)
+    payload = manifest_json(manifest)
+    payload["path"] = str(registry.path(name, manifest.version))
+    if verify:
+        payload["verified"] = True
+    _emit(as_json, payload, json.dumps(payload, indent=2))
+
+
+@app.command("register")
+def register(
+    manifest_file: Annotated[Path, typer.Option("--manifest", exists=True, dir_okay=False)],
+    weights: Annotated[Path, typer.Option("--weights", exists=True, dir_okay=False)],
+    asset: Annotated[
+        list[str] | None,
+        typer.Option("--asset", help="NAME=PATH of an extra file the model reads (repeatable)."),
+    ] = None,
+    curve: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
+    overwrite: bool = False,
+    data_dir: DataDir = Path("data"),
+    as_json: JsonFlag = False,
+) -> None:
+    """Register a model from a manifest and a safetensors or TorchScript file."""
+    from secure_aiaas.errors import InputError
+
+    try:
+        try:
+            raw = json.loads(manifest_file.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError("manifest: not valid JSON") from exc
+        assets: dict[str, Path] = {}
+        for entry in asset or []:
+            target, sep, source = entry.partition("=")
+            if not sep or not Path(source).is_file():
+                raise InputError("--asset: expected NAME=PATH of an existing file")
+            assets[target] = Path(source)
+        manifest = _registry(data_dir).register(
+            raw, weights, assets=assets, curve=curve, overwrite=overwrite
+        )
+    except ServiceError as exc:
+        _fail(as_json, exc)
+    _emit(
+        as_json,
+        {"registered": manifest.summary(), "weights_sha256": manifest.weights_sha256},
+        f"registered {manifest.id} (sha256 {manifest.weights_sha256})",
+    )
+
+
+@app.command("remove")
+def remove(
+    name: str,
+    version: Annotated[str | None, typer.Option("--version", "-v", help="Default: all.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    data_dir: DataDir = Path("data"),
+    as_json: JsonFlag = False,
+) -> None:
+    """Remove one version of a model, or all of them."""
+    registry = _registry(data_dir)
+    try:
+        registry.resolve(name, version)  # NotFoundError before asking anything
+        if not yes:
+            what = f"{name} version {version}" if version else f"every version of {name}"
+            typer.confirm(f"Remove {what}?", abort=True)
+        removed = registry.remove(name, version)
+    except ServiceError as exc:
+        _fail(as_json, exc)
+    _emit(
+        as_json,
+        {"removed": {"name": name, "versions": removed}},
+        f"removed {name} versions {', '.join(removed)}",
+    )
+
+
+@app.command("train")
+def train(
+    name: Annotated[str, typer.Argument(help="digits-mlp | breast-cancer-lr | text-embed")],
+    version: Annotated[str | None, typer.Option("--version", "-v", help="Default: next.")] = None,
+    overwrite: bool = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    data_dir: DataDir = Path("data"),
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a built-in model (data ships with the packages; nothing is downloaded)."""
+    from secure_aiaas.inference.registry import ModelRegistry
+    from secure_aiaas.training import train as train_model
+
+    try:
+        manifest = train_model(
+            name, data_dir, version=version, progress=progress, overwrite=overwrite
+        )
+    except ServiceError as exc:
+        _fail(as_json, exc)
+    directory = ModelRegistry(data_dir).path(manifest.name, manifest.version)
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in manifest.metrics.items())
+    _emit(
+        as_json,
+        {"trained": manifest.summary(), "path": str(directory)},
+        f"trained {manifest.id} -> {directory}\n{metrics}",
+    )
+
+
+@app.command("ensure")
+def ensure(data_dir: DataDir = Path("data"), as_json: JsonFlag = False) -> None:
+    """Train the small built-in models that are not registered yet (first `make serve`)."""
+    from secure_aiaas.training import ensure_builtin_models
+
+    trained = ensure_builtin_models(data_dir, progress=not as_json)
+    _emit(as_json, {"trained": [m.id for m in trained]},
+          "trained " + ", ".join(m.id for m in trained) if trained
+          else "built-in models already registered")

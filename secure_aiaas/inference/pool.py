@@ -1,0 +1,176 @@
+"""The served models: loaded, warmed up and batched at startup; readiness waits for them.
+
+The lifespan builds one `ModelPool`, ``await pool.start()``, and hands it to the pipeline;
+``pool.ready`` backs ``/ready``; ``await pool.close()`` at shutdown drains the batchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from secure_aiaas.errors import ConfigurationError, NotFoundError, ServiceError
+from secure_aiaas.inference.batcher import BatcherStats, BatchRecord, DynamicBatcher, Outputs
+from secure_aiaas.inference.manifest import Manifest
+from secure_aiaas.inference.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    from secure_aiaas.inference.predictor import Predictor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """Batching knobs for one model (`DynamicBatcher` documents them)."""
+
+    max_batch_size: int = 64
+    max_delay_s: float = 0.0
+    max_queue_size: int = 1024
+
+
+class ServedModel:
+    """One loaded model version behind its batcher."""
+
+    def __init__(self, predictor: Predictor, batcher: DynamicBatcher) -> None:
+        self.manifest: Manifest = predictor.manifest
+        self.predictor = predictor
+        self.batcher = batcher
+
+    async def infer(self, item: Any) -> Outputs:
+        """Named outputs for one request (a numpy batch, or a list of strings for text).
+
+        A request larger than the batcher's ``max_batch_size`` is split into chunks that are
+        queued together (each counts against the queue bound) and joined back in order.
+        """
+        size = self.batcher.max_batch_size
+        rows = self.predictor.rows(item)
+        if rows <= size:
+            return await self.batcher.submit(item)
+        parts = await asyncio.gather(
+            *(self.batcher.submit(item[start : start + size]) for start in range(0, rows, size))
+        )
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+class ModelPool:
+    """Loads models from a registry, warms them up, and serves them through batchers.
+
+    Args:
+        registry: where models live.
+        models: ``"name"`` (latest version) or ``"name:version"`` entries; None serves the
+            latest version of every registered model.
+        device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        batching: default batching knobs; ``overrides`` per model name.
+        num_threads: torch intra-op threads (None: `configure_torch_threads` default).
+        on_batch: metrics hook called after every batch of every model.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        models: Sequence[str] | None = None,
+        device: str | None = None,
+        batching: BatchingConfig | None = None,
+        overrides: Mapping[str, BatchingConfig] | None = None,
+        num_threads: int | None = None,
+        on_batch: Callable[[BatchRecord], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self._wanted = list(models) if models is not None else None
+        self._device = device
+        self._batching = batching or BatchingConfig()
+        self._overrides = dict(overrides or {})
+        self._num_threads = num_threads
+        self._on_batch = on_batch
+        self._served: dict[str, dict[str, ServedModel]] = {}
+        self.failures: dict[str, str] = {}
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        """True once every requested model is loaded and warm (and none failed)."""
+        return self._ready
+
+    async def start(self, *, strict: bool = False) -> None:
+        """Load, verify, warm up and batch every model, off the event loop.
+
+        A model that fails verification or loading is not served and keeps the pool
+        not-ready (fail closed). With ``strict`` the first failure raises instead.
+        """
+        from secure_aiaas.inference.device import configure_torch_threads, select_device
+
+        configure_torch_threads(self._num_threads)
+        device = select_device(self._device)
+        for name, version in self._targets():
+            key = f"{name}:{version or 'latest'}"
+            try:
+                predictor = await asyncio.to_thread(
+                    self.registry.load, name, version, device=device
+                )
+                config = self._overrides.get(predictor.manifest.name, self._batching)
+                await asyncio.to_thread(predictor.warmup, config.max_batch_size)
+            except (ServiceError, ValueError, RuntimeError, OSError) as exc:
+                message = exc.public_message if isinstance(exc, ServiceError) else "failed to load"
+                self.failures[key] = message
+                logger.error("inference.model_failed model=%s error=%s", key, type(exc).__name__)
+                if strict:
+                    raise ConfigurationError(f"model {key}: {message}") from exc
+                continue
+            batcher = DynamicBatcher(
+                predictor,
+                max_batch_size=config.max_batch_size,
+                max_delay_s=config.max_delay_s,
+                max_queue_size=config.max_queue_size,
+                on_batch=self._on_batch,
+            )
+            batcher.start()
+            manifest = predictor.manifest
+            self._served.setdefault(manifest.name, {})[manifest.version] = ServedModel(
+                predictor, batcher
+            )
+            logger.info("inference.model_loaded model=%s device=%s", manifest.id, device)
+        self._ready = not self.failures
+
+    def _targets(self) -> list[tuple[str, str | None]]:
+        if self._wanted is None:
+            return [(name, None) for name in self.registry.names()]
+        targets: list[tuple[str, str | None]] = []
+        for entry in self._wanted:
+            name, _, version = entry.partition(":")
+            targets.append((name, version or None))
+        return targets
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        """The served model (latest loaded version unless given); NotFoundError otherwise."""
+        versions = self._served.get(name)
+        if not versions:
+            raise NotFoundError("model not found")
+        if version is None:
+            from secure_aiaas.inference.manifest import version_key
+
+            return versions[max(versions, key=version_key)]
+        if version not in versions:
+            raise NotFoundError("model version not found")
+        return versions[version]
+
+    def manifests(self) -> list[Manifest]:
+        """Every served model version (for ``/v1/models`` and v2 metadata)."""
+        return [m.manifest for versions in self._served.values() for m in versions.values()]
+
+    def stats(self) -> list[BatcherStats]:
+        return [m.batcher.stats() for versions in self._served.values() for m in versions.values()]
+
+    async def close(self) -> None:
+        """Drain every batcher and stop its thread; the pool is not ready afterwards."""
+        self._ready = False
+        for versions in self._served.values():
+            for served in versions.values():
+                await served.batcher.close()
+        self._served.clear()

@@ -1,0 +1,12 @@
+"""training: trains the built-in models (incl. the HE-friendly ones) into the registry.
+
+``train(name, data_dir)`` for ``secure-aiaas models train NAME``;
+``ensure_builtin_models(data_dir)`` for the first ``make serve``. Torch, scikit-learn and
+matplotlib load only when a model is actually trained.
+"""
+
+from __future__ import annotations
+
+from secure_aiaas.training.builtin import BUILTIN_MODELS, SMALL_MODELS, ensure_builtin_models, train
+
+__all__ = ["BUILTIN_MODELS", "SMALL_MODELS", "ensure_builtin_models", "train"]
