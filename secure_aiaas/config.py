@@ -60,6 +60,19 @@ class InferenceSettings(BaseModel):
     num_threads: int | None = Field(default=None, gt=0)
 
 
+class HESettings(BaseModel):
+    enabled: bool = True
+    # Evaluation worker processes (default: one per core).
+    workers: int | None = Field(default=None, gt=0)
+    # Uploaded public contexts expire after this long (the SDK re-uploads transparently).
+    context_ttl_s: float = Field(default=24 * 3600, gt=0)
+    max_contexts: int = Field(default=256, gt=0)
+    max_context_bytes: int = Field(default=16 << 20, gt=0)
+    # Largest body any /v1/he/ route accepts (batched requests: 4,096 samples ≈ 23 MB);
+    # each route applies its model's exact cap below this.
+    max_body_bytes: int = Field(default=48 << 20, gt=0)
+
+
 class LogSettings(BaseModel):
     level: str = "INFO"
     json_logs: bool = True
@@ -92,6 +105,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     server: ServerSettings = ServerSettings()
     inference: InferenceSettings = InferenceSettings()
+    he: HESettings = HESettings()
     log: LogSettings = LogSettings()
 
     @field_validator("database_url", "audit_url", "redis_url", mode="before")

@@ -18,6 +18,7 @@ from secure_aiaas.policy import PolicyEngine
 from secure_aiaas.types import AuditEvent, Decision, Principal
 
 if TYPE_CHECKING:
+    from secure_aiaas.he import HEPool
     from secure_aiaas.inference import ModelPool
 
 
@@ -28,6 +29,8 @@ class Pipeline:
         self.audit = audit
         # Capabilities plugged in by the lifespan (None: not served by this process).
         self.models: ModelPool | None = None
+        self.he: HEPool | None = None
+        self.he_context_ttl_s: float = 0.0
 
     def model_pool(self) -> ModelPool:
         """The plaintext model pool; 503 while it is not loaded."""
@@ -46,6 +49,12 @@ class Pipeline:
     async def record(self, event: AuditEvent) -> int:
         """Durably append ``event``; AuditError (→ 503) when it could not be stored."""
         return await self.audit.append(event)
+
+    def he_pool(self) -> HEPool:
+        """The encrypted-inference pool; 503 while it is not running."""
+        if self.he is None:
+            raise OverloadedError("encrypted inference is not available", retry_after=5)
+        return self.he
 
     @staticmethod
     def count_tokens(served: object, texts: list[str]) -> int:

@@ -6,9 +6,10 @@ the audit store cannot be initialised: a service that cannot authorize or record
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import FastAPI
@@ -16,13 +17,16 @@ from fastapi import FastAPI
 from secure_aiaas import __version__
 from secure_aiaas.api.errors import install_error_handlers
 from secure_aiaas.api.middleware import AuditMiddleware
-from secure_aiaas.api.routes import admin, health, identity, infer, openai
+from secure_aiaas.api.routes import admin, he, health, identity, infer, openai
 from secure_aiaas.audit import AuditWriter, SqlAuditStore
 from secure_aiaas.auth import Registry
 from secure_aiaas.config import Settings
 from secure_aiaas.crypto import load_keys
-from secure_aiaas.errors import ConfigurationError
+from secure_aiaas.errors import ConfigurationError, ServiceError
 from secure_aiaas.inference import BatchingConfig, ModelPool, ModelRegistry
+
+if TYPE_CHECKING:
+    from secure_aiaas.he import HEPool
 from secure_aiaas.pipeline import Pipeline
 from secure_aiaas.policy import PolicyEngine, PolicyValidationError
 
@@ -64,6 +68,30 @@ def build_model_pool(settings: Settings) -> ModelPool:
     )
 
 
+def build_he_pool(settings: Settings, models: ModelPool) -> HEPool:
+    """Start the HE workers and publish a plan for every served HE-compatible model."""
+    from secure_aiaas.he import HELimits, HEPool, compile_model
+    from secure_aiaas.training import calibration_inputs
+
+    cfg = settings.he
+    pool = HEPool(store_dir=settings.data_dir / "he", workers=cfg.workers,
+                  limits=HELimits(max_context_bytes=cfg.max_context_bytes,
+                                  max_contexts=cfg.max_contexts))
+    pool.start()
+    for manifest in models.manifests():
+        if not manifest.he_compatible:
+            continue
+        module = models.registry.load(manifest.name, manifest.version, device="cpu").module
+        calibration = calibration_inputs(manifest.training.get("dataset"))
+        try:
+            pool.add_model(compile_model(module, manifest.name, calibration=calibration))
+        except ServiceError as exc:
+            log.error("he.model_refused", model=manifest.id, reason=exc.public_message)
+            continue
+        log.info("he.model_published", model=manifest.id)
+    return pool
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +103,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.readiness_probes["models"] = lambda: bool(
             pipeline.models and pipeline.models.ready)
         await pipeline.models.start()
+        if settings.he.enabled:
+            pipeline.he = await asyncio.to_thread(build_he_pool, settings, pipeline.models)
+            pipeline.he_context_ttl_s = settings.he.context_ttl_s
         log.info("service.started", policy_version=pipeline.policy.version,
                  models=[m.id for m in pipeline.models.manifests()],
                  model_failures=sorted(pipeline.models.failures))
@@ -82,6 +113,8 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await pipeline.models.close()
+            if pipeline.he is not None:
+                await asyncio.to_thread(pipeline.he.close)
             pipeline.policy.stop_watching()
             pipeline.audit.close()  # drains appends and signs a final checkpoint
             pipeline.audit.store.dispose()
@@ -97,6 +130,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(infer.router)
     app.include_router(openai.router)
+    app.include_router(he.router)
     app.add_middleware(AuditMiddleware, pipeline_getter=lambda: app.state.pipeline,
-                       max_body_bytes=settings.server.max_body_bytes)
+                       max_body_bytes=settings.server.max_body_bytes,
+                       large_body_prefixes={"/v1/he/": settings.he.max_body_bytes})
     return app

@@ -75,20 +75,30 @@ def _json_response(status: int, body: dict[str, object]) -> list[Message]:
 
 
 class AuditMiddleware:
-    def __init__(self, app: ASGIApp, *, pipeline_getter: Any, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, pipeline_getter: Any, max_body_bytes: int,
+                 large_body_prefixes: dict[str, int] | None = None) -> None:
         self.app = app
         self._pipeline_getter = pipeline_getter
         self._max_body = max_body_bytes
+        # Routes whose bodies are legitimately bigger (ciphertexts, keys); each such route
+        # applies its own exact cap below this one.
+        self._large = dict(large_body_prefixes or {})
+
+    def _cap(self, path: str) -> int:
+        for prefix, cap in self._large.items():
+            if path.startswith(prefix):
+                return cap
+        return self._max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(UNAUDITED_PREFIXES):
             await self.app(scope, receive, send)
             return
-        exchange = _AuditedExchange(scope, receive, send, self._pipeline_getter(),
-                                    self._max_body)
+        cap = self._cap(scope["path"])
+        exchange = _AuditedExchange(scope, receive, send, self._pipeline_getter(), cap)
         structlog.contextvars.bind_contextvars(request_id=exchange.ctx.request_id)
         try:
-            refusal = _refuse_early(scope, self._max_body)
+            refusal = _refuse_early(scope, cap)
             if refusal is not None:
                 await exchange.respond(*refusal)
                 return

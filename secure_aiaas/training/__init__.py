@@ -7,6 +7,13 @@ matplotlib load only when a model is actually trained.
 
 from __future__ import annotations
 
-from secure_aiaas.training.builtin import BUILTIN_MODELS, SMALL_MODELS, ensure_builtin_models, train
+from secure_aiaas.training.builtin import (
+    BUILTIN_MODELS,
+    SMALL_MODELS,
+    calibration_inputs,
+    ensure_builtin_models,
+    train,
+)
 
-__all__ = ["BUILTIN_MODELS", "SMALL_MODELS", "ensure_builtin_models", "train"]
+__all__ = ["BUILTIN_MODELS", "SMALL_MODELS", "calibration_inputs", "ensure_builtin_models",
+           "train"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
+
 from secure_aiaas.errors import NotFoundError
 from secure_aiaas.inference.manifest import Manifest
 from secure_aiaas.inference.registry import ModelRegistry
@@ -62,3 +64,19 @@ def ensure_builtin_models(
     return [
         train(name, data_dir, progress=progress) for name in names if not registry.versions(name)
     ]
+
+
+def calibration_inputs(dataset: str | None, *, rows: int = 512) -> np.ndarray | None:
+    """Raw training inputs of a built-in dataset, for sizing a model's HE plan.
+
+    The HE compiler needs representative inputs to choose its scale headroom. For the built-in
+    models they are the (public, shipped) training split, regenerated deterministically; other
+    models get None and the compiler's conservative default bound.
+    """
+    from secure_aiaas.training.tabular import cancer_splits, digits_splits
+
+    splits = {"sklearn.datasets.load_digits": digits_splits,
+              "sklearn.datasets.load_breast_cancer": cancer_splits}.get(dataset or "")
+    if splits is None:
+        return None
+    return splits()["train"][0][:rows]

@@ -1,0 +1,127 @@
+"""The auditor API: search the trail, download signed exports, fetch the public key.
+
+Scope comes from the policy, not from the request: every route passes the
+``authorize("audit:own", "read")`` gate (an auditor's own tenant), and asking for another
+tenant (``audit:tenant:<T>``) or for every tenant (``audit:all``) is a second policy decision
+that replaces the first in the request's audit record. A refused cross-tenant request gets
+403 and nothing else, and is recorded as a denial naming the tenant it asked for.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
+
+from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize
+from secure_aiaas.api.middleware import AuditContext
+from secure_aiaas.audit import utc_now
+from secure_aiaas.audit.export import ExportRequest, archive, export_range
+from secure_aiaas.audit.query import EventFilter, query_events
+from secure_aiaas.crypto.keystore import public_key_pem
+from secure_aiaas.errors import AuthorizationError
+from secure_aiaas.pipeline import Pipeline
+from secure_aiaas.types import Principal
+
+router = APIRouter(tags=["audit"])
+Gate = Annotated[Principal, authorize("audit:own", "read")]
+
+
+def _scope(pipeline: Pipeline, ctx: AuditContext, principal: Principal,
+           tenant: str | None) -> str | None:
+    """The tenant the caller may read (None: every tenant), as the policy decides."""
+    if tenant == principal.tenant:
+        return tenant
+    obj = "audit:all" if tenant is None else f"audit:tenant:{tenant}"
+    decision = pipeline.authorize(principal, obj, "read")
+    if tenant is None and not decision.allowed:
+        return principal.tenant  # no tenant asked for: one's own, as the gate allowed
+    ctx.object, ctx.decision = obj, decision
+    if not decision.allowed:
+        raise AuthorizationError()
+    return tenant
+
+
+@router.get("/v1/audit/events")
+async def list_events(
+    principal: Gate,
+    pipeline: PipelineDep,
+    ctx: AuditDep,
+    tenant: str | None = None,
+    subject: str | None = None,
+    action: str | None = None,
+    decision: Literal["allow", "deny", "unauthenticated", "error"] | None = None,
+    model: str | None = None,
+    status: int | None = None,
+    since: Annotated[str | None, Query(max_length=40)] = None,
+    until: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Audit records matching the filters, oldest first, one page per call."""
+    scope = _scope(pipeline, ctx, principal, tenant)
+    flt = EventFilter(tenant=scope, subject=subject, action=action, decision=decision,
+                      model=model, status=status, since=since, until=until)
+    records, next_cursor = await anyio.to_thread.run_sync(
+        lambda: query_events(pipeline.audit.store, flt, cursor=cursor, limit=limit))
+    ctx.details["returned"] = len(records)
+    return {"tenant": scope, "records": records, "next_cursor": next_cursor}
+
+
+class ExportBody(BaseModel):
+    since: str | None = Field(default=None, max_length=40)
+    until: str | None = Field(default=None, max_length=40)
+    tenant: str | None = Field(default=None, max_length=128)
+    format: Literal["jsonl", "csv"] = "jsonl"
+
+
+@router.post("/v1/audit/exports")
+async def create_export(
+    body: ExportBody, principal: Gate, pipeline: PipelineDep, ctx: AuditDep
+) -> FileResponse:
+    """A signed export of a range (records + manifest + signature) as a .tar.gz archive."""
+    scope = _scope(pipeline, ctx, principal, body.tenant)
+    workdir = Path(tempfile.mkdtemp(prefix="saiaas-export-"))
+    writer = pipeline.audit
+    request = ExportRequest(since=body.since, until=body.until, tenant=scope, fmt=body.format)
+
+    def build() -> tuple[Path, dict[str, Any]]:
+        manifest = export_range(writer.store, workdir / "export", request,
+                                signing_key=writer.signing_key, key_id=writer.key_id,
+                                created_at=utc_now())
+        return archive(workdir / "export", workdir / "audit-export.tar.gz"), manifest
+
+    try:
+        path, manifest = await anyio.to_thread.run_sync(build)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    # The export is itself audited: what range left the service, and which manifest.
+    ctx.details["export"] = {"tenant": scope, "count": manifest["count"],
+                             "first_seq": manifest["first_seq"],
+                             "last_seq": manifest["last_seq"],
+                             "manifest_sha256": manifest["manifest_sha256"]}
+    return FileResponse(path, media_type="application/gzip", filename="audit-export.tar.gz",
+                        headers={"X-Manifest-SHA256": manifest["manifest_sha256"]},
+                        background=BackgroundTask(shutil.rmtree, workdir, True))
+
+
+@router.get("/v1/audit/public-key")
+async def public_key(
+    _principal: Annotated[Principal, authorize("audit:public-key", "read")],
+    pipeline: PipelineDep,
+) -> dict[str, Any]:
+    """The audit signing key's public half (and retired ones), for offline verification."""
+    writer = pipeline.audit
+    keys = writer.public_keys()
+    entries = [{"key_id": key_id, "current": key_id == writer.key_id,
+                "pem": public_key_pem(key).decode()} for key_id, key in sorted(keys.items())]
+    return {"algorithm": "Ed25519", "current_key_id": writer.key_id, "keys": entries,
+            "pem_bundle": "".join(e["pem"] for e in entries)}

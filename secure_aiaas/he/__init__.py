@@ -1,0 +1,32 @@
+"""he: server-side CKKS evaluation of compiled model plans (TenSEAL's SEAL API).
+
+Public API (the HTTP layer uses only these)::
+
+    compile_model(model, name, calibration=...) -> CompiledModel   # needs torch (registration)
+    HEPlan.to_json() / HEPlan.from_json()                           # GET /v1/he/models/{name}
+    HEPool(store_dir=..., workers=None, limits=HELimits())          # start() / close()
+    await pool.register_context(model, body, owner=...) -> context_id
+    pool.delete_context(context_id, owner=...)
+    await pool.infer(model, body, owner=...) -> response bytes
+    request_cap(plan, limits), HELimits.max_context_bytes          # cap bodies before reading
+
+Errors: `PayloadTooLargeError` (413), `CiphertextError` (422), `NotFoundError` (404),
+`OverloadedError` (503), `InputError` (422, refused model at compile time).
+"""
+
+from __future__ import annotations
+
+from secure_aiaas.he.plan import BatchedPacking, CompiledModel, HEPlan, SinglePacking, compile_model
+from secure_aiaas.he.pool import HELimits, HEPool, ciphertext_cap, request_cap
+
+__all__ = [
+    "BatchedPacking",
+    "CompiledModel",
+    "HELimits",
+    "HEPlan",
+    "HEPool",
+    "SinglePacking",
+    "ciphertext_cap",
+    "compile_model",
+    "request_cap",
+]

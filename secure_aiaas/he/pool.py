@@ -1,0 +1,329 @@
+"""Process pool for HE evaluation: workers hold loaded contexts and encoded weights.
+
+Everything native (SEAL loading untrusted keys and ciphertexts, evaluation) runs in worker
+processes, never on the event loop and never in the server process, so a native crash costs one
+pool, which is replaced; the request that was running gets `CiphertextError`, and the other
+requests are retried once on the new pool.
+
+Lifecycle (the lifespan)::
+
+    pool = HEPool(store_dir=settings.data_dir / "he-contexts")
+    await asyncio.to_thread(pool.start)            # blocks ~1-2 s: spawns one worker per core
+    pool.add_model(compile_model(model, "digits-mlp", calibration=x_train))
+    plan_json = pool.plan("digits-mlp").to_json()  # GET /v1/he/models/{name}
+    cid = await pool.register_context("digits-mlp", body, owner=principal_id)
+    reply = await pool.infer("digits-mlp", body, owner=principal_id)
+    pool.delete_context(cid, owner=principal_id)
+    await asyncio.to_thread(pool.close)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import resource
+import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from secure_aiaas.crypto.he_wire import (
+    InferenceResponse,
+    decode_public_context,
+    decode_request,
+    encode_response,
+)
+from secure_aiaas.errors import (
+    CiphertextError,
+    NotFoundError,
+    OverloadedError,
+    PayloadTooLargeError,
+)
+from secure_aiaas.he.plan import CompiledModel, HEPlan
+
+
+@dataclass(frozen=True)
+class HELimits:
+    """Bounds applied before any parsing (the HTTP layer should cap bodies with them too)."""
+
+    max_context_bytes: int = 16 << 20  # digits-mlp: 11.7 MB of seed-compressed keys
+    max_samples_single: int = 64  # single packing: ciphertexts per request
+    max_contexts: int = 256
+    worker_memory_bytes: int = 3 << 30  # RLIMIT_AS per worker: a bomb fails in the worker
+    contexts_per_worker: int = 8
+    max_pending: int = 32  # queued + running calls; beyond it callers get 503, not a backlog
+
+
+def ciphertext_cap(plan: HEPlan) -> int:
+    """Largest legitimate serialized ciphertext for the plan: two uncompressed polynomials."""
+    params = plan.ckks
+    data_primes = len(params.coeff_mod_bit_sizes) - 1
+    return 2 * params.poly_modulus_degree * data_primes * 8 + 4096
+
+
+def request_cap(plan: HEPlan, limits: HELimits) -> int:
+    """Largest legitimate request body for the plan (cap the HTTP body with this)."""
+    per_ct = ciphertext_cap(plan) + 64
+    count = max(plan.batched.input_ciphertexts, limits.max_samples_single if plan.single else 0)
+    return count * per_ct + 1024
+
+
+# --------------------------------------------------------------------------- worker side
+_MODELS: dict[str, Any] = {}
+_CONTEXTS: Any = None
+
+
+def _init_worker(memory_bytes: int, contexts: int) -> None:
+    global _CONTEXTS
+    from secure_aiaas.he.evaluator import LRU
+
+    if memory_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    _CONTEXTS = LRU(contexts)
+
+
+def _encoded(fingerprint: str, model_path: str) -> Any:
+    """The model's encoded weights, loaded once per worker from the server's own store."""
+    from secure_aiaas.he.evaluator import EncodedModel
+
+    model = _MODELS.get(fingerprint)
+    if model is None:
+        # Written by `HEPool.add_model` into the private store: trusted, unlike request bytes.
+        compiled = pickle.loads(Path(model_path).read_bytes())
+        model = _MODELS[fingerprint] = EncodedModel.build(compiled)
+    return model
+
+
+def _load_context(plan: HEPlan, path: str, limit: int) -> Any:
+    from secure_aiaas.he.evaluator import load_public_context
+
+    data = Path(path).read_bytes()
+    return load_public_context(decode_public_context(data, max_bytes=limit), plan)
+
+
+def _task_validate(plan: HEPlan, path: str, limit: int) -> int:
+    """Load the uploaded keys once in a worker: SEAL checks them against the plan's context."""
+    keys = _load_context(plan, path, limit)
+    return int(keys.nbytes)
+
+
+def _task_infer(
+    plan: HEPlan,
+    model_path: str,
+    context_id: str,
+    path: str,
+    limit: int,
+    packing: str,
+    n_samples: int,
+    blobs: tuple[bytes, ...],
+) -> list[bytes]:
+    from secure_aiaas.he.evaluator import run_request
+
+    keys = _CONTEXTS.fetch(context_id)
+    if keys is None:  # first request for this context in this worker: load once, keep
+        keys = _load_context(plan, path, limit)
+        _CONTEXTS.put(context_id, keys)
+    model = _encoded(plan.fingerprint, model_path)
+    return run_request(model, keys, packing, n_samples, blobs, ciphertext_cap(plan))
+
+
+def _task_warm() -> int:
+    import tenseal.sealapi  # noqa: F401 - import cost paid at start, not on the first request
+
+    return os.getpid()
+
+
+# --------------------------------------------------------------------------- server side
+@dataclass(frozen=True)
+class ContextRecord:
+    context_id: str
+    model: str
+    fingerprint: str
+    owner: str
+    path: Path
+    nbytes: int
+
+
+class HEPool:
+    """Worker processes plus the registry of models and tenants' public contexts."""
+
+    def __init__(
+        self, *, store_dir: Path, workers: int | None = None, limits: HELimits | None = None
+    ) -> None:
+        self.limits = limits or HELimits()
+        self.workers = workers or max(1, len(os.sched_getaffinity(0)))
+        self.store_dir = Path(store_dir)
+        self._models: dict[str, CompiledModel] = {}
+        self._contexts: dict[str, ContextRecord] = {}
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.replacements = 0  # how many times a crashed pool was replaced (metrics, tests)
+        self._pending = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=get_context("spawn"),  # no fork of a threaded server process
+            initializer=_init_worker,
+            initargs=(self.limits.worker_memory_bytes, self.limits.contexts_per_worker),
+        )
+
+    def start(self) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._lock:
+            if self._executor is None:
+                self._executor = self._new_executor()
+            executor = self._executor
+        for future in [executor.submit(_task_warm) for _ in range(self.workers)]:
+            future.result()
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ models
+    def add_model(self, compiled: CompiledModel) -> None:
+        """Publish a compiled model; workers load its weights once, by fingerprint."""
+        self.store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._model_path(compiled.plan)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(compiled))
+        tmp.replace(path)
+        self._models[compiled.plan.model] = compiled
+
+    def _model_path(self, plan: HEPlan) -> Path:
+        return self.store_dir / f"model-{plan.fingerprint}.pkl"
+
+    def plan(self, model: str) -> HEPlan:
+        """The published plan (``GET /v1/he/models/{name}``); `NotFoundError` if absent."""
+        compiled = self._models.get(model)
+        if compiled is None:
+            raise NotFoundError("model has no HE plan")
+        return compiled.plan
+
+    def _compiled(self, model: str) -> CompiledModel:
+        self.plan(model)
+        return self._models[model]
+
+    # ------------------------------------------------------------------ calls
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> tuple[Future[Any], Any]:
+        with self._lock:
+            if self._executor is None:
+                raise OverloadedError("HE pool not running")
+            executor = self._executor
+        return executor.submit(fn, *args), executor
+
+    def _replace(self, broken: Any) -> None:
+        with self._lock:
+            if self._executor is broken:
+                self._executor = self._new_executor()
+                self.replacements += 1
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` in a worker; a worker crash -> pool replaced, one retry, then 422.
+
+        Raises `OverloadedError` (503) when `max_pending` calls are already queued or running.
+        """
+        with self._lock:
+            if self._pending >= self.limits.max_pending:
+                raise OverloadedError("HE evaluation queue full")
+            self._pending += 1
+        try:
+            for attempt in (1, 2):
+                future, executor = self._submit(fn, *args)
+                try:
+                    return await asyncio.wrap_future(future)
+                except BrokenProcessPool as exc:
+                    # Also breaks innocent requests running alongside: they get one retry on
+                    # the new pool; input that crashes a worker twice is refused.
+                    self._replace(executor)
+                    if attempt == 2:
+                        raise CiphertextError("input crashed an evaluation worker") from exc
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    def call_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`call` for synchronous callers (tests, CLI); never use it on the event loop."""
+        return asyncio.run(self.call(fn, *args))
+
+    # ------------------------------------------------------------------ contexts
+    async def register_context(self, model: str, data: bytes, *, owner: str) -> str:
+        """Validate a public context for `model` and store it; returns the context id.
+
+        Raises `PayloadTooLargeError` (413) over `max_context_bytes`, `CiphertextError` (422)
+        for a secret key, other parameters than the plan, missing/extra Galois keys or bytes
+        SEAL rejects, `NotFoundError` (404) for an unknown model.
+        """
+        compiled = self._compiled(model)
+        limit = self.limits.max_context_bytes
+        if len(data) > limit:
+            raise PayloadTooLargeError("context too large")
+        decode_public_context(data, max_bytes=limit)  # pure-Python checks before SEAL sees it
+        if len(self._contexts) >= self.limits.max_contexts:
+            raise OverloadedError("too many registered contexts")
+        context_id = secrets.token_urlsafe(16)
+        path = self.store_dir / f"{context_id}.ctx"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            nbytes = await self.call(_task_validate, compiled.plan, str(path), limit)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        self._contexts[context_id] = ContextRecord(
+            context_id, model, compiled.plan.fingerprint, owner, path, nbytes
+        )
+        return context_id
+
+    def _record(self, context_id: str, owner: str) -> ContextRecord:
+        record = self._contexts.get(context_id)
+        # Another tenant's context id reads as unknown: existence is not disclosed.
+        if record is None or record.owner != owner:
+            raise NotFoundError("unknown context")
+        return record
+
+    def delete_context(self, context_id: str, *, owner: str) -> None:
+        record = self._record(context_id, owner)
+        del self._contexts[context_id]
+        record.path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ inference
+    async def infer(self, model: str, body: bytes, *, owner: str) -> bytes:
+        """Evaluate one request frame (see `crypto.he_wire`); returns the response frame."""
+        compiled = self._compiled(model)
+        request = decode_request(
+            body,
+            max_body=request_cap(compiled.plan, self.limits),
+            max_ciphertexts=max(
+                compiled.plan.batched.input_ciphertexts, self.limits.max_samples_single
+            ),
+            max_ciphertext_bytes=ciphertext_cap(compiled.plan),
+        )
+        record = self._record(request.context_id, owner)
+        if record.model != model or record.fingerprint != compiled.plan.fingerprint:
+            raise CiphertextError("context was registered for another model or plan version")
+        blobs = await self.call(
+            _task_infer,
+            compiled.plan,
+            str(self._model_path(compiled.plan)),
+            record.context_id,
+            str(record.path),
+            self.limits.max_context_bytes,
+            request.packing,
+            request.n_samples,
+            request.ciphertexts,
+        )
+        return encode_response(InferenceResponse(request.packing, request.n_samples, tuple(blobs)))

@@ -1,0 +1,1 @@
+"""Real-TenSEAL tests of the HE engine (he/, crypto/he_*, sdk/)."""
