@@ -70,8 +70,9 @@ def _v2_body(inputs: Any, name: str) -> dict[str, Any]:
     return {"inputs": [{"name": name, "shape": list(arr.shape), "datatype": dtype, "data": data}]}
 
 
-def _v2_output(body: dict[str, Any]) -> np.ndarray:
-    out = body["outputs"][0]
+def _v2_output(body: dict[str, Any], name: str | None) -> np.ndarray:
+    outputs = body["outputs"]
+    out = next((o for o in outputs if o["name"] == name), outputs[0]) if name else outputs[0]
     return np.asarray(out["data"]).reshape(out["shape"])
 
 
@@ -89,11 +90,24 @@ class Client:
         self._http = httpx.Client(
             base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
         )
+        self._input_names: dict[str, str] = {}
 
-    def infer(self, model: str, inputs: Any, *, input_name: str = "input-0") -> np.ndarray:
+    def metadata(self, model: str) -> dict[str, Any]:
+        """The model's v2 metadata: versions, input and output names, shapes, datatypes."""
+        response = self._http.get(f"/v2/models/{model}")
+        _raise_for(response)
+        return dict(response.json())
+
+    def infer(self, model: str, inputs: Any, *, input_name: str | None = None,
+              output: str | None = None) -> np.ndarray:
+        """One output of the model (default: its first, e.g. logits) for a batch of rows."""
+        if input_name is None:
+            if model not in self._input_names:
+                self._input_names[model] = self.metadata(model)["inputs"][0]["name"]
+            input_name = self._input_names[model]
         response = self._http.post(f"/v2/models/{model}/infer", json=_v2_body(inputs, input_name))
         _raise_for(response)
-        return _v2_output(response.json())
+        return _v2_output(response.json(), output)
 
     def embeddings(self, texts: list[str], model: str) -> list[list[float]]:
         response = self._http.post("/v1/embeddings", json={"input": texts, "model": model})
