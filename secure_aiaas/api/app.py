@@ -70,13 +70,18 @@ def build_model_pool(settings: Settings) -> ModelPool:
 
 def build_he_pool(settings: Settings, models: ModelPool) -> HEPool:
     """Start the HE workers and publish a plan for every served HE-compatible model."""
-    from secure_aiaas.he import HELimits, HEPool, compile_model
+    from secure_aiaas.he import HELimits, HEPool, SqlContextStore, compile_model
     from secure_aiaas.training import calibration_inputs
 
     cfg = settings.he
+    contexts = SqlContextStore(settings.resolved_database_url(),
+                               timeout_s=settings.audit.write_timeout_s)
+    contexts.create_schema()
     pool = HEPool(store_dir=settings.data_dir / "he", workers=cfg.workers,
                   limits=HELimits(max_context_bytes=cfg.max_context_bytes,
-                                  max_contexts=cfg.max_contexts))
+                                  max_contexts=cfg.max_contexts),
+                  contexts=contexts, data_key=load_keys(settings.keys_dir).data_key,
+                  context_ttl_s=cfg.context_ttl_s)
     pool.start()
     for manifest in models.manifests():
         if not manifest.he_compatible:

@@ -9,6 +9,7 @@ Public API (the HTTP layer uses only these)::
     pool.delete_context(context_id, owner=...)
     await pool.infer(model, body, owner=...) -> response bytes
     request_cap(plan, limits), HELimits.max_context_bytes          # cap bodies before reading
+    SqlContextStore(url)   # contexts shared by replicas, sealed under the data key, expiring
 
 Errors: `PayloadTooLargeError` (413), `CiphertextError` (422), `NotFoundError` (404),
 `OverloadedError` (503), `InputError` (422, refused model at compile time).
@@ -16,11 +17,15 @@ Errors: `PayloadTooLargeError` (413), `CiphertextError` (422), `NotFoundError` (
 
 from __future__ import annotations
 
+from secure_aiaas.he.contexts import ContextRecord, MemoryContextStore, SqlContextStore
 from secure_aiaas.he.plan import BatchedPacking, CompiledModel, HEPlan, SinglePacking, compile_model
 from secure_aiaas.he.pool import HELimits, HEPool, ciphertext_cap, request_cap
 
 __all__ = [
     "BatchedPacking",
+    "ContextRecord",
+    "MemoryContextStore",
+    "SqlContextStore",
     "CompiledModel",
     "HELimits",
     "HEPlan",

@@ -25,6 +25,7 @@ import pickle
 import resource
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -39,12 +40,14 @@ from secure_aiaas.crypto.he_wire import (
     decode_request,
     encode_response,
 )
+from secure_aiaas.crypto.sealing import open_sealed, seal
 from secure_aiaas.errors import (
     CiphertextError,
     NotFoundError,
     OverloadedError,
     PayloadTooLargeError,
 )
+from secure_aiaas.he.contexts import ContextRecord, ContextStore, MemoryContextStore
 from secure_aiaas.he.plan import CompiledModel, HEPlan
 
 
@@ -77,15 +80,17 @@ def request_cap(plan: HEPlan, limits: HELimits) -> int:
 # --------------------------------------------------------------------------- worker side
 _MODELS: dict[str, Any] = {}
 _CONTEXTS: Any = None
+_DATA_KEY = b""
 
 
-def _init_worker(memory_bytes: int, contexts: int) -> None:
-    global _CONTEXTS
+def _init_worker(memory_bytes: int, contexts: int, data_key: bytes) -> None:
+    global _CONTEXTS, _DATA_KEY
     from secure_aiaas.he.evaluator import LRU
 
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     _CONTEXTS = LRU(contexts)
+    _DATA_KEY = data_key
 
 
 def _encoded(fingerprint: str, model_path: str) -> Any:
@@ -100,16 +105,17 @@ def _encoded(fingerprint: str, model_path: str) -> Any:
     return model
 
 
-def _load_context(plan: HEPlan, path: str, limit: int) -> Any:
+def _load_context(plan: HEPlan, path: str, limit: int, context_id: str) -> Any:
     from secure_aiaas.he.evaluator import load_public_context
 
-    data = Path(path).read_bytes()
+    # Contexts are sealed at rest (AES-GCM, bound to their id); opened only in the worker.
+    data = open_sealed(_DATA_KEY, Path(path).read_bytes(), context_id.encode())
     return load_public_context(decode_public_context(data, max_bytes=limit), plan)
 
 
-def _task_validate(plan: HEPlan, path: str, limit: int) -> int:
+def _task_validate(plan: HEPlan, path: str, limit: int, context_id: str) -> int:
     """Load the uploaded keys once in a worker: SEAL checks them against the plan's context."""
-    keys = _load_context(plan, path, limit)
+    keys = _load_context(plan, path, limit, context_id)
     return int(keys.nbytes)
 
 
@@ -127,7 +133,7 @@ def _task_infer(
 
     keys = _CONTEXTS.fetch(context_id)
     if keys is None:  # first request for this context in this worker: load once, keep
-        keys = _load_context(plan, path, limit)
+        keys = _load_context(plan, path, limit, context_id)
         _CONTEXTS.put(context_id, keys)
     model = _encoded(plan.fingerprint, model_path)
     return run_request(model, keys, packing, n_samples, blobs, ciphertext_cap(plan))
@@ -140,27 +146,34 @@ def _task_warm() -> int:
 
 
 # --------------------------------------------------------------------------- server side
-@dataclass(frozen=True)
-class ContextRecord:
-    context_id: str
-    model: str
-    fingerprint: str
-    owner: str
-    path: Path
-    nbytes: int
-
-
 class HEPool:
     """Worker processes plus the registry of models and tenants' public contexts."""
 
     def __init__(
-        self, *, store_dir: Path, workers: int | None = None, limits: HELimits | None = None
+        self,
+        *,
+        store_dir: Path,
+        workers: int | None = None,
+        limits: HELimits | None = None,
+        contexts: ContextStore | None = None,
+        data_key: bytes | None = None,
+        context_ttl_s: float = 24 * 3600,
     ) -> None:
+        """
+        Args:
+            store_dir: this process's private working directory (compiled models, and a cache
+                of sealed contexts fetched from `contexts`); nothing in it is needed by others.
+            contexts: where registered contexts live (shared by replicas); default: in memory.
+            data_key: AES-256 key sealing contexts at rest; default: a key for this process.
+            context_ttl_s: how long a registered context stays usable.
+        """
         self.limits = limits or HELimits()
         self.workers = workers or max(1, len(os.sched_getaffinity(0)))
         self.store_dir = Path(store_dir)
         self._models: dict[str, CompiledModel] = {}
-        self._contexts: dict[str, ContextRecord] = {}
+        self._contexts: ContextStore = contexts if contexts is not None else MemoryContextStore()
+        self._data_key = data_key or secrets.token_bytes(32)
+        self.context_ttl_s = context_ttl_s
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self.replacements = 0  # how many times a crashed pool was replaced (metrics, tests)
@@ -172,7 +185,8 @@ class HEPool:
             max_workers=self.workers,
             mp_context=get_context("spawn"),  # no fork of a threaded server process
             initializer=_init_worker,
-            initargs=(self.limits.worker_memory_bytes, self.limits.contexts_per_worker),
+            initargs=(self.limits.worker_memory_bytes, self.limits.contexts_per_worker,
+                      self._data_key),
         )
 
     def start(self) -> None:
@@ -259,8 +273,24 @@ class HEPool:
         return asyncio.run(self.call(fn, *args))
 
     # ------------------------------------------------------------------ contexts
+    def _cache_path(self, context_id: str) -> Path:
+        return self.store_dir / f"ctx-{context_id}.sealed"
+
+    def _write_cache(self, context_id: str, sealed: bytes) -> Path:
+        path = self._cache_path(context_id)
+        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(sealed)
+        tmp.replace(path)
+        return path
+
+    def _purge_expired(self) -> None:
+        for context_id in self._contexts.purge_expired():
+            self._cache_path(context_id).unlink(missing_ok=True)
+
     async def register_context(self, model: str, data: bytes, *, owner: str) -> str:
-        """Validate a public context for `model` and store it; returns the context id.
+        """Validate a public context for `model` and store it (sealed); returns its id.
 
         Raises `PayloadTooLargeError` (413) over `max_context_bytes`, `CiphertextError` (422)
         for a secret key, other parameters than the plan, missing/extra Galois keys or bytes
@@ -271,21 +301,20 @@ class HEPool:
         if len(data) > limit:
             raise PayloadTooLargeError("context too large")
         decode_public_context(data, max_bytes=limit)  # pure-Python checks before SEAL sees it
-        if len(self._contexts) >= self.limits.max_contexts:
+        await asyncio.to_thread(self._purge_expired)
+        if await asyncio.to_thread(self._contexts.count) >= self.limits.max_contexts:
             raise OverloadedError("too many registered contexts")
         context_id = secrets.token_urlsafe(16)
-        path = self.store_dir / f"{context_id}.ctx"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        sealed = seal(self._data_key, data, context_id.encode())
+        path = self._write_cache(context_id, sealed)
         try:
-            nbytes = await self.call(_task_validate, compiled.plan, str(path), limit)
+            nbytes = await self.call(_task_validate, compiled.plan, str(path), limit, context_id)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        self._contexts[context_id] = ContextRecord(
-            context_id, model, compiled.plan.fingerprint, owner, path, nbytes
-        )
+        record = ContextRecord(context_id, model, compiled.plan.fingerprint, owner, nbytes,
+                               time.time() + self.context_ttl_s)
+        await asyncio.to_thread(self._contexts.put, record, sealed)
         return context_id
 
     def _record(self, context_id: str, owner: str) -> ContextRecord:
@@ -296,9 +325,19 @@ class HEPool:
         return record
 
     def delete_context(self, context_id: str, *, owner: str) -> None:
-        record = self._record(context_id, owner)
-        del self._contexts[context_id]
-        record.path.unlink(missing_ok=True)
+        self._record(context_id, owner)
+        self._contexts.delete(context_id)
+        self._cache_path(context_id).unlink(missing_ok=True)
+
+    def _local_copy(self, record: ContextRecord) -> Path:
+        """The sealed context on this replica's disk, fetched from the shared store once."""
+        path = self._cache_path(record.context_id)
+        if not path.exists():
+            sealed = self._contexts.sealed_blob(record.context_id)
+            if sealed is None:
+                raise NotFoundError("unknown context")
+            path = self._write_cache(record.context_id, sealed)
+        return path
 
     # ------------------------------------------------------------------ inference
     async def infer(self, model: str, body: bytes, *, owner: str) -> bytes:
@@ -312,15 +351,16 @@ class HEPool:
             ),
             max_ciphertext_bytes=ciphertext_cap(compiled.plan),
         )
-        record = self._record(request.context_id, owner)
+        record = await asyncio.to_thread(self._record, request.context_id, owner)
         if record.model != model or record.fingerprint != compiled.plan.fingerprint:
             raise CiphertextError("context was registered for another model or plan version")
+        path = await asyncio.to_thread(self._local_copy, record)
         blobs = await self.call(
             _task_infer,
             compiled.plan,
             str(self._model_path(compiled.plan)),
             record.context_id,
-            str(record.path),
+            str(path),
             self.limits.max_context_bytes,
             request.packing,
             request.n_samples,

@@ -121,7 +121,8 @@ async def public_key(
     """The audit signing key's public half (and retired ones), for offline verification."""
     writer = pipeline.audit
     keys = writer.public_keys()
-    entries = [{"key_id": key_id, "current": key_id == writer.key_id,
-                "pem": public_key_pem(key).decode()} for key_id, key in sorted(keys.items())]
+    pems = {key_id: public_key_pem(key).decode() for key_id, key in sorted(keys.items())}
+    entries = [{"key_id": key_id, "current": key_id == writer.key_id, "pem": pem}
+               for key_id, pem in pems.items()]
     return {"algorithm": "Ed25519", "current_key_id": writer.key_id, "keys": entries,
-            "pem_bundle": "".join(e["pem"] for e in entries)}
+            "pem_bundle": "".join(pems.values())}

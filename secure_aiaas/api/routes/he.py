@@ -9,6 +9,7 @@ start).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Annotated, Any
 
@@ -81,7 +82,8 @@ async def delete_context(
     pipeline: PipelineDep, audit: AuditDep,
 ) -> Response:
     """Delete one of the caller's contexts."""
-    pipeline.he_pool().delete_context(context_id, owner=owner_of(principal))
+    await asyncio.to_thread(pipeline.he_pool().delete_context, context_id,
+                            owner=owner_of(principal))
     audit.details.update(he={"context_id": context_id})
     return Response(status_code=204)
 
