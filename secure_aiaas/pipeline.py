@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import anyio
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from secure_aiaas.audit import AuditWriter
 from secure_aiaas.auth import Registry
-from secure_aiaas.errors import OverloadedError
+from secure_aiaas.errors import OverloadedError, PrivacyError
 from secure_aiaas.policy import PolicyEngine
 from secure_aiaas.types import AuditEvent, Decision, Principal
 
 if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
     from secure_aiaas.inference import ModelPool
+    from secure_aiaas.privacy import Scrubber, ScrubResult, TenantKeys
 
 
 class Pipeline:
@@ -31,6 +33,8 @@ class Pipeline:
         self.models: ModelPool | None = None
         self.he: HEPool | None = None
         self.he_context_ttl_s: float = 0.0
+        self.scrubber: Scrubber | None = None
+        self.privacy_keys: Callable[[str], TenantKeys] | None = None
 
     def model_pool(self) -> ModelPool:
         """The plaintext model pool; 503 while it is not loaded."""
@@ -49,6 +53,31 @@ class Pipeline:
     async def record(self, event: AuditEvent) -> int:
         """Durably append ``event``; AuditError (→ 503) when it could not be stored."""
         return await self.audit.append(event)
+
+    async def scrub(self, principal: Principal, texts: list[str], *,
+                    model: str | None = None) -> list[ScrubResult]:
+        """Scrub personal data from plaintext before any model, log or store sees it.
+
+        Fail closed: without a working scrubber the request is refused (PrivacyError, 503),
+        never passed on unscrubbed.
+        """
+        if self.scrubber is None or self.privacy_keys is None:
+            raise PrivacyError()
+        keys = self.privacy_keys(principal.tenant)
+        return await anyio.to_thread.run_sync(
+            lambda: self.scrubber.scrub_texts(  # type: ignore[union-attr]
+                texts, tenant=principal.tenant, model=model, keys=keys))
+
+    async def scrub_json(self, principal: Principal, obj: object, *,
+                         model: str | None = None) -> tuple[object, dict[str, int]]:
+        """`scrub` for a JSON value, field by field (keys kept)."""
+        if self.scrubber is None or self.privacy_keys is None:
+            raise PrivacyError()
+        keys = self.privacy_keys(principal.tenant)
+        result = await anyio.to_thread.run_sync(
+            lambda: self.scrubber.scrub_json(  # type: ignore[union-attr]
+                obj, tenant=principal.tenant, model=model, keys=keys))
+        return result.value, result.counts
 
     def he_pool(self) -> HEPool:
         """The encrypted-inference pool; 503 while it is not running."""

@@ -17,16 +17,17 @@ from fastapi import FastAPI
 from secure_aiaas import __version__
 from secure_aiaas.api.errors import install_error_handlers
 from secure_aiaas.api.middleware import AuditMiddleware
-from secure_aiaas.api.routes import admin, he, health, identity, infer, openai
+from secure_aiaas.api.routes import admin, he, health, identity, infer, openai, privacy
 from secure_aiaas.audit import AuditWriter, SqlAuditStore
 from secure_aiaas.auth import Registry
 from secure_aiaas.config import Settings
 from secure_aiaas.crypto import load_keys
-from secure_aiaas.errors import ConfigurationError, ServiceError
+from secure_aiaas.errors import ConfigurationError, PrivacyError, ServiceError
 from secure_aiaas.inference import BatchingConfig, ModelPool, ModelRegistry
 
 if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
+    from secure_aiaas.privacy import Scrubber, TenantKeys
 from secure_aiaas.pipeline import Pipeline
 from secure_aiaas.policy import PolicyEngine, PolicyValidationError
 
@@ -54,6 +55,32 @@ def build_pipeline(settings: Settings) -> Pipeline:
                          max_batch=settings.audit.max_batch,
                          timeout_s=settings.audit.write_timeout_s)
     return Pipeline(registry=registry, policy=policy, audit=writer)
+
+
+def build_scrubber(settings: Settings) -> Scrubber:
+    """Presidio + spaCy, loaded once; refuses to start on an invalid profile file."""
+    from secure_aiaas.privacy import ProfileStore, Scrubber
+
+    path = settings.policy_dir / settings.privacy.profiles_file
+    try:
+        store = ProfileStore(path)
+    except ValueError as exc:
+        raise ConfigurationError(f"privacy profiles cannot be loaded: {exc}") from exc
+    return Scrubber.build(store, model_name=settings.privacy.spacy_model,
+                          batch_size=settings.privacy.batch_size,
+                          workers=settings.privacy.workers)
+
+
+def tenant_privacy_keys(data_key: bytes) -> Callable[[str], TenantKeys]:
+    """Per-tenant keys for the keyed-hash and encrypt operators, derived from the data key."""
+    from secure_aiaas.crypto.keystore import derive_tenant_key
+    from secure_aiaas.privacy import TenantKeys
+
+    def keys_for(tenant: str) -> TenantKeys:
+        return TenantKeys(hash_key=derive_tenant_key(data_key, "privacy-hash", tenant),
+                          encryption_key=derive_tenant_key(data_key, "privacy-encrypt", tenant))
+
+    return keys_for
 
 
 def build_model_pool(settings: Settings) -> ModelPool:
@@ -104,6 +131,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pipeline = pipeline
         pipeline.audit.start()
         pipeline.policy.start_watching()
+        try:
+            pipeline.scrubber = await asyncio.to_thread(build_scrubber, settings)
+        except PrivacyError:
+            # Serve on, but every route that takes plaintext text answers 503 (fail closed);
+            # readiness reports it.
+            log.error("privacy.scrubber_unavailable", model=settings.privacy.spacy_model)
+        pipeline.privacy_keys = tenant_privacy_keys(load_keys(settings.keys_dir).data_key)
+        app.state.readiness_probes["scrubber"] = lambda: pipeline.scrubber is not None
         pipeline.models = build_model_pool(settings)
         app.state.readiness_probes["models"] = lambda: bool(
             pipeline.models and pipeline.models.ready)
@@ -118,6 +153,8 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await pipeline.models.close()
+            if pipeline.scrubber is not None:
+                pipeline.scrubber.close()
             if pipeline.he is not None:
                 await asyncio.to_thread(pipeline.he.close)
             pipeline.policy.stop_watching()
@@ -136,6 +173,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(infer.router)
     app.include_router(openai.router)
     app.include_router(he.router)
+    app.include_router(privacy.router)
     app.add_middleware(AuditMiddleware, pipeline_getter=lambda: app.state.pipeline,
                        max_body_bytes=settings.server.max_body_bytes,
                        large_body_prefixes={"/v1/he/": settings.he.max_body_bytes})

@@ -16,18 +16,26 @@ def check(as_json: JsonOpt = False) -> None:
     """Validate the policy directory; prints `file:line: reason` per problem."""
     from secure_aiaas.policy import PolicyValidationError, read_policy
 
+    from secure_aiaas.privacy import validate_privacy_file
+
     cfg = settings()
+    errors: list[str] = []
+    source = None
     try:
         source = read_policy(cfg.policy_dir, cfg.policy.model_file, cfg.policy.policy_file)
     except PolicyValidationError as exc:
+        errors.extend(exc.errors)
+    privacy_file = cfg.policy_dir / cfg.privacy.profiles_file
+    errors.extend(validate_privacy_file(privacy_file))
+    if errors or source is None:
         if as_json:
-            emit({"valid": False, "errors": exc.errors}, True, "")
-            raise typer.Exit(1) from exc
-        fail("\n".join(exc.errors))
+            emit({"valid": False, "errors": errors}, True, "")
+            raise typer.Exit(1)
+        fail("\n".join(errors))
     emit({"valid": True, "version": source.version, "rules": len(source.lines),
-          "files": list(source.files)}, as_json,
+          "files": [*source.files, privacy_file.name]}, as_json,
          f"policy OK: version {source.version}, {len(source.lines)} rules "
-         f"({', '.join(source.files)})")
+         f"({', '.join(source.files)}); {privacy_file.name} OK")
 
 
 @app.command("explain")

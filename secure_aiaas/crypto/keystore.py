@@ -140,3 +140,16 @@ def known_audit_public_keys(keys_dir: Path) -> dict[str, Ed25519PublicKey]:
         if isinstance(public, Ed25519PublicKey):
             keys[public_key_id(public)] = public
     return keys
+
+
+def derive_tenant_key(data_key: bytes, purpose: str, tenant: str) -> bytes:
+    """A 256-bit key for one purpose and one tenant (HKDF-SHA256 from the data key).
+
+    Deriving instead of storing: nothing per tenant to back up or leak, and one tenant's key
+    says nothing about another's.
+    """
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"secure_aiaas/v1",
+                info=f"{purpose}/{tenant}".encode()).derive(data_key)

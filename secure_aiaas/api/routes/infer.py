@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from secure_aiaas import __version__
 from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize
+from secure_aiaas.api.routes.privacy import pii_counts, record_pii
 from secure_aiaas.inference import (
     decode_infer_body,
     encode_infer_response,
@@ -58,7 +59,7 @@ async def model_ready(name: str, _principal: Read, pipeline: PipelineDep,
 
 @router.post("/v2/models/{name}/infer")
 @router.post("/v2/models/{name}/versions/{version}/infer")
-async def infer(name: str, request: Request, _principal: Infer, pipeline: PipelineDep,
+async def infer(name: str, request: Request, principal: Infer, pipeline: PipelineDep,
                 audit: AuditDep, version: str | None = None) -> Response:
     """Run the model on the request's inputs (JSON, or JSON + binary tensors)."""
     served = pipeline.model_pool().get(name, version)
@@ -68,7 +69,12 @@ async def infer(name: str, request: Request, _principal: Infer, pipeline: Pipeli
     parsed = parse_infer_request(body, served.manifest,
                                  max_batch=served.batcher.max_batch_size * 16, binary=tail)
     audit.details["rows"] = parsed.rows
-    outputs = await served.infer(parsed.single)
+    item = parsed.single
+    if isinstance(item, list):  # BYTES input: text never reaches the model unscrubbed
+        scrubbed = await pipeline.scrub(principal, item, model=name)
+        record_pii(audit, pii_counts(scrubbed))
+        item = [r.text for r in scrubbed]
+    outputs = await served.infer(item)
     content, header_length = encode_infer_response(served.manifest, outputs, parsed)
     if header_length is None:
         return Response(content, media_type="application/json")

@@ -13,6 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize, authorize_body
+from secure_aiaas.api.routes.privacy import pii_counts, record_pii
 from secure_aiaas.errors import InputError, NotFoundError
 from secure_aiaas.inference import coerce_texts
 from secure_aiaas.types import Principal
@@ -37,7 +38,7 @@ async def list_models(principal: Annotated[Principal, authorize("models", "list"
 
 @router.post("/v1/embeddings")
 async def embeddings(request: Request,
-                     _principal: Annotated[Principal, authorize_body("model:{}", "model", "infer")],
+                     principal: Annotated[Principal, authorize_body("model:{}", "model", "infer")],
                      pipeline: PipelineDep, audit: AuditDep) -> dict[str, Any]:
     """Sentence embeddings (OpenAI shape; `encoding_format` float or base64)."""
     body = await request.json()
@@ -51,6 +52,10 @@ async def embeddings(request: Request,
         raise InputError("encoding_format: expected 'float' or 'base64'")
     texts = coerce_texts(body.get("input"), "input")
     audit.details["rows"] = len(texts)
+    # No personal data reaches the model: embed the scrubbed texts.
+    scrubbed = await pipeline.scrub(principal, texts, model=name)
+    record_pii(audit, pii_counts(scrubbed))
+    texts = [r.text for r in scrubbed]
     vectors = np.asarray((await served.infer(texts))["embedding"], dtype=np.float32)
     tokens = pipeline.count_tokens(served, texts)
     data = [{"object": "embedding", "index": i,
