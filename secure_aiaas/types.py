@@ -10,6 +10,17 @@ TRUST_LEVELS: tuple[str, ...] = ("trusted", "sensitive")
 
 
 @dataclass(frozen=True)
+class TenantLimits:
+    """Per-tenant compute limits (None: unlimited). Stored with the tenant."""
+
+    requests_per_minute: int | None = None
+    key_requests_per_minute: int | None = None
+    max_concurrent: int | None = None
+    # Higher runs first when compute is queued (0: normal).
+    priority: int = 0
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who is calling: resolved from an API key, never from anything the caller asserts."""
 
@@ -18,6 +29,7 @@ class Principal:
     subject: str
     role: str
     key_id: str
+    limits: TenantLimits = TenantLimits()
 
 
 @dataclass(frozen=True)

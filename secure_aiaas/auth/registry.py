@@ -13,11 +13,13 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, datetime
 
 from sqlalchemy import (
     Column,
     ForeignKey,
+    Integer,
     MetaData,
     String,
     Table,
@@ -34,7 +36,7 @@ from secure_aiaas.errors import (
     StoreUnavailableError,
 )
 from secure_aiaas.storage import make_engine
-from secure_aiaas.types import TRUST_LEVELS, Principal
+from secure_aiaas.types import TRUST_LEVELS, Principal, TenantLimits
 
 KEY_PREFIX = "saiaas_"
 # 32 random bytes, URL-safe base64 without padding: 43 characters.
@@ -49,6 +51,10 @@ tenants_table = Table(
     Column("name", String(64), primary_key=True),
     Column("trust", String(16), nullable=False),
     Column("created_at", String(40), nullable=False),
+    Column("requests_per_minute", Integer),
+    Column("key_requests_per_minute", Integer),
+    Column("max_concurrent", Integer),
+    Column("priority", Integer, nullable=False, server_default="0"),
 )
 api_keys_table = Table(
     "api_keys",
@@ -68,6 +74,13 @@ class Tenant:
     name: str
     trust: str
     created_at: str
+    limits: TenantLimits = TenantLimits()
+
+
+def _limits(row: Any) -> TenantLimits:
+    return TenantLimits(requests_per_minute=row.requests_per_minute,
+                        key_requests_per_minute=row.key_requests_per_minute,
+                        max_concurrent=row.max_concurrent, priority=int(row.priority or 0))
 
 
 @dataclass(frozen=True)
@@ -116,7 +129,9 @@ class Registry:
         tenant = Tenant(name=name, trust=trust, created_at=_now())
         try:
             with self._engine.begin() as conn:
-                conn.execute(insert(tenants_table).values(**tenant.__dict__))
+                conn.execute(insert(tenants_table).values(name=name, trust=trust,
+                                                          created_at=tenant.created_at,
+                                                          priority=0))
         except IntegrityError as exc:
             raise InputError(f"tenant {name!r} already exists") from exc
         return tenant
@@ -124,14 +139,29 @@ class Registry:
     def list_tenants(self) -> list[Tenant]:
         with self._engine.connect() as conn:
             rows = conn.execute(select(tenants_table).order_by(tenants_table.c.name)).all()
-        return [Tenant(name=r.name, trust=r.trust, created_at=r.created_at) for r in rows]
+        return [Tenant(name=r.name, trust=r.trust, created_at=r.created_at, limits=_limits(r))
+                for r in rows]
 
     def get_tenant(self, name: str) -> Tenant:
         with self._engine.connect() as conn:
             row = conn.execute(select(tenants_table).where(tenants_table.c.name == name)).first()
         if row is None:
             raise NotFoundError(f"tenant {name!r} not found")
-        return Tenant(name=row.name, trust=row.trust, created_at=row.created_at)
+        return Tenant(name=row.name, trust=row.trust, created_at=row.created_at,
+                      limits=_limits(row))
+
+    def set_limits(self, name: str, limits: TenantLimits) -> Tenant:
+        """Store a tenant's compute limits (read by every replica on the next request)."""
+        for value in (limits.requests_per_minute, limits.key_requests_per_minute,
+                      limits.max_concurrent):
+            if value is not None and value <= 0:
+                raise InputError("limits must be positive (omit a limit for none)")
+        with self._engine.begin() as conn:
+            result = conn.execute(update(tenants_table).where(tenants_table.c.name == name)
+                                  .values(**limits.__dict__))
+        if result.rowcount == 0:
+            raise NotFoundError(f"tenant {name!r} not found")
+        return self.get_tenant(name)
 
     # -- API keys -------------------------------------------------------------------------
     def create_api_key(self, tenant: str, subject: str, role: str) -> tuple[str, ApiKeyInfo]:
@@ -182,7 +212,10 @@ class Registry:
         try:
             with self._engine.connect() as conn:
                 row = conn.execute(
-                    select(api_keys_table, tenants_table.c.trust)
+                    select(api_keys_table, tenants_table.c.trust,
+                           tenants_table.c.requests_per_minute,
+                           tenants_table.c.key_requests_per_minute,
+                           tenants_table.c.max_concurrent, tenants_table.c.priority)
                     .join(tenants_table, tenants_table.c.name == api_keys_table.c.tenant)
                     .where(api_keys_table.c.digest == digest)
                 ).first()
@@ -193,7 +226,7 @@ class Registry:
         if not (well_formed and row is not None and matches and row.revoked_at is None):
             raise AuthenticationError()
         return Principal(tenant=row.tenant, trust=row.trust, subject=row.subject,
-                         role=row.role, key_id=row.key_id)
+                         role=row.role, key_id=row.key_id, limits=_limits(row))
 
     def ping(self) -> bool:
         try:

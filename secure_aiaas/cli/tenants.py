@@ -37,6 +37,28 @@ def tenant_create(
     emit(asdict(tenant), as_json, f"tenant {tenant.name} ({tenant.trust}) created")
 
 
+@tenant_app.command("set-limits")
+def tenant_set_limits(
+    name: str,
+    rpm: Annotated[int | None, typer.Option("--rpm", help="requests per minute, whole "
+                                                          "tenant")] = None,
+    key_rpm: Annotated[int | None, typer.Option("--key-rpm", help="requests per minute, "
+                                                                  "per API key")] = None,
+    concurrent: Annotated[int | None, typer.Option("--concurrent", help="requests in "
+                                                                        "flight")] = None,
+    priority: Annotated[int, typer.Option(help="queue priority (higher first)")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a tenant's quotas and priority (omitted limits: none)."""
+    from secure_aiaas.types import TenantLimits
+
+    limits = TenantLimits(requests_per_minute=rpm, key_requests_per_minute=key_rpm,
+                          max_concurrent=concurrent, priority=priority)
+    tenant = run_service_call(_registry().set_limits, name, limits)
+    record_admin_action("tenant.set-limits", f"tenant:{name}", asdict(limits))
+    emit(asdict(tenant), as_json, f"tenant {name}: {asdict(tenant.limits)}")
+
+
 @tenant_app.command("list")
 def tenant_list(as_json: JsonOpt = False) -> None:
     """List tenants."""
