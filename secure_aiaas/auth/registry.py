@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     insert,
     select,
     update,
@@ -105,6 +106,15 @@ class Registry:
         self._hmac_key = hmac_key
         # Compared against when a key is unknown, so both paths do the same work.
         self._dummy_digest = self.digest("saiaas_" + "0" * 43)
+        # Built once: SQLAlchemy memoizes compilation per statement object (hot path).
+        self._lookup = (
+            select(api_keys_table, tenants_table.c.trust,
+                   tenants_table.c.requests_per_minute,
+                   tenants_table.c.key_requests_per_minute,
+                   tenants_table.c.max_concurrent, tenants_table.c.priority)
+            .join(tenants_table, tenants_table.c.name == api_keys_table.c.tenant)
+            .where(api_keys_table.c.digest == bindparam("digest"))
+        )
 
     def create_schema(self) -> None:
         try:
@@ -211,14 +221,7 @@ class Registry:
         digest = self.digest(api_key if well_formed else "saiaas_" + "0" * 43)
         try:
             with self._engine.connect() as conn:
-                row = conn.execute(
-                    select(api_keys_table, tenants_table.c.trust,
-                           tenants_table.c.requests_per_minute,
-                           tenants_table.c.key_requests_per_minute,
-                           tenants_table.c.max_concurrent, tenants_table.c.priority)
-                    .join(tenants_table, tenants_table.c.name == api_keys_table.c.tenant)
-                    .where(api_keys_table.c.digest == digest)
-                ).first()
+                row = conn.execute(self._lookup, {"digest": digest}).first()
         except SQLAlchemyError as exc:
             raise StoreUnavailableError() from exc
         stored = row.digest if row is not None else self._dummy_digest
