@@ -15,6 +15,7 @@ import typer
 
 from secure_aiaas.cli import _common
 from secure_aiaas.cli.audit import app as audit_app
+from secure_aiaas.cli.client import app as client_app
 from secure_aiaas.cli.models import app as models_app
 from secure_aiaas.cli.privacy import app as privacy_app
 from secure_aiaas.cli.policy import app as policy_app
@@ -30,6 +31,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(models_app, name="models")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(client_app, name="client")
 
 JsonOpt = _common.JsonOpt
 

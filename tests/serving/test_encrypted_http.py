@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 import json
 
 import httpx
@@ -176,3 +177,24 @@ def test_contexts_are_private_to_their_owner(model_server: Server, he_key: str,
     deleted = httpx.delete(f"{model_server.base_url}/v1/he/contexts/{session.context_id}",
                            headers={"Authorization": f"Bearer {eve}"})
     assert deleted.status_code == 404
+
+
+def test_cli_client_predict_encrypted_and_plain(model_server: Server, he_key: str,
+                                                tmp_path: Path) -> None:
+    X, y = load_digits(return_X_y=True)
+    np.save(tmp_path / "x.npy", X[:3])
+    env = {**model_server.env, "SAIAAS_URL": model_server.base_url, "SAIAAS_API_KEY": he_key,
+           "SAIAAS_HE_PASSPHRASE": "correct horse battery staple"}
+    from tests.conftest import run_cli
+
+    encrypted = run_cli(env, "client", "predict", str(tmp_path / "x.npy"), "--model",
+                        "digits-mlp", "--encrypted", "--key-dir", str(tmp_path / "he-keys"))
+    assert encrypted.returncode == 0, encrypted.stderr
+    out = json.loads(encrypted.stdout)
+    assert out["encrypted"] is True and out["shape"] == [3, 10]
+    assert np.argmax(out["outputs"], axis=1).tolist() == y[:3].tolist()
+    secret_files = list((tmp_path / "he-keys").iterdir())
+    assert secret_files and all(f.stat().st_mode & 0o077 == 0 for f in secret_files)
+    plain = run_cli({**env, "SAIAAS_API_KEY": model_server.api_keys["medco-user"]}, "client",
+                    "predict", str(tmp_path / "x.npy"), "--model", "digits-mlp")
+    assert plain.returncode == 1 and "not allowed" in plain.stderr  # sensitive: no plaintext
