@@ -43,7 +43,7 @@ def make_engine(url: str, *, timeout_s: float = 2.0, immediate: bool = False) ->
     sa_url = make_url(normalise_url(url))
     if sa_url.get_backend_name() == "sqlite":
         if sa_url.database and sa_url.database != ":memory:":
-            Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+            Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         engine = create_engine(
             sa_url,
             connect_args={"timeout": timeout_s, "check_same_thread": False},

@@ -7,6 +7,7 @@ requests are.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from typing import Annotated, NoReturn
@@ -34,6 +35,12 @@ app.add_typer(privacy_app, name="privacy")
 app.add_typer(client_app, name="client")
 
 JsonOpt = _common.JsonOpt
+
+
+@app.callback()
+def _private_files() -> None:
+    """Everything the service writes (stores, keys, caches) is private to its user."""
+    os.umask(0o077)
 
 
 @keys_app.command("init")

@@ -85,3 +85,12 @@ def test_keys_are_never_tracked_by_git() -> None:
     assert set(tracked) <= {"keys/.gitignore", "keys/README.md"}
     ignore = (REPO / "keys" / ".gitignore").read_text()
     assert "*" in ignore.splitlines()
+
+
+def test_stores_written_by_the_service_are_private(server) -> None:  # type: ignore[no-untyped-def]
+    with server.client("alice") as client:
+        assert client.get("/v1/whoami").status_code == 200
+    files = [p for p in server.data_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "audit.db" for p in files)
+    for path in [server.data_dir, *files]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
