@@ -7,6 +7,7 @@ lock, so a blocked store turns into a refused request (503) instead of a hung on
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,10 @@ def make_engine(url: str, *, timeout_s: float = 2.0, immediate: bool = False) ->
     sa_url = make_url(normalise_url(url))
     if sa_url.get_backend_name() == "sqlite":
         if sa_url.database and sa_url.database != ":memory:":
-            Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = Path(sa_url.database)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Create the file 0600 ourselves: SQLite gives its -wal/-shm files the same mode.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_engine(
             sa_url,
             connect_args={"timeout": timeout_s, "check_same_thread": False},
