@@ -13,8 +13,8 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,

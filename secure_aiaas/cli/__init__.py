@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-
 from typing import Annotated, NoReturn
 
 import typer
@@ -18,8 +17,8 @@ from secure_aiaas.cli import _common
 from secure_aiaas.cli.audit import app as audit_app
 from secure_aiaas.cli.client import app as client_app
 from secure_aiaas.cli.models import app as models_app
-from secure_aiaas.cli.privacy import app as privacy_app
 from secure_aiaas.cli.policy import app as policy_app
+from secure_aiaas.cli.privacy import app as privacy_app
 from secure_aiaas.cli.tenants import apikey_app, tenant_app
 
 app = typer.Typer(help="secure_aiaas: secure inference service.", no_args_is_help=True,

@@ -15,7 +15,6 @@ app = typer.Typer(help="Access policy in the policy directory.", no_args_is_help
 def check(as_json: JsonOpt = False) -> None:
     """Validate the policy directory; prints `file:line: reason` per problem."""
     from secure_aiaas.policy import PolicyValidationError, read_policy
-
     from secure_aiaas.privacy import validate_privacy_file
 
     cfg = settings()

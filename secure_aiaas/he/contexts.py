@@ -14,8 +14,19 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import Column, Float, Integer, LargeBinary, MetaData, String, Table, delete, func
-from sqlalchemy import insert, select
+from sqlalchemy import (
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from secure_aiaas.errors import StoreUnavailableError

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from secure_aiaas.config import Settings
-from secure_aiaas.crypto.keystore import KEY_FILES, check_permissions, init_keys, load_keys
+from secure_aiaas.crypto.keystore import KEY_FILES, check_permissions, load_keys
 from secure_aiaas.errors import ConfigurationError
 from tests.conftest import REPO, run_cli, service_env, start_server
 
