@@ -32,6 +32,8 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
+	@# wrk (Debian package) drives the serving benchmark; without it a Python client is used.
+	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null 2>&1 || true
 	$(BIN)/python -m pytest benchmarks --benchmark-enable -p no:cacheprovider -o testpaths=benchmarks -o python_files="bench_*.py" $(BENCH)
 
 clean:
