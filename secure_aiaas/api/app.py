@@ -17,11 +17,12 @@ from fastapi import FastAPI
 from secure_aiaas import __version__
 from secure_aiaas.api.errors import install_error_handlers
 from secure_aiaas.api.middleware import AuditMiddleware
-from secure_aiaas.api.routes import admin, he, health, identity, infer, openai, privacy
+from secure_aiaas.api.routes import admin, audit, he, health, identity, infer, openai, privacy
 from secure_aiaas.audit import AuditWriter, SqlAuditStore
 from secure_aiaas.auth import Registry
 from secure_aiaas.config import Settings
 from secure_aiaas.crypto import load_keys
+from secure_aiaas.crypto.keystore import known_audit_public_keys
 from secure_aiaas.errors import ConfigurationError, PrivacyError, ServiceError
 from secure_aiaas.inference import BatchingConfig, ModelPool, ModelRegistry
 
@@ -50,6 +51,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
     store = SqlAuditStore(settings.resolved_audit_url(), timeout_s=settings.audit.write_timeout_s)
     store.create_schema()
     writer = AuditWriter(store, keys,
+                         retired_public_keys=known_audit_public_keys(settings.keys_dir),
                          checkpoint_every_records=settings.audit.checkpoint_every_records,
                          checkpoint_every_s=settings.audit.checkpoint_every_s,
                          max_batch=settings.audit.max_batch,
@@ -174,6 +176,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(he.router)
     app.include_router(privacy.router)
+    app.include_router(audit.router)
     app.add_middleware(AuditMiddleware, pipeline_getter=lambda: app.state.pipeline,
                        max_body_bytes=settings.server.max_body_bytes,
                        large_body_prefixes={"/v1/he/": settings.he.max_body_bytes})

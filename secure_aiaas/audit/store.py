@@ -2,8 +2,9 @@
 
 Appends are serialised by the database, not by this process, so several replicas can share
 one store without forking the chain: SQLite takes its write lock at ``BEGIN IMMEDIATE``;
-PostgreSQL locks the single ``audit_head`` row (``SELECT ... FOR UPDATE``). The ``UNIQUE``
-constraint on ``prev_hash`` makes a fork impossible even if that serialisation were bypassed.
+PostgreSQL locks the single ``audit_head`` row (``SELECT ... FOR UPDATE``). Tenant heads are
+updated in the same transaction, under the same lock. ``UNIQUE`` constraints on ``prev_hash``
+and ``tenant_prev_hash`` make a fork impossible even if that serialisation were bypassed.
 """
 
 from __future__ import annotations
@@ -14,81 +15,47 @@ from dataclasses import asdict
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Float,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from secure_aiaas.audit.chain import GENESIS_HASH, Checkpoint, record_hash, sign_checkpoint
+from secure_aiaas.audit.chain import (
+    GENESIS_HASH,
+    GLOBAL,
+    Checkpoint,
+    content_bytes,
+    hash_content,
+    sign_checkpoint,
+    tenant_genesis,
+)
+from secure_aiaas.audit.schema import (
+    checkpoints_table,
+    events_table,
+    head_table,
+    metadata,
+    tenant_heads_table,
+)
 from secure_aiaas.errors import AuditError
 from secure_aiaas.storage import is_sqlite, make_engine
 from secure_aiaas.types import AuditEvent
 
-metadata = MetaData()
+# Re-exported for callers of the first format.
+__all__ = ["SqlAuditStore", "checkpoints_table", "event_fields", "events_table", "head_table"]
 
-events_table = Table(
-    "audit_events",
-    metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=False),
-    Column("ts", String(40), nullable=False),
-    Column("request_id", String(64), nullable=False),
-    Column("tenant", String(128), index=True),
-    Column("subject", String(256)),
-    Column("key_id", String(64)),
-    Column("role", String(64)),
-    Column("method", String(16), nullable=False),
-    Column("route", String(512), nullable=False),
-    Column("action", String(64)),
-    Column("object", String(256)),
-    Column("decision", String(32), nullable=False),
-    Column("rule", String(512)),
-    Column("policy_version", String(64)),
-    Column("status", Integer, nullable=False),
-    Column("latency_ms", Float, nullable=False),
-    Column("details", Text, nullable=False),
-    Column("prev_hash", String(64), nullable=False, unique=True),
-    Column("hash", String(64), nullable=False, unique=True),
-)
-
-head_table = Table(
-    "audit_head",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("seq", BigInteger, nullable=False),
-    Column("hash", String(64), nullable=False),
-)
-
-checkpoints_table = Table(
-    "audit_checkpoints",
-    metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=False),
-    Column("head_hash", String(64), nullable=False),
-    Column("ts", String(40), nullable=False),
-    Column("key_id", String(64), nullable=False),
-    Column("signature", LargeBinary, nullable=False),
-)
+_STR_FIELDS = ("request_id", "tenant", "subject", "key_id", "role", "method", "route",
+               "action", "object", "rule", "policy_version")
 
 
 def event_fields(event: AuditEvent) -> dict[str, Any]:
     """The stored (and hashed) form of an event; details as canonical JSON text."""
     fields = asdict(event)
+    # Empty strings become NULL, so every export format (CSV too) round-trips exactly.
+    for name in _STR_FIELDS:
+        if fields.get(name) == "":
+            fields[name] = None
     fields["details"] = json.dumps(event.details, sort_keys=True, separators=(",", ":"))
     fields["latency_ms"] = round(float(event.latency_ms), 3)
+    model = event.details.get("model")
+    fields["model"] = model if isinstance(model, str) and model else None
     return fields
 
 
@@ -137,35 +104,69 @@ class SqlAuditStore:
             return []
         try:
             with self._writer.begin() as conn:
-                seq, prev = self._lock_head(conn)
-                rows = []
-                for event in events:
-                    seq += 1
-                    fields = event_fields(event)
-                    digest = record_hash(fields, prev)
-                    rows.append({**fields, "seq": seq, "prev_hash": prev, "hash": digest})
-                    prev = digest
-                conn.execute(insert(events_table), rows)
-                conn.execute(update(head_table).where(head_table.c.id == 1).values(seq=seq,
-                                                                                  hash=prev))
+                return self.append_locked(conn, [event_fields(e) for e in events])
         except SQLAlchemyError as exc:
             raise AuditError() from exc
+
+    def append_locked(self, conn: Connection, batch: list[dict[str, Any]]) -> list[int]:
+        """Append stored-form records inside ``conn``'s transaction (takes the head lock)."""
+        seq, prev = self._lock_head(conn)
+        tenants = {f["tenant"] for f in batch if f.get("tenant") is not None}
+        heads: dict[str, str] = {}
+        if tenants:
+            heads = {r.tenant: r.hash for r in conn.execute(
+                select(tenant_heads_table.c.tenant, tenant_heads_table.c.hash)
+                .where(tenant_heads_table.c.tenant.in_(tenants)))}
+        known = set(heads)
+        rows = []
+        for fields in batch:
+            seq += 1
+            tenant = fields.get("tenant")
+            tprev = None if tenant is None else heads.get(tenant, tenant_genesis(tenant))
+            digest = hash_content(seq, prev, tprev, content_bytes(fields))
+            rows.append({**fields, "seq": seq, "prev_hash": prev, "tenant_prev_hash": tprev,
+                         "hash": digest})
+            prev = digest
+            if tenant is not None:
+                heads[tenant] = digest
+        conn.execute(insert(events_table), rows)
+        conn.execute(update(head_table).where(head_table.c.id == 1).values(seq=seq, hash=prev))
+        last_seq = {r["tenant"]: r["seq"] for r in rows if r["tenant"] is not None}
+        for tenant in tenants:
+            values = {"seq": last_seq[tenant], "hash": heads[tenant]}
+            if tenant in known:
+                conn.execute(update(tenant_heads_table)
+                             .where(tenant_heads_table.c.tenant == tenant).values(**values))
+            else:
+                conn.execute(insert(tenant_heads_table).values(tenant=tenant, checkpointed_seq=0,
+                                                               **values))
         return [row["seq"] for row in rows]
 
     def write_checkpoint(
         self, signing_key: Ed25519PrivateKey, key_id: str, ts: str
     ) -> Checkpoint | None:
-        """Sign the current head unless it is already checkpointed."""
+        """Sign the global head unless it is already checkpointed, and every tenant head that
+        moved since its last checkpoint. Returns the global checkpoint (None: nothing new)."""
         try:
             with self._writer.begin() as conn:
                 seq, head = self._lock_head(conn)
-                last = conn.execute(select(func.max(checkpoints_table.c.seq))).scalar()
+                last = conn.execute(select(func.max(checkpoints_table.c.seq))
+                                    .where(checkpoints_table.c.tenant == GLOBAL)).scalar()
                 if seq == 0 or (last is not None and last >= seq):
                     return None
                 checkpoint = sign_checkpoint(signing_key, key_id, seq, head, ts)
-                conn.execute(insert(checkpoints_table).values(
-                    seq=checkpoint.seq, head_hash=checkpoint.head_hash, ts=checkpoint.ts,
-                    key_id=checkpoint.key_id, signature=checkpoint.signature))
+                signed = [checkpoint]
+                moved = conn.execute(select(tenant_heads_table).where(
+                    tenant_heads_table.c.seq > tenant_heads_table.c.checkpointed_seq)).all()
+                for row in moved:
+                    signed.append(sign_checkpoint(signing_key, key_id, int(row.seq), row.hash,
+                                                  ts, tenant=row.tenant))
+                    conn.execute(update(tenant_heads_table)
+                                 .where(tenant_heads_table.c.tenant == row.tenant)
+                                 .values(checkpointed_seq=row.seq))
+                conn.execute(insert(checkpoints_table), [
+                    {"tenant": c.tenant, "seq": c.seq, "head_hash": c.head_hash, "ts": c.ts,
+                     "key_id": c.key_id, "signature": c.signature} for c in signed])
                 return checkpoint
         except SQLAlchemyError as exc:
             raise AuditError() from exc
@@ -188,26 +189,75 @@ class SqlAuditStore:
         with self._reader.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(events_table)).scalar() or 0)
 
-    def iter_records(self, *, batch_size: int = 5000) -> Iterator[dict[str, Any]]:
-        """Every record in seq order, in constant memory (keyset pagination)."""
-        last = 0
+    def iter_records(self, *, batch_size: int = 5000, tenant: str | None = None,
+                     lo: int = 1, hi: int | None = None) -> Iterator[dict[str, Any]]:
+        """Records in seq order (optionally one tenant's, within ``lo..hi``), in constant
+        memory (keyset pagination)."""
+        last = lo - 1
         while True:
+            stmt = select(events_table).where(events_table.c.seq > last)
+            if hi is not None:
+                stmt = stmt.where(events_table.c.seq <= hi)
+            if tenant is not None:
+                stmt = stmt.where(events_table.c.tenant == tenant)
             with self._reader.connect() as conn:
-                rows = conn.execute(
-                    select(events_table).where(events_table.c.seq > last)
-                    .order_by(events_table.c.seq).limit(batch_size)
-                ).mappings().all()
+                rows = conn.execute(stmt.order_by(events_table.c.seq)
+                                    .limit(batch_size)).mappings().all()
             if not rows:
                 return
             for row in rows:
                 yield dict(row)
             last = int(rows[-1]["seq"])
 
-    def checkpoints(self) -> list[Checkpoint]:
+    def checkpoints(self, tenant: str = GLOBAL, lo: int = 0,
+                    hi: int | None = None) -> list[Checkpoint]:
+        """Signed checkpoints of the global chain (or of ``tenant``'s), in seq order."""
+        stmt = select(checkpoints_table).where(checkpoints_table.c.tenant == tenant,
+                                               checkpoints_table.c.seq >= lo)
+        if hi is not None:
+            stmt = stmt.where(checkpoints_table.c.seq <= hi)
         with self._reader.connect() as conn:
-            rows = conn.execute(select(checkpoints_table).order_by(checkpoints_table.c.seq)).all()
+            rows = conn.execute(stmt.order_by(checkpoints_table.c.seq)).all()
         return [Checkpoint(seq=int(r.seq), head_hash=r.head_hash, ts=r.ts, key_id=r.key_id,
-                           signature=bytes(r.signature)) for r in rows]
+                           signature=bytes(r.signature), tenant=r.tenant) for r in rows]
+
+    def tenant_checkpoints(self) -> list[Checkpoint]:
+        """Every tenant checkpoint (for verification of the tenant chains)."""
+        stmt = select(checkpoints_table).where(checkpoints_table.c.tenant != GLOBAL)
+        with self._reader.connect() as conn:
+            rows = conn.execute(stmt.order_by(checkpoints_table.c.seq)).all()
+        return [Checkpoint(seq=int(r.seq), head_hash=r.head_hash, ts=r.ts, key_id=r.key_id,
+                           signature=bytes(r.signature), tenant=r.tenant) for r in rows]
+
+    def seq_bounds(self, since: str | None, until: str | None) -> tuple[int, int] | None:
+        """First and last seq of records with ``since <= ts < until`` (None: no record).
+
+        An export covers the whole seq interval between them, so a record whose timestamp is
+        slightly out of order (group commit) never leaves a gap in the exported chain.
+        """
+        stmt = select(func.min(events_table.c.seq), func.max(events_table.c.seq))
+        if since:
+            stmt = stmt.where(events_table.c.ts >= since)
+        if until:
+            stmt = stmt.where(events_table.c.ts < until)
+        with self._reader.connect() as conn:
+            lo, hi = conn.execute(stmt).one()
+        return None if lo is None else (int(lo), int(hi))
+
+    def purge_details(self) -> list[dict[str, Any]]:
+        """details["purge"] of every purge record (few), with the record's seq and hash."""
+        stmt = (select(events_table.c.seq, events_table.c.hash, events_table.c.details)
+                .where(events_table.c.action == "audit.purge",
+                       events_table.c.details.is_not(None))
+                .order_by(events_table.c.seq))
+        with self._reader.connect() as conn:
+            rows = conn.execute(stmt).all()
+        out = []
+        for row in rows:
+            purge = json.loads(row.details).get("purge")
+            if isinstance(purge, dict):
+                out.append({**purge, "record_seq": int(row.seq), "record_hash": row.hash})
+        return out
 
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._reader.connect() as conn:

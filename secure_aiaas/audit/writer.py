@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from secure_aiaas.audit.store import SqlAuditStore
 from secure_aiaas.crypto.keystore import ServerKeys
@@ -46,6 +47,7 @@ class AuditWriter:
         checkpoint_every_s: float = 60.0,
         max_batch: int = 256,
         timeout_s: float = 2.0,
+        retired_public_keys: dict[str, Ed25519PublicKey] | None = None,
     ) -> None:
         self.store = store
         self._keys = keys
@@ -58,6 +60,21 @@ class AuditWriter:
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self.last_commit_ms = 0.0
+        self._retired = dict(retired_public_keys or {})
+
+    # -- the audit key, for exports and the published public key -------------------------
+    @property
+    def key_id(self) -> str:
+        return self._keys.audit_key_id
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The audit key, for signing exports in this process (never serialised)."""
+        return self._keys.audit_signing_key
+
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        """The current audit public key plus retired ones handed in at construction."""
+        return {**self._retired, self.key_id: self._keys.audit_public_key}
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)

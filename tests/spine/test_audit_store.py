@@ -111,6 +111,7 @@ def test_detects_inserted_record(store: SqlAuditStore, keys: ServerKeys, keys_di
         exec_sql(store, "UPDATE audit_events SET seq=:new WHERE seq=:old", new=seq + 1, old=seq)
     forged = {**row(store, 10), "request_id": "forged", "seq": 11}
     forged["prev_hash"] = "f" * 64
+    forged["tenant_prev_hash"] = "e" * 64
     forged["hash"] = record_hash(forged, forged["prev_hash"])
     columns = ", ".join(forged)
     exec_sql(store, f"INSERT INTO audit_events ({columns}) VALUES "
@@ -124,10 +125,11 @@ def test_detects_reordered_records(store: SqlAuditStore, keys: ServerKeys,
     fill(store, keys)
     a, b = row(store, 5), row(store, 6)
     swap_cols = [c for c in a if c != "seq"]
-    for target, source in ((5, b), (6, a)):
+    for target in (5, 6):
         # Move the unique hashes out of the way first, then write the swapped content.
-        exec_sql(store, "UPDATE audit_events SET hash=:t, prev_hash=:t2 WHERE seq=:s",
-                 t=f"tmp{target}", t2=f"tmpp{target}", s=target)
+        exec_sql(store, "UPDATE audit_events SET hash=:t, prev_hash=:t2, tenant_prev_hash=:t3 "
+                 "WHERE seq=:s", t=f"tmp{target}", t2=f"tmpp{target}", t3=f"tmpt{target}",
+                 s=target)
     for target, source in ((5, b), (6, a)):
         sets = ", ".join(f"{c}=:{c}" for c in swap_cols)
         exec_sql(store, f"UPDATE audit_events SET {sets} WHERE seq=:seq",
@@ -156,18 +158,21 @@ def test_rewritten_chain_fails_against_signed_checkpoint(
     store: SqlAuditStore, keys: ServerKeys, keys_dir: Path
 ) -> None:
     fill(store, keys)
-    # Rewrite every record from 3 on with valid links: only the signature can catch it.
+    # Rewrite every record from 3 on with valid links (global and tenant, all one tenant
+    # here): only the signature can catch it.
     records = list(store.iter_records())
     prev = records[1]["hash"]
     for r in records[2:]:
         r["subject"] = "someone-else"
-        r["prev_hash"] = prev
+        r["prev_hash"] = r["tenant_prev_hash"] = prev
         r["hash"] = record_hash(r, prev)
         prev = r["hash"]
-    exec_sql(store, "UPDATE audit_events SET hash='x'||seq, prev_hash='y'||seq WHERE seq >= 3")
+    exec_sql(store, "UPDATE audit_events SET hash='x'||seq, prev_hash='y'||seq, "
+             "tenant_prev_hash='z'||seq WHERE seq >= 3")
     for r in records[2:]:
-        exec_sql(store, "UPDATE audit_events SET subject=:s, prev_hash=:p, hash=:h "
-                 "WHERE seq=:seq", s=r["subject"], p=r["prev_hash"], h=r["hash"], seq=r["seq"])
+        exec_sql(store, "UPDATE audit_events SET subject=:s, prev_hash=:p, "
+                 "tenant_prev_hash=:p, hash=:h WHERE seq=:seq", s=r["subject"],
+                 p=r["prev_hash"], h=r["hash"], seq=r["seq"])
     report = verify(store, keys_dir)
     assert report.damage.kind == "edited" and report.damage.seq == 20
 

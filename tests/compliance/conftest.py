@@ -1,0 +1,168 @@
+"""Fixtures for the compliance tests: stores on real SQLite and PostgreSQL, filled chains,
+exports, and a real server with the auditor API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from secure_aiaas.audit import SqlAuditStore
+from secure_aiaas.audit.export import ExportRequest, export_range
+from secure_aiaas.crypto import ServerKeys, load_keys
+from secure_aiaas.crypto.keystore import known_audit_public_keys
+from secure_aiaas.types import AuditEvent
+from tests.conftest import (
+    REPO,
+    STANDARD_KEYS,
+    STANDARD_TENANTS,
+    Server,
+    free_port,
+    provision,
+    service_env,
+    stop_server,
+)
+
+TENANTS = ("acme", "medco", "globex")
+
+
+def make_event(i: int, tenant: str | None = None, *, day: int = 1) -> AuditEvent:
+    """A varied but deterministic record: tenants, decisions, models, PII counts, HE use."""
+    tenant = tenant if tenant is not None else TENANTS[i % 3]
+    deny = i % 7 == 3
+    he = i % 5 == 0
+    details: dict[str, object] = {"bytes_in": 100 + i}
+    if not deny:
+        details["model"] = "he-linear" if he else ("sentiment" if i % 2 else "ner")
+        if he:
+            details["he"] = {"context_id": f"ctx{i % 4}", "ciphertext_sha256": "ab" * 32}
+        else:
+            details["pii"] = {"PERSON": i % 3, "EMAIL_ADDRESS": i % 2}
+    return AuditEvent(
+        ts=f"2026-01-{day:02d}T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}"
+           ".000000+00:00",
+        request_id=f"r{i}", method="POST",
+        route="/v2/he/models/{name}/infer" if he else "/v2/models/{name}/infer",
+        status=403 if deny else 200, decision="deny" if deny else "allow",
+        latency_ms=1.0 + (i % 50), tenant=tenant, subject=f"user{i % 4}", key_id="k1",
+        role="user", action="infer", object=f"{'he-model' if he else 'model'}:m",
+        rule="default-deny" if deny else "user, trust:trusted, model:*, infer, allow",
+        policy_version="v1", details=details)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'audit.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlAuditStore]:
+    store = SqlAuditStore(store_url)
+    store.create_schema()
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def keys(keys_dir: Path) -> ServerKeys:
+    return load_keys(keys_dir)
+
+
+@pytest.fixture
+def public_keys(keys_dir: Path) -> dict[str, object]:
+    return known_audit_public_keys(keys_dir)
+
+
+def fill(store: SqlAuditStore, keys: ServerKeys, n: int = 120, *, batch: int = 20,
+         day: int = 1, start: int = 0) -> None:
+    """Append ``n`` records in batches, with a signed checkpoint after each batch."""
+    for first in range(start, start + n, batch):
+        store.append_batch([make_event(i, day=day)
+                            for i in range(first, min(start + n, first + batch))])
+        store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id,
+                               f"2026-02-01T00:00:{first % 60:02d}+00:00")
+
+
+def export(store: SqlAuditStore, keys: ServerKeys, out: Path, *, tenant: str | None = "acme",
+           fmt: str = "jsonl", since: str | None = None,
+           until: str | None = None) -> dict[str, object]:
+    return export_range(store, out, ExportRequest(since, until, tenant, fmt),
+                        signing_key=keys.audit_signing_key, key_id=keys.audit_key_id,
+                        created_at="2026-02-02T00:00:00+00:00")
+
+
+def start_audit_server(env: dict[str, str], log_path: Path) -> Server:
+    """A real server process on a loopback port, serving the auditor API."""
+    port = free_port()
+    log = log_path.open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "tests.compliance.serve_with_audit",
+                                str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                               cwd=REPO)
+    server = Server(base_url=f"http://127.0.0.1:{port}", env=env, process=process,
+                    log_path=log_path, data_dir=Path(env["SAIAAS_DATA_DIR"]),
+                    keys_dir=Path(env["SAIAAS_KEYS_DIR"]),
+                    policy_dir=Path(env["SAIAAS_POLICY_DIR"]))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.logs()}")
+        try:
+            if httpx.get(server.base_url + "/v2/health/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    stop_server(server)
+    raise RuntimeError("server did not become ready:\n" + server.logs())
+
+
+AUDIT_KEYS = {**STANDARD_KEYS, "medco-auditor": ("medco", "mia", "auditor")}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def audit_server(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    """(server, audit store URL) on SQLite or PostgreSQL, one per module and backend: the
+    service takes seconds to start (models), so the API tests share it."""
+    import shutil
+
+    import psycopg
+
+    from secure_aiaas.crypto import init_keys
+    from tests.conftest import PG_ADMIN_URL, require_service
+
+    tmp = tmp_path_factory.mktemp(f"audit-{request.param}")
+    init_keys(tmp / "keys")
+    shutil.copytree(REPO / "policies", tmp / "policies")
+    schema = None
+    extra = {"SAIAAS_HE__ENABLED": "false"}  # the auditor API needs no HE workers
+    if request.param == "sqlite":
+        env = service_env(tmp, tmp / "keys", tmp / "policies", **extra)
+        url = f"sqlite:///{tmp / 'data' / 'audit.db'}"
+    else:
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+        schema = "t_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        url = f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+        env = service_env(tmp, tmp / "keys", tmp / "policies", audit_url=url,
+                          database_url=url, **extra)
+    api_keys = provision(env, STANDARD_TENANTS, AUDIT_KEYS)
+    srv = start_audit_server(env, tmp / "server.log")
+    srv.api_keys = api_keys
+    try:
+        yield srv, url
+    finally:
+        stop_server(srv)
+        if schema is not None:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
