@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from secure_aiaas.audit.chain import (
@@ -69,6 +69,20 @@ class SqlAuditStore:
         # long verification never blocks appends (WAL readers see a snapshot).
         self._writer = make_engine(url, timeout_s=timeout_s, immediate=True)
         self._reader = make_engine(url, timeout_s=timeout_s)
+        # The append path's statements, built once: SQLAlchemy memoizes compilation per
+        # statement object, and appends are on every request's critical path.
+        head = select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1)
+        self._sql_head = head if self._sqlite else head.with_for_update()
+        self._sql_insert_events = insert(events_table)
+        self._sql_update_head = (update(head_table).where(head_table.c.id == 1)
+                                 .values(seq=bindparam("h_seq"), hash=bindparam("h_hash")))
+        self._sql_tenant_heads = (
+            select(tenant_heads_table.c.tenant, tenant_heads_table.c.hash)
+            .where(tenant_heads_table.c.tenant.in_(bindparam("tenants", expanding=True))))
+        self._sql_update_tenant = (
+            update(tenant_heads_table).where(tenant_heads_table.c.tenant == bindparam("t_name"))
+            .values(seq=bindparam("t_seq"), hash=bindparam("t_hash")))
+        self._sql_insert_tenant = insert(tenant_heads_table)
 
     # -- schema ---------------------------------------------------------------------------
     def create_schema(self) -> None:
@@ -88,10 +102,7 @@ class SqlAuditStore:
 
     # -- writes ---------------------------------------------------------------------------
     def _lock_head(self, conn: Connection) -> tuple[int, str]:
-        stmt = select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1)
-        if not self._sqlite:
-            stmt = stmt.with_for_update()
-        row = conn.execute(stmt).one()
+        row = conn.execute(self._sql_head).one()
         return int(row.seq), str(row.hash)
 
     def append_batch(self, events: Sequence[AuditEvent]) -> list[int]:
@@ -115,8 +126,7 @@ class SqlAuditStore:
         heads: dict[str, str] = {}
         if tenants:
             heads = {r.tenant: r.hash for r in conn.execute(
-                select(tenant_heads_table.c.tenant, tenant_heads_table.c.hash)
-                .where(tenant_heads_table.c.tenant.in_(tenants)))}
+                self._sql_tenant_heads, {"tenants": sorted(tenants)})}
         known = set(heads)
         rows = []
         for fields in batch:
@@ -129,17 +139,17 @@ class SqlAuditStore:
             prev = digest
             if tenant is not None:
                 heads[tenant] = digest
-        conn.execute(insert(events_table), rows)
-        conn.execute(update(head_table).where(head_table.c.id == 1).values(seq=seq, hash=prev))
+        conn.execute(self._sql_insert_events, rows)
+        conn.execute(self._sql_update_head, {"h_seq": seq, "h_hash": prev})
         last_seq = {r["tenant"]: r["seq"] for r in rows if r["tenant"] is not None}
-        for tenant in tenants:
-            values = {"seq": last_seq[tenant], "hash": heads[tenant]}
-            if tenant in known:
-                conn.execute(update(tenant_heads_table)
-                             .where(tenant_heads_table.c.tenant == tenant).values(**values))
-            else:
-                conn.execute(insert(tenant_heads_table).values(tenant=tenant, checkpointed_seq=0,
-                                                               **values))
+        moved = [{"t_name": t, "t_seq": last_seq[t], "t_hash": heads[t]}
+                 for t in sorted(tenants) if t in known]
+        new = [{"tenant": t, "checkpointed_seq": 0, "seq": last_seq[t], "hash": heads[t]}
+               for t in sorted(tenants) if t not in known]
+        if moved:
+            conn.execute(self._sql_update_tenant, moved)
+        if new:
+            conn.execute(self._sql_insert_tenant, new)
         return [row["seq"] for row in rows]
 
     def write_checkpoint(
