@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks.loadgen import WRK, wrk
 from tests.conftest import (
     REPO,
     STANDARD_KEYS,
@@ -47,37 +48,6 @@ WORKLOADS = {
     "digits-mlp": ("/v2/models/digits-mlp/infer", _digits_body()),
     "text-embed": ("/v1/embeddings", {"model": "text-embed", "input": TEXT}),
 }
-
-
-WRK = shutil.which("wrk")
-_WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %d %d %d\\n", summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99), summary.errors.status))
-end
-"""
-
-
-def _wrk(url: str, headers: dict[str, str], path: str, body: dict[str, object],
-         clients: int, tmp: Path) -> dict[str, float]:
-    """wrk (C, epoll) as the load generator: the client's own cost stays small."""
-    import json as _json
-
-    script = tmp / "post.lua"
-    script.write_text(_WRK_SCRIPT + f"wrk.body = [[{_json.dumps(body)}]]\n")
-    args = [WRK, "-t", "2" if clients > 1 else "1", "-c", str(clients), "-d",
-            f"{max(1, round(DURATION_S))}s", "-s", str(script), "--timeout", "30s"]
-    for name, value in headers.items():
-        args += ["-H", f"{name}: {value}"]
-    out = subprocess.run([*args, url + path], capture_output=True, text=True, check=True).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT"))
-    requests, duration_us, p50_us, p99_us, bad_status = map(int, line.split()[1:])
-    assert bad_status == 0, out
-    return {"requests_per_s": round(requests / (duration_us / 1e6), 1),
-            "p50_ms": round(p50_us / 1000, 2), "p99_ms": round(p99_us / 1000, 2),
-            "requests": requests, "client": "wrk"}
 
 
 async def _drive(url: str, headers: dict[str, str], path: str, body: dict[str, object],
@@ -159,8 +129,10 @@ def test_serving_throughput(benchmark, targets, record_figures, model: str, clie
     url, headers = targets[target]
     path, body = WORKLOADS[model]
     if WRK:
-        figures = benchmark.pedantic(_wrk, args=(url, headers, path, body, clients, tmp_path),
-                                     rounds=1, iterations=1)
+        figures = benchmark.pedantic(
+            lambda: wrk(url, path, headers=headers, body=body, clients=clients,
+                        seconds=max(1, round(DURATION_S)), workdir=tmp_path),
+            rounds=1, iterations=1)
         record_figures(target=target, model=model, clients=clients, **figures)
         return
     rps, lat = benchmark.pedantic(lambda: asyncio.run(_drive(url, headers, path, body, clients)),
