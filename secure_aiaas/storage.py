@@ -47,7 +47,12 @@ def make_engine(url: str, *, timeout_s: float = 2.0, immediate: bool = False) ->
             path = Path(sa_url.database)
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Create the file 0600 ourselves: SQLite gives its -wal/-shm files the same mode.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            # Only when it is new: closing any handle on an open SQLite file drops the
+            # process's POSIX locks on it, and another process could then delete the WAL.
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                pass
         engine = create_engine(
             sa_url,
             connect_args={"timeout": timeout_s, "check_same_thread": False},
