@@ -71,6 +71,8 @@ class HESettings(BaseModel):
     # Largest body any /v1/he/ route accepts (batched requests: 4,096 samples ≈ 23 MB);
     # each route applies its model's exact cap below this.
     max_body_bytes: int = Field(default=48 << 20, gt=0)
+    # Queued + running evaluations (all tenants); beyond it callers get 503 at once.
+    max_pending: int = Field(default=32, gt=0)
 
 
 class PrivacySettings(BaseModel):
@@ -81,6 +83,21 @@ class PrivacySettings(BaseModel):
     batch_size: int = Field(default=128, gt=0)
     # Processes for detection on large batches (1: in-process).
     workers: int = Field(default=1, gt=0)
+
+
+class SchedulingSettings(BaseModel):
+    # Prefix of every quota key in Redis (several deployments may share one Redis).
+    key_prefix: str = Field(default="saiaas", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # A concurrency lease outlives a crashed replica by at most this long (TTL safety net);
+    # it must exceed the longest request.
+    lease_ttl_s: float = Field(default=300.0, gt=0)
+    # One quota round trip may take this long before the request is refused (503).
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+
+
+class MetricsSettings(BaseModel):
+    # Serve GET /metrics (Prometheus text format; role-gated like every route).
+    enabled: bool = True
 
 
 class LogSettings(BaseModel):
@@ -117,6 +134,8 @@ class Settings(BaseSettings):
     inference: InferenceSettings = InferenceSettings()
     he: HESettings = HESettings()
     privacy: PrivacySettings = PrivacySettings()
+    scheduling: SchedulingSettings = SchedulingSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
 
     @field_validator("database_url", "audit_url", "redis_url", mode="before")

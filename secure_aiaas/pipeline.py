@@ -1,4 +1,4 @@
-"""The request spine as plain async code: authenticate → authorize → (handler) → audit.
+"""The request spine as plain async code: authenticate → authorize → admit → (handler) → audit.
 
 Routes stay thin: they declare what they touch (object, action) and the pipeline does the
 rest. It knows the concern packages only through their public APIs and holds no state
@@ -7,20 +7,28 @@ another replica would need (tenants, keys, policy and audit live in the shared s
 
 from __future__ import annotations
 
-import anyio
-
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import anyio
 
 from secure_aiaas.audit import AuditWriter
 from secure_aiaas.auth import Registry
 from secure_aiaas.errors import OverloadedError, PrivacyError
 from secure_aiaas.policy import PolicyEngine
+from secure_aiaas.scheduling import (
+    UNLIMITED,
+    Admission,
+    Quotas,
+    QuotaUnavailableError,
+    set_priority,
+)
 from secure_aiaas.types import AuditEvent, Decision, Principal
 
 if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
     from secure_aiaas.inference import ModelPool
+    from secure_aiaas.metrics import Metrics
     from secure_aiaas.privacy import Scrubber, ScrubResult, TenantKeys
 
 
@@ -35,6 +43,9 @@ class Pipeline:
         self.he_context_ttl_s: float = 0.0
         self.scrubber: Scrubber | None = None
         self.privacy_keys: Callable[[str], TenantKeys] | None = None
+        # Compute scheduling and observability, plugged in by the lifespan.
+        self.quotas: Quotas | None = None
+        self.metrics: Metrics | None = None
 
     def model_pool(self) -> ModelPool:
         """The plaintext model pool; 503 while it is not loaded."""
@@ -49,6 +60,22 @@ class Pipeline:
     def authorize(self, principal: Principal, obj: str, act: str) -> Decision:
         """The policy's decision; PolicyUnavailableError (→ 503) when none is loaded."""
         return self.policy.decide(principal, obj, act)
+
+    async def admit(self, principal: Principal) -> Admission:
+        """Take the request's place within its tenant's quotas; release it when answered.
+
+        Sets the request's priority (its tenant's) for the compute queues. Raises
+        `QuotaExceededError` (429 + Retry-After) over a limit, `QuotaUnavailableError` (503)
+        when the quota store cannot be asked: a limited tenant is never let through unchecked.
+        """
+        set_priority(principal.limits.priority)
+        if self.quotas is None:
+            limits = principal.limits
+            if limits.requests_per_minute or limits.key_requests_per_minute \
+                    or limits.max_concurrent:
+                raise QuotaUnavailableError(retry_after=5)
+            return UNLIMITED
+        return await self.quotas.admit(principal)
 
     async def record(self, event: AuditEvent) -> int:
         """Durably append ``event``; AuditError (→ 503) when it could not be stored."""

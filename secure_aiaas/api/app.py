@@ -17,7 +17,17 @@ from fastapi import FastAPI
 from secure_aiaas import __version__
 from secure_aiaas.api.errors import install_error_handlers
 from secure_aiaas.api.middleware import AuditMiddleware
-from secure_aiaas.api.routes import admin, audit, he, health, identity, infer, openai, privacy
+from secure_aiaas.api.routes import (
+    admin,
+    audit,
+    he,
+    health,
+    identity,
+    infer,
+    openai,
+    ops,
+    privacy,
+)
 from secure_aiaas.audit import AuditWriter, SqlAuditStore
 from secure_aiaas.auth import Registry
 from secure_aiaas.config import Settings
@@ -25,6 +35,8 @@ from secure_aiaas.crypto import load_keys
 from secure_aiaas.crypto.keystore import known_audit_public_keys
 from secure_aiaas.errors import ConfigurationError, PrivacyError, ServiceError
 from secure_aiaas.inference import BatchingConfig, ModelPool, ModelRegistry
+from secure_aiaas.metrics import Metrics
+from secure_aiaas.scheduling import build_quotas, current_priority
 
 if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
@@ -85,7 +97,7 @@ def tenant_privacy_keys(data_key: bytes) -> Callable[[str], TenantKeys]:
     return keys_for
 
 
-def build_model_pool(settings: Settings) -> ModelPool:
+def build_model_pool(settings: Settings, metrics: Metrics | None = None) -> ModelPool:
     cfg = settings.inference
     return ModelPool(
         ModelRegistry(settings.resolved_models_dir()),
@@ -94,10 +106,13 @@ def build_model_pool(settings: Settings) -> ModelPool:
         batching=BatchingConfig(max_batch_size=cfg.max_batch_size, max_delay_s=cfg.max_delay_s,
                                 max_queue_size=cfg.max_queue_size),
         num_threads=cfg.num_threads,
+        on_batch=metrics.observe_batch if metrics is not None else None,
+        priority_of=current_priority,
     )
 
 
-def build_he_pool(settings: Settings, models: ModelPool) -> HEPool:
+def build_he_pool(settings: Settings, models: ModelPool,
+                  metrics: Metrics | None = None) -> HEPool:
     """Start the HE workers and publish a plan for every served HE-compatible model."""
     from secure_aiaas.he import HELimits, HEPool, SqlContextStore, compile_model
     from secure_aiaas.training import calibration_inputs
@@ -108,9 +123,10 @@ def build_he_pool(settings: Settings, models: ModelPool) -> HEPool:
     contexts.create_schema()
     pool = HEPool(store_dir=settings.data_dir / "he", workers=cfg.workers,
                   limits=HELimits(max_context_bytes=cfg.max_context_bytes,
-                                  max_contexts=cfg.max_contexts),
+                                  max_contexts=cfg.max_contexts, max_pending=cfg.max_pending),
                   contexts=contexts, data_key=load_keys(settings.keys_dir).data_key,
-                  context_ttl_s=cfg.context_ttl_s)
+                  context_ttl_s=cfg.context_ttl_s, priority_of=current_priority,
+                  on_call=metrics.observe_he if metrics is not None else None)
     pool.start()
     for manifest in models.manifests():
         if not manifest.he_compatible:
@@ -133,6 +149,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pipeline = pipeline
         pipeline.audit.start()
         pipeline.policy.start_watching()
+        sched = settings.scheduling
+        pipeline.quotas = build_quotas(settings.redis_url, prefix=sched.key_prefix,
+                                       lease_ttl_s=sched.lease_ttl_s,
+                                       timeout_s=sched.redis_timeout_s)
+        if settings.metrics.enabled:
+            pipeline.metrics = Metrics()  # a registry of its own per app (tests build several)
         try:
             pipeline.scrubber = await asyncio.to_thread(build_scrubber, settings)
         except PrivacyError:
@@ -141,14 +163,16 @@ def create_app(settings: Settings) -> FastAPI:
             log.error("privacy.scrubber_unavailable", model=settings.privacy.spacy_model)
         pipeline.privacy_keys = tenant_privacy_keys(load_keys(settings.keys_dir).data_key)
         app.state.readiness_probes["scrubber"] = lambda: pipeline.scrubber is not None
-        pipeline.models = build_model_pool(settings)
+        pipeline.models = build_model_pool(settings, pipeline.metrics)
         app.state.readiness_probes["models"] = lambda: bool(
             pipeline.models and pipeline.models.ready)
         await pipeline.models.start()
         if settings.he.enabled:
-            pipeline.he = await asyncio.to_thread(build_he_pool, settings, pipeline.models)
+            pipeline.he = await asyncio.to_thread(build_he_pool, settings, pipeline.models,
+                                                  pipeline.metrics)
             pipeline.he_context_ttl_s = settings.he.context_ttl_s
         log.info("service.started", policy_version=pipeline.policy.version,
+                 quotas=pipeline.quotas.backend,
                  models=[m.id for m in pipeline.models.manifests()],
                  model_failures=sorted(pipeline.models.failures))
         try:
@@ -160,6 +184,8 @@ def create_app(settings: Settings) -> FastAPI:
             if pipeline.he is not None:
                 await asyncio.to_thread(pipeline.he.close)
             pipeline.policy.stop_watching()
+            if pipeline.quotas is not None:
+                await pipeline.quotas.close()
             pipeline.audit.close()  # drains appends and signs a final checkpoint
             pipeline.audit.store.dispose()
             pipeline.registry.dispose()
@@ -177,6 +203,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(he.router)
     app.include_router(privacy.router)
     app.include_router(audit.router)
+    app.include_router(ops.router)
     app.add_middleware(AuditMiddleware, pipeline_getter=lambda: app.state.pipeline,
                        max_body_bytes=settings.server.max_body_bytes,
                        large_body_prefixes={"/v1/he/": settings.he.max_body_bytes})

@@ -14,8 +14,8 @@ from fastapi import Depends, Request
 from secure_aiaas.api.middleware import AuditContext
 from secure_aiaas.errors import AuthenticationError, AuthorizationError, InputError
 from secure_aiaas.pipeline import Pipeline
+from secure_aiaas.scheduling import QuotaExceededError
 from secure_aiaas.types import Principal
-
 
 _OBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -51,6 +51,13 @@ async def _gate(request: Request, obj_of: Any, act: str) -> Principal:
     ctx.decision = decision
     if not decision.allowed:
         raise AuthorizationError()
+    # Quotas after the policy (a denied call costs no quota), before the handler runs; the
+    # middleware releases the concurrency slot once the response is sent.
+    try:
+        ctx.admission = await pipeline.admit(principal)
+    except QuotaExceededError as exc:
+        ctx.details["quota"] = exc.limit  # which limit refused: audited and counted
+        raise
     return principal
 
 

@@ -21,6 +21,7 @@ from secure_aiaas.api.errors import error_body
 from secure_aiaas.audit import utc_now
 from secure_aiaas.errors import AuditError, PayloadTooLargeError
 from secure_aiaas.pipeline import Pipeline
+from secure_aiaas.scheduling import Admission
 from secure_aiaas.types import AuditEvent, Decision, Outcome, Principal
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,8 @@ class AuditContext:
     object: str | None = None
     decision: Decision | None = None
     details: dict[str, object] = field(default_factory=dict)
+    # The request's quota slot (released once the response is sent); not recorded.
+    admission: Admission | None = None
 
     def outcome(self, status: int) -> Outcome:
         if status >= 500:
@@ -113,6 +116,8 @@ class AuditMiddleware:
                 if not exchange.started:
                     await exchange.respond(500, "internal error", "internal_error")
         finally:
+            if exchange.ctx.admission is not None:
+                await exchange.ctx.admission.release()
             structlog.contextvars.unbind_contextvars("request_id")
 
 
@@ -179,14 +184,33 @@ class _AuditedExchange:
             ctx.route = matched.path
         ctx.details.setdefault("bytes_in", self._bytes_in)
         event = ctx.to_event(status, (time.perf_counter() - self._started_at) * 1000)
+        appending = time.perf_counter()
         try:
             await self._pipeline.record(event)
         except AuditError:
             log.error("audit.record_refused", status=status, route=ctx.route)
+            self._observe(event, 503)
             return False
+        metrics = self._pipeline.metrics
+        if metrics is not None:
+            metrics.audit_append.observe(time.perf_counter() - appending)
+        self._observe(event, status)
         log.info("request.completed", method=ctx.method, route=ctx.route, status=status,
                  decision=event.decision, latency_ms=round(event.latency_ms, 2))
         return True
+
+    def _observe(self, event: AuditEvent, status: int) -> None:
+        """Request metrics: the route template, never the raw path (see `metrics`)."""
+        metrics = self._pipeline.metrics
+        if metrics is None:
+            return
+        decision = event.decision if status == event.status else "error"
+        try:
+            metrics.observe_request(route=event.route, method=event.method, decision=decision,
+                                    status=status, seconds=time.perf_counter() - self._started_at,
+                                    tenant=event.tenant, details=event.details)
+        except Exception:
+            log.exception("metrics.observe_failed")
 
 
 def _refuse_early(scope: Scope, max_body: int) -> tuple[int, str, str] | None:

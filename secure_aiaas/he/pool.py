@@ -15,11 +15,17 @@ Lifecycle (the lifespan)::
     reply = await pool.infer("digits-mlp", body, owner=principal_id)
     pool.delete_context(cid, owner=principal_id)
     await asyncio.to_thread(pool.close)
+
+Scheduling: at most ``workers`` calls run (one per worker process); the others wait in this
+pool's own queue, ordered by priority (the calling tenant's, higher first; arrival order
+within a priority), so the executor never holds a FIFO backlog. Queued + running calls are
+bounded by ``max_pending``: beyond it a call is refused at once (503), it never waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pickle
 import resource
@@ -49,6 +55,9 @@ from secure_aiaas.errors import (
 )
 from secure_aiaas.he.contexts import ContextRecord, ContextStore, MemoryContextStore
 from secure_aiaas.he.plan import CompiledModel, HEPlan
+from secure_aiaas.he.slots import PrioritySlots
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,8 @@ class HEPool:
         contexts: ContextStore | None = None,
         data_key: bytes | None = None,
         context_ttl_s: float = 24 * 3600,
+        priority_of: Callable[[], int] | None = None,
+        on_call: Callable[[str, float, float], None] | None = None,
     ) -> None:
         """
         Args:
@@ -166,6 +177,8 @@ class HEPool:
             contexts: where registered contexts live (shared by replicas); default: in memory.
             data_key: AES-256 key sealing contexts at rest; default: a key for this process.
             context_ttl_s: how long a registered context stays usable.
+            priority_of: the calling request's priority (higher runs first).
+            on_call: metrics hook, ``(task, wait_s, run_s)`` after every call; must not raise.
         """
         self.limits = limits or HELimits()
         self.workers = workers or max(1, len(os.sched_getaffinity(0)))
@@ -178,6 +191,10 @@ class HEPool:
         self._lock = threading.Lock()
         self.replacements = 0  # how many times a crashed pool was replaced (metrics, tests)
         self._pending = 0
+        self.rejected = 0  # calls refused by a full queue since start
+        self._priority_of = priority_of
+        self._on_call = on_call
+        self._slots = PrioritySlots(self.workers)
 
     # ------------------------------------------------------------------ lifecycle
     def _new_executor(self) -> ProcessPoolExecutor:
@@ -243,30 +260,62 @@ class HEPool:
                 self.replacements += 1
         broken.shutdown(wait=False, cancel_futures=True)
 
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def call(self, fn: Callable[..., Any], *args: Any,
+                   priority: int | None = None) -> Any:
         """Run `fn(*args)` in a worker; a worker crash -> pool replaced, one retry, then 422.
 
-        Raises `OverloadedError` (503) when `max_pending` calls are already queued or running.
+        Waits for a free worker behind higher-priority calls (default priority:
+        ``priority_of()``). Raises `OverloadedError` (503) at once when `max_pending` calls
+        are already queued or running.
         """
         with self._lock:
             if self._pending >= self.limits.max_pending:
+                self.rejected += 1
                 raise OverloadedError("HE evaluation queue full")
             self._pending += 1
+        if priority is None:
+            priority = self._priority_of() if self._priority_of is not None else 0
+        queued = time.perf_counter()
         try:
-            for attempt in (1, 2):
-                future, executor = self._submit(fn, *args)
+            await self._slots.acquire(priority)
+            started = time.perf_counter()
+            try:
+                result = await self._run(fn, *args)
+            finally:
+                self._slots.release()
+            if self._on_call is not None:
                 try:
-                    return await asyncio.wrap_future(future)
-                except BrokenProcessPool as exc:
-                    # Also breaks innocent requests running alongside: they get one retry on
-                    # the new pool; input that crashes a worker twice is refused.
-                    self._replace(executor)
-                    if attempt == 2:
-                        raise CiphertextError("input crashed an evaluation worker") from exc
-            raise AssertionError("unreachable")  # pragma: no cover
+                    self._on_call(getattr(fn, "__name__", "call").removeprefix("_task_"),
+                                  started - queued, time.perf_counter() - started)
+                except Exception:  # noqa: BLE001 (a metrics bug must not fail the call)
+                    logger.exception("he.on_call_failed")
+            return result
         finally:
             with self._lock:
                 self._pending -= 1
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        for attempt in (1, 2):
+            future, executor = self._submit(fn, *args)
+            try:
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool as exc:
+                # Also breaks innocent requests running alongside: they get one retry on
+                # the new pool; input that crashes a worker twice is refused.
+                self._replace(executor)
+                if attempt == 2:
+                    raise CiphertextError("input crashed an evaluation worker") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def stats(self) -> dict[str, Any]:
+        """Queue and pool sizes (metrics, the resource view)."""
+        with self._lock:
+            pending = self._pending
+        return {"workers": self.workers, "running": self._slots.running,
+                "waiting": self._slots.waiting, "pending": pending,
+                "max_pending": self.limits.max_pending, "rejected": self.rejected,
+                "replacements": self.replacements, "models": sorted(self._models),
+                "alive": self._executor is not None}
 
     def call_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
         """`call` for synchronous callers (tests, CLI); never use it on the event loop."""

@@ -5,11 +5,16 @@ request's rows of the batch output. One worker task per model collects requests 
 batch holds ``max_batch_size`` rows or the oldest request has waited ``max_delay_s``, then runs
 the predictor in a dedicated thread so the event loop never blocks; while that pass runs, the
 next batch fills. A full queue refuses at once with `OverloadedError` (503 + Retry-After).
+
+The queue is ordered by priority (the calling tenant's, higher first; arrival order within a
+priority): ``submit(x, priority=p)``, or the ``priority_of`` callable given at construction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import math
 import time
@@ -73,6 +78,10 @@ class _Request:
     future: asyncio.Future[Outputs]
 
 
+# Heap entries: (-priority, arrival number, request): higher priority first, FIFO within one.
+_Entry = tuple[int, int, _Request]
+
+
 class DynamicBatcher:
     """Dynamic batcher for one loaded model.
 
@@ -83,6 +92,7 @@ class DynamicBatcher:
             batches whatever queued while the previous pass ran (Triton's default too).
         max_queue_size: queued requests beyond which `submit` raises `OverloadedError`.
         on_batch: called on the event loop after every batch (metrics); must not raise.
+        priority_of: the priority of a request submitted without one (the caller's tenant's).
     """
 
     def __init__(
@@ -94,6 +104,7 @@ class DynamicBatcher:
         max_queue_size: int = 1024,
         on_batch: Callable[[BatchRecord], None] | None = None,
         window: int = 2048,
+        priority_of: Callable[[], int] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue_size < 1 or max_delay_s < 0:
             raise ValueError("max_batch_size, max_queue_size >= 1 and max_delay_s >= 0")
@@ -103,7 +114,9 @@ class DynamicBatcher:
         self.max_delay_s = max_delay_s
         self.max_queue_size = max_queue_size
         self._on_batch = on_batch
-        self._queue: deque[_Request] = deque()
+        self._queue: list[_Entry] = []
+        self._arrivals = itertools.count()
+        self._priority_of = priority_of
         self._queue_rows = 0
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -118,8 +131,10 @@ class DynamicBatcher:
 
     # -- public API -----------------------------------------------------------------------
 
-    async def submit(self, item: Any) -> Outputs:
+    async def submit(self, item: Any, *, priority: int | None = None) -> Outputs:
         """Queue one request and wait for its outputs (rows of `item`, in order).
+
+        Higher ``priority`` is served first (default: ``priority_of()``, else 0).
 
         Raises:
             OverloadedError: the queue is full (at once, before any waiting).
@@ -137,8 +152,10 @@ class DynamicBatcher:
         if self._worker is None:
             self.start()
         loop = asyncio.get_running_loop()
+        if priority is None:
+            priority = self._priority_of() if self._priority_of is not None else 0
         request = _Request(item, rows, loop.time(), loop.create_future())
-        self._queue.append(request)
+        heapq.heappush(self._queue, (-priority, next(self._arrivals), request))
         self._queue_rows += rows
         # Wake the worker only when it may act: first request, or a full batch is ready.
         if len(self._queue) == 1 or self._queue_rows >= self.max_batch_size:
@@ -212,7 +229,7 @@ class DynamicBatcher:
         await asyncio.sleep(0)  # one loop turn: callers already runnable enqueue first
         if self.max_delay_s <= 0 or self._last_batch_requests <= 1:
             return
-        deadline = self._queue[0].enqueued + self.max_delay_s
+        deadline = self._queue[0][2].enqueued + self.max_delay_s
         while self._queue_rows < self.max_batch_size and not self._closing:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -227,8 +244,8 @@ class DynamicBatcher:
     def _take(self, now: float) -> list[_Request]:
         batch: list[_Request] = []
         rows = 0
-        while self._queue and rows + self._queue[0].rows <= self.max_batch_size:
-            request = self._queue.popleft()
+        while self._queue and rows + self._queue[0][2].rows <= self.max_batch_size:
+            request = heapq.heappop(self._queue)[2]
             self._queue_rows -= request.rows
             if request.future.done():  # the caller went away (cancelled): skip its rows
                 continue

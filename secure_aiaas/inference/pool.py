@@ -42,7 +42,7 @@ class ServedModel:
         self.predictor = predictor
         self.batcher = batcher
 
-    async def infer(self, item: Any) -> Outputs:
+    async def infer(self, item: Any, *, priority: int | None = None) -> Outputs:
         """Named outputs for one request (a numpy batch, or a list of strings for text).
 
         A request larger than the batcher's ``max_batch_size`` is split into chunks that are
@@ -51,9 +51,10 @@ class ServedModel:
         size = self.batcher.max_batch_size
         rows = self.predictor.rows(item)
         if rows <= size:
-            return await self.batcher.submit(item)
+            return await self.batcher.submit(item, priority=priority)
         parts = await asyncio.gather(
-            *(self.batcher.submit(item[start : start + size]) for start in range(0, rows, size))
+            *(self.batcher.submit(item[start : start + size], priority=priority)
+              for start in range(0, rows, size))
         )
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
@@ -69,6 +70,7 @@ class ModelPool:
         batching: default batching knobs; ``overrides`` per model name.
         num_threads: torch intra-op threads (None: `configure_torch_threads` default).
         on_batch: metrics hook called after every batch of every model.
+        priority_of: the calling request's priority (queues serve higher first).
     """
 
     def __init__(
@@ -81,8 +83,11 @@ class ModelPool:
         overrides: Mapping[str, BatchingConfig] | None = None,
         num_threads: int | None = None,
         on_batch: Callable[[BatchRecord], None] | None = None,
+        priority_of: Callable[[], int] | None = None,
     ) -> None:
         self.registry = registry
+        self._priority_of = priority_of
+        self.device: str | None = None
         self._wanted = list(models) if models is not None else None
         self._device = device
         self._batching = batching or BatchingConfig()
@@ -108,6 +113,7 @@ class ModelPool:
 
         configure_torch_threads(self._num_threads)
         device = select_device(self._device)
+        self.device = str(device)
         for name, version in self._targets():
             key = f"{name}:{version or 'latest'}"
             try:
@@ -129,6 +135,7 @@ class ModelPool:
                 max_delay_s=config.max_delay_s,
                 max_queue_size=config.max_queue_size,
                 on_batch=self._on_batch,
+                priority_of=self._priority_of,
             )
             batcher.start()
             manifest = predictor.manifest
@@ -163,6 +170,32 @@ class ModelPool:
     def manifests(self) -> list[Manifest]:
         """Every served model version (for ``/v1/models`` and v2 metadata)."""
         return [m.manifest for versions in self._served.values() for m in versions.values()]
+
+    def resources(self) -> dict[str, Any]:
+        """Devices, their memory, and the served models (for the operators' resource view)."""
+        import torch
+
+        cuda: list[dict[str, Any]] = []
+        if torch.cuda.is_available():
+            for index in range(torch.cuda.device_count()):
+                free, total = torch.cuda.mem_get_info(index)
+                cuda.append({"index": index, "name": torch.cuda.get_device_name(index),
+                             "memory_total_bytes": total, "memory_free_bytes": free,
+                             "memory_allocated_bytes": torch.cuda.memory_allocated(index),
+                             "memory_reserved_bytes": torch.cuda.memory_reserved(index)})
+        models = []
+        for versions in self._served.values():
+            for served in versions.values():
+                stats = served.batcher.stats()
+                models.append({"model": served.manifest.id, "task": served.manifest.task,
+                               "device": self.device, "queue_depth": stats.queue_depth,
+                               "max_queue_size": stats.max_queue_size,
+                               "max_batch_size": stats.max_batch_size,
+                               "rejected_total": stats.rejected_total})
+        return {"device": self.device, "torch_threads": torch.get_num_threads(),
+                "cuda_available": torch.cuda.is_available(), "cuda_devices": cuda,
+                "models": sorted(models, key=lambda m: m["model"]),
+                "failures": sorted(self.failures)}
 
     def stats(self) -> list[BatcherStats]:
         return [m.batcher.stats() for versions in self._served.values() for m in versions.values()]

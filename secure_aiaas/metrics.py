@@ -1,0 +1,136 @@
+"""Prometheus metrics on an injectable `CollectorRegistry` (tests build their own).
+
+Labels never carry user input. Every label value is either fixed by the code (decision,
+queue, limit), a route *template* matched by the router (never the raw path), an HTTP method
+from a closed set, a status code, or an identifier chosen by an operator: a model name from
+the registry, a PII entity type from the configured recognizers (checked against a pattern),
+a tenant name from the tenant registry (only ever taken from an authenticated principal).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_ENTITY = re.compile(r"^[A-Z][A-Z0-9_]{0,47}$")
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_AUDIT = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+_HE = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def method_label(method: str) -> str:
+    """The HTTP method, or ``other``: a client may send any token as a method."""
+    return method if method in METHODS else "other"
+
+
+def entity_label(entity: str) -> str:
+    """A PII entity type (recognizer names are upper-case identifiers), else ``OTHER``."""
+    return entity if _ENTITY.match(entity) else "OTHER"
+
+
+class Metrics:
+    """Every collector the service exports, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "saiaas_requests_total", "HTTP requests answered (health probes excluded)",
+            ["route", "method", "decision", "status"], registry=r)
+        self.latency = Histogram(
+            "saiaas_request_duration_seconds", "Time to the response start, audit included",
+            ["route", "method"], buckets=_LATENCY, registry=r)
+        self.tenant_requests = Counter(
+            "saiaas_tenant_requests_total", "Authenticated requests by tenant and decision",
+            ["tenant", "decision"], registry=r)
+        self.quota_refusals = Counter(
+            "saiaas_quota_refusals_total", "Requests refused by a quota (429)",
+            ["tenant", "limit"], registry=r)
+        self.queue_depth = Gauge(
+            "saiaas_queue_depth", "Requests waiting for compute, sampled at scrape time",
+            ["queue", "model"], registry=r)
+        self.queue_capacity = Gauge(
+            "saiaas_queue_capacity", "Bound of each compute queue (full: 503 at once)",
+            ["queue", "model"], registry=r)
+        self.queue_wait = Histogram(
+            "saiaas_queue_wait_seconds", "Time waited in a compute queue (plaintext: the "
+            "longest wait in each batch)", ["queue"], buckets=_LATENCY, registry=r)
+        self.queue_rejections = Gauge(
+            "saiaas_queue_rejected", "Requests refused by a full queue since start",
+            ["queue", "model"], registry=r)
+        self.batch_rows = Histogram(
+            "saiaas_batch_rows", "Rows per executed forward pass", ["model"],
+            buckets=_BATCH, registry=r)
+        self.forward = Histogram(
+            "saiaas_forward_seconds", "Forward pass time per batch", ["model"],
+            buckets=_LATENCY, registry=r)
+        self.he_eval = Histogram(
+            "saiaas_he_evaluation_seconds", "Homomorphic evaluation time in a worker",
+            ["task"], buckets=_HE, registry=r)
+        self.he_workers = Gauge(
+            "saiaas_he_workers", "HE evaluation worker processes", registry=r)
+        self.audit_append = Histogram(
+            "saiaas_audit_append_seconds", "Time for a request's audit record to be "
+            "durably committed (group commit wait included)", buckets=_AUDIT, registry=r)
+        self.audit_commit = Gauge(
+            "saiaas_audit_last_commit_seconds", "Duration of the last group commit",
+            registry=r)
+        self.pii = Counter(
+            "saiaas_pii_entities_total", "Personal-data entities found, by type",
+            ["entity"], registry=r)
+
+    # ------------------------------------------------------------------ request path
+    def observe_request(self, *, route: str, method: str, decision: str, status: int,
+                        seconds: float, tenant: str | None,
+                        details: Mapping[str, Any]) -> None:
+        """One answered request (called by the audit middleware once it is recorded)."""
+        method = method_label(method)
+        self.requests.labels(route, method, decision, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+        if tenant is not None:
+            self.tenant_requests.labels(tenant, decision).inc()
+            limit = details.get("quota")
+            if isinstance(limit, str):
+                self.quota_refusals.labels(tenant, limit).inc()
+        pii = details.get("pii")
+        if isinstance(pii, Mapping):
+            for entity, count in pii.items():
+                if isinstance(count, int) and count > 0:
+                    self.pii.labels(entity_label(str(entity))).inc(count)
+
+    def observe_batch(self, record: Any) -> None:
+        """`ModelPool(on_batch=…)` hook: one executed batch (`BatchRecord`)."""
+        self.batch_rows.labels(record.model).observe(record.rows)
+        self.forward.labels(record.model).observe(record.forward_s)
+        self.queue_wait.labels("plaintext").observe(record.max_wait_s)
+
+    def observe_he(self, task: str, wait_s: float, run_s: float) -> None:
+        """`HEPool(on_call=…)` hook: one call waited ``wait_s`` and ran ``run_s``."""
+        self.queue_wait.labels("he").observe(wait_s)
+        self.he_eval.labels(task).observe(run_s)
+
+    # ------------------------------------------------------------------ scrape time
+    def sample(self, *, batchers: list[Any], he: Mapping[str, Any] | None,
+               audit_last_commit_ms: float | None) -> None:
+        """Refresh the gauges from live state (queues, pools) just before a scrape."""
+        for stats in batchers:
+            self.queue_depth.labels("plaintext", stats.model).set(stats.queue_depth)
+            self.queue_capacity.labels("plaintext", stats.model).set(stats.max_queue_size)
+            self.queue_rejections.labels("plaintext", stats.model).set(stats.rejected_total)
+        if he is not None:
+            self.queue_depth.labels("he", "").set(he["waiting"])
+            self.queue_capacity.labels("he", "").set(he["max_pending"])
+            self.queue_rejections.labels("he", "").set(he["rejected"])
+            self.he_workers.set(he["workers"])
+        if audit_last_commit_ms is not None:
+            self.audit_commit.set(audit_last_commit_ms / 1000)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
