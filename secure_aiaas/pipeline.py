@@ -55,6 +55,10 @@ class Pipeline:
 
     async def authenticate(self, api_key: str) -> Principal:
         """The principal behind ``api_key`` (AuthenticationError otherwise)."""
+        if self.registry.local:
+            # Embedded SQLite in WAL mode: a read never waits for a lock and takes ~0.1 ms,
+            # less than the hop to a worker thread would cost.
+            return self.registry.authenticate(api_key)
         return await anyio.to_thread.run_sync(self.registry.authenticate, api_key)
 
     def authorize(self, principal: Principal, obj: str, act: str) -> Decision:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from secure_aiaas.api.errors import error_body
@@ -111,6 +112,11 @@ class AuditMiddleware:
                 if not exchange.started:
                     await exchange.respond(413, PayloadTooLargeError.public_message,
                                            PayloadTooLargeError.code)
+            except ClientDisconnect:
+                # The caller went away mid-request: nothing to answer, but it is recorded
+                # (499, nginx's "client closed request").
+                if not exchange.started:
+                    await exchange.record_only(499)
             except Exception:
                 log.exception("request.unhandled_error", route=exchange.ctx.route)
                 if not exchange.started:
@@ -160,6 +166,11 @@ class _AuditedExchange:
         elif self._replaced:
             return  # the handler's body is dropped with its status
         await self._send(message)
+
+    async def record_only(self, status: int) -> None:
+        """Audit a request that gets no response (the client disconnected)."""
+        self.started = True
+        await self._record(status)
 
     async def respond(self, status: int, message: str, code: str) -> None:
         """Answer without calling the app (still audited like any response)."""

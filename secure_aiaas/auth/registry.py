@@ -36,7 +36,7 @@ from secure_aiaas.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from secure_aiaas.storage import make_engine
+from secure_aiaas.storage import is_sqlite, make_engine
 from secure_aiaas.types import TRUST_LEVELS, Principal, TenantLimits
 
 KEY_PREFIX = "saiaas_"
@@ -104,6 +104,8 @@ class Registry:
     def __init__(self, url: str, hmac_key: bytes, *, timeout_s: float = 2.0) -> None:
         self._engine = make_engine(url, timeout_s=timeout_s)
         self._hmac_key = hmac_key
+        # An embedded SQLite file (no network round trip behind a lookup).
+        self.local = is_sqlite(url)
         # Compared against when a key is unknown, so both paths do the same work.
         self._dummy_digest = self.digest("saiaas_" + "0" * 43)
         # Built once: SQLAlchemy memoizes compilation per statement object (hot path).
