@@ -84,6 +84,34 @@ def api_routes(app: object) -> list[object]:
     return [ctx.original_route for ctx in flatten(routes)]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An audit store URL on each backend (the PostgreSQL one in its own schema)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'audit.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(store_url: str):  # type: ignore[no-untyped-def]
+    """A fresh audit store with its schema, on each backend."""
+    from secure_aiaas.audit import SqlAuditStore
+
+    audit_store = SqlAuditStore(store_url)
+    audit_store.create_schema()
+    yield audit_store
+    audit_store.dispose()
+
+
+@pytest.fixture
+def keys(keys_dir: Path):  # type: ignore[no-untyped-def]
+    """The server keys in `keys_dir`."""
+    from secure_aiaas.crypto import load_keys
+
+    return load_keys(keys_dir)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ import pytest
 
 from secure_aiaas.audit import SqlAuditStore
 from secure_aiaas.audit.export import ExportRequest, export_range
-from secure_aiaas.crypto import ServerKeys, load_keys
+from secure_aiaas.crypto import ServerKeys
 from secure_aiaas.crypto.keystore import known_audit_public_keys
 from secure_aiaas.types import AuditEvent
 from tests.conftest import (
@@ -55,26 +55,6 @@ def make_event(i: int, tenant: str | None = None, *, day: int = 1) -> AuditEvent
         rule="default-deny" if deny else "user, trust:trusted, model:*, infer, allow",
         policy_version="v1", details=details)
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'audit.db'}"
-    else:
-        yield request.getfixturevalue("pg_url")
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[SqlAuditStore]:
-    store = SqlAuditStore(store_url)
-    store.create_schema()
-    yield store
-    store.dispose()
-
-
-@pytest.fixture
-def keys(keys_dir: Path) -> ServerKeys:
-    return load_keys(keys_dir)
 
 
 @pytest.fixture

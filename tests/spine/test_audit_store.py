@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import multiprocessing
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from secure_aiaas.audit import SqlAuditStore, verify_chain
 from secure_aiaas.audit.chain import record_hash
-from secure_aiaas.crypto import ServerKeys, load_keys
+from secure_aiaas.crypto import ServerKeys
 from secure_aiaas.crypto.keystore import known_audit_public_keys
 from secure_aiaas.types import AuditEvent
 
@@ -26,26 +24,6 @@ def make_event(i: int, tenant: str = "acme") -> AuditEvent:
                       action="read", object="identity", rule="*, *, identity, read, allow",
                       policy_version="abc", details={"n": i})
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'audit.db'}"
-    else:
-        yield request.getfixturevalue("pg_url")
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[SqlAuditStore]:
-    store = SqlAuditStore(store_url)
-    store.create_schema()
-    yield store
-    store.dispose()
-
-
-@pytest.fixture
-def keys(keys_dir: Path) -> ServerKeys:
-    return load_keys(keys_dir)
 
 
 def verify(store: SqlAuditStore, keys_dir: Path) -> Any:
