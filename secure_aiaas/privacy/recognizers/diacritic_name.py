@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from presidio_analyzer import LocalRecognizer, RecognizerResult
+from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from secure_aiaas.privacy._shapes import CAP_WORD, words
+from secure_aiaas.privacy.recognizers._base import RuleRecognizer
 
 _WORD = re.compile(rf"(?<![^\W\d_])(?:{CAP_WORD})(?![^\W\d_])")
 _LOANWORDS = words(
@@ -24,21 +25,12 @@ _LOANWORDS = words(
 )
 
 
-class DiacriticNameRecognizer(LocalRecognizer):
+class DiacriticNameRecognizer(RuleRecognizer):
     """Capitalised words containing a non-ASCII Latin letter."""
 
     ENTITY = "PERSON"
 
-    def __init__(self, score: float = 0.5) -> None:
-        self.score = score
-        super().__init__(
-            supported_entities=[self.ENTITY],
-            name="DiacriticNameRecognizer",
-            supported_language="en",
-        )
-
-    def load(self) -> None:  # nothing to load
-        pass
+    DEFAULT_SCORE = 0.5
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 
-from presidio_analyzer import LocalRecognizer, RecognizerResult
+from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from secure_aiaas.privacy._shapes import CAP_WORD, TECH_WORDS, is_name_candidate, words
+from secure_aiaas.privacy.recognizers._base import RuleRecognizer
 
 _LEAD = (
     r"for|recommends|recommended|with|by|and|cc|ask|asked|tell|told|thank|thanked|contact|contacted|meet|met|"
@@ -32,21 +33,12 @@ _NOT_NAMES = words(
 )
 
 
-class FullNamePhraseRecognizer(LocalRecognizer):
+class FullNamePhraseRecognizer(RuleRecognizer):
     """Name words (a pair, or one before punctuation) after a person-taking word, outside software texts."""
 
     ENTITY = "PERSON"
 
-    def __init__(self, score: float = 0.55) -> None:
-        self.score = score
-        super().__init__(
-            supported_entities=[self.ENTITY],
-            name="FullNamePhraseRecognizer",
-            supported_language="en",
-        )
-
-    def load(self) -> None:  # nothing to load
-        pass
+    DEFAULT_SCORE = 0.55
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 
-from presidio_analyzer import LocalRecognizer, RecognizerResult
+from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from secure_aiaas.privacy._shapes import CAP_WORD, is_name_candidate, words
+from secure_aiaas.privacy.recognizers._base import RuleRecognizer
 
 _TRIGGER = (
     r"relocated to|relocating to|moved to|moving to|move to|lives in|live in|living in|resides in|"
@@ -37,21 +38,12 @@ _NOT_PLACE = words(
 )
 
 
-class LocationContextRecognizer(LocalRecognizer):
+class LocationContextRecognizer(RuleRecognizer):
     """Places announced by a moving, living or site phrase."""
 
     ENTITY = "LOCATION"
 
-    def __init__(self, score: float = 0.6) -> None:
-        self.score = score
-        super().__init__(
-            supported_entities=[self.ENTITY],
-            name="LocationContextRecognizer",
-            supported_language="en",
-        )
-
-    def load(self) -> None:  # nothing to load
-        pass
+    DEFAULT_SCORE = 0.6
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 
-from presidio_analyzer import LocalRecognizer, RecognizerResult
+from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from secure_aiaas.privacy._shapes import CAP_WORD, TECH_WORDS, is_name_candidate
+from secure_aiaas.privacy.recognizers._base import RuleRecognizer
 
 _SUBJECT = re.compile(
     rf"(?:^|(?<=[.:;!?\n]))[ \t]*((?:{CAP_WORD})[ \t]+(?:{CAP_WORD}))[ \t]+"
@@ -21,21 +22,12 @@ _SUBJECT = re.compile(
 )
 
 
-class NameBeforeVerbRecognizer(LocalRecognizer):
+class NameBeforeVerbRecognizer(RuleRecognizer):
     """Two capitalised words opening a sentence, followed by a verb ending in -ed or -s."""
 
     ENTITY = "PERSON"
 
-    def __init__(self, score: float = 0.55) -> None:
-        self.score = score
-        super().__init__(
-            supported_entities=[self.ENTITY],
-            name="NameBeforeVerbRecognizer",
-            supported_language="en",
-        )
-
-    def load(self) -> None:  # nothing to load
-        pass
+    DEFAULT_SCORE = 0.55
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
