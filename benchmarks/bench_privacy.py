@@ -13,7 +13,7 @@ scrubber: ``SAIAAS_BENCH_WORKERS`` (default 2, the cores of the reference machin
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,10 @@ def pipelines() -> Iterator[dict[str, ScrubBatch]]:
 @pytest.mark.parametrize("pipeline", PIPELINES)
 def test_scrub(benchmark: Any, pipelines: dict[str, ScrubBatch], pipeline: str, split: str) -> None:
     samples = generate(split)  # type: ignore[arg-type]
-    run: Callable[[], Any] = lambda: evaluate(pipeline, split, samples, pipelines[pipeline])
+
+    def run() -> Any:
+        return evaluate(pipeline, split, samples, pipelines[pipeline])
+
     benchmark.group = split
     report = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
     summary = report.summary()

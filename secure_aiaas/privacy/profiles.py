@@ -238,7 +238,7 @@ class _Validator:
             self.err(top["version"][1], "version must be 1")
         names: set[str] = set()
         if "profiles" in top:
-            for name, (knode, pnode) in self.mapping(top["profiles"][1], "profiles").items():
+            for name, (_knode, pnode) in self.mapping(top["profiles"][1], "profiles").items():
                 names.add(name)
                 self.profile(name, pnode)
         if "assignments" in top:
