@@ -3,14 +3,10 @@ exports, and a real server with the auditor API."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from secure_aiaas.audit import SqlAuditStore
@@ -23,9 +19,9 @@ from tests.conftest import (
     STANDARD_KEYS,
     STANDARD_TENANTS,
     Server,
-    free_port,
     provision,
     service_env,
+    start_server,
     stop_server,
 )
 
@@ -80,31 +76,6 @@ def export(store: SqlAuditStore, keys: ServerKeys, out: Path, *, tenant: str | N
                         created_at="2026-02-02T00:00:00+00:00")
 
 
-def start_audit_server(env: dict[str, str], log_path: Path) -> Server:
-    """A real server process on a loopback port, serving the auditor API."""
-    port = free_port()
-    log = log_path.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "tests.compliance.serve_with_audit",
-                                str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               cwd=REPO)
-    server = Server(base_url=f"http://127.0.0.1:{port}", env=env, process=process,
-                    log_path=log_path, data_dir=Path(env["SAIAAS_DATA_DIR"]),
-                    keys_dir=Path(env["SAIAAS_KEYS_DIR"]),
-                    policy_dir=Path(env["SAIAAS_POLICY_DIR"]))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{server.logs()}")
-        try:
-            if httpx.get(server.base_url + "/v2/health/ready", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    stop_server(server)
-    raise RuntimeError("server did not become ready:\n" + server.logs())
-
-
 AUDIT_KEYS = {**STANDARD_KEYS, "medco-auditor": ("medco", "mia", "auditor")}
 
 
@@ -137,7 +108,7 @@ def audit_server(request: pytest.FixtureRequest,
         env = service_env(tmp, tmp / "keys", tmp / "policies", audit_url=url,
                           database_url=url, **extra)
     api_keys = provision(env, STANDARD_TENANTS, AUDIT_KEYS)
-    srv = start_audit_server(env, tmp / "server.log")
+    srv = start_server(env, tmp / "server.log")
     srv.api_keys = api_keys
     try:
         yield srv, url
