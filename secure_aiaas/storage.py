@@ -11,8 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from secure_aiaas.errors import StoreUnavailableError
 
 
 def normalise_url(url: str) -> str:
@@ -93,3 +96,17 @@ def _configure_sqlite(engine: Engine, *, timeout_s: float, immediate: bool) -> N
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_tables(metadata: MetaData, engine: Engine) -> None:
+    """Create missing tables; another replica creating them at the same moment is fine.
+
+    Raises:
+        StoreUnavailableError: the store cannot be reached or written.
+    """
+    try:
+        metadata.create_all(engine, checkfirst=True)
+    except IntegrityError:
+        pass  # created concurrently by another replica
+    except SQLAlchemyError as exc:
+        raise StoreUnavailableError() from exc

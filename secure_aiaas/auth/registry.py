@@ -36,7 +36,7 @@ from secure_aiaas.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from secure_aiaas.storage import is_sqlite, make_engine
+from secure_aiaas.storage import create_tables, is_sqlite, make_engine
 from secure_aiaas.types import TRUST_LEVELS, Principal, TenantLimits
 
 KEY_PREFIX = "saiaas_"
@@ -119,12 +119,7 @@ class Registry:
         )
 
     def create_schema(self) -> None:
-        try:
-            metadata.create_all(self._engine, checkfirst=True)
-        except IntegrityError:
-            pass  # another replica created it concurrently
-        except SQLAlchemyError as exc:
-            raise StoreUnavailableError() from exc
+        create_tables(metadata, self._engine)
 
     def dispose(self) -> None:
         self._engine.dispose()

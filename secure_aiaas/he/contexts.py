@@ -27,10 +27,10 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from secure_aiaas.errors import StoreUnavailableError
-from secure_aiaas.storage import make_engine
+from secure_aiaas.storage import create_tables, make_engine
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,7 @@ class SqlContextStore:
         self._engine = make_engine(url, timeout_s=timeout_s)
 
     def create_schema(self) -> None:
-        try:
-            metadata.create_all(self._engine, checkfirst=True)
-        except IntegrityError:
-            pass  # created concurrently by another replica
-        except SQLAlchemyError as exc:
-            raise StoreUnavailableError() from exc
+        create_tables(metadata, self._engine)
 
     def dispose(self) -> None:
         self._engine.dispose()
