@@ -28,6 +28,9 @@ class PolicySettings(BaseModel):
     policy_file: str = "policy.csv"
     # How often the policy directory is checked for edits (the issue asks for < 2 s).
     reload_interval_s: float = Field(default=0.5, gt=0, le=2.0)
+    # A policy that cannot be confirmed against its files (deleted, unreadable, an edit
+    # rejected) keeps deciding this long, then every request is refused (503, not ready).
+    stale_after_s: float = Field(default=60.0, gt=0)
 
 
 class AuditSettings(BaseModel):
@@ -73,6 +76,11 @@ class HESettings(BaseModel):
     max_body_bytes: int = Field(default=48 << 20, gt=0)
     # Queued + running evaluations (all tenants); beyond it callers get 503 at once.
     max_pending: int = Field(default=32, gt=0)
+    # Per tenant (one tenant must not lock the others out): registered contexts and their
+    # uploaded bytes; concurrent encrypted calls (the next one gets 429 at once).
+    max_contexts_per_tenant: int = Field(default=8, gt=0)
+    max_context_bytes_per_tenant: int = Field(default=128 << 20, gt=0)
+    max_pending_per_tenant: int = Field(default=2, gt=0)
 
 
 class PrivacySettings(BaseModel):
@@ -93,6 +101,12 @@ class SchedulingSettings(BaseModel):
     lease_ttl_s: float = Field(default=300.0, gt=0)
     # One quota round trip may take this long before the request is refused (503).
     redis_timeout_s: float = Field(default=0.5, gt=0)
+    # Requests without a valid key: individual audit records per client address per minute,
+    # and the bytes per second anonymous records may add to the trail (per replica). Beyond
+    # either budget: 429, counted into one aggregate record every `anonymous_flush_s`.
+    anonymous_per_address_per_minute: int = Field(default=60, gt=0)
+    anonymous_audit_bytes_per_s: int = Field(default=16 * 1024, ge=1024)
+    anonymous_flush_s: float = Field(default=10.0, gt=0)
 
 
 class MetricsSettings(BaseModel):

@@ -7,20 +7,26 @@ another replica would need (tenants, keys, policy and audit live in the shared s
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
 
-from secure_aiaas.audit import AuditWriter
+from secure_aiaas.audit import AuditWriter, utc_now
 from secure_aiaas.auth import Registry
 from secure_aiaas.errors import OverloadedError, PrivacyError
+from secure_aiaas.names import MODEL_RE, TENANT_RE
 from secure_aiaas.policy import PolicyEngine
 from secure_aiaas.scheduling import (
     UNLIMITED,
     Admission,
+    AnonymousLimiter,
     Quotas,
     QuotaUnavailableError,
+    RefusalTally,
     set_priority,
 )
 from secure_aiaas.types import AuditEvent, Decision, Principal
@@ -33,10 +39,16 @@ if TYPE_CHECKING:
 
 
 class Pipeline:
-    def __init__(self, registry: Registry, policy: PolicyEngine, audit: AuditWriter) -> None:
+    def __init__(self, registry: Registry, policy: PolicyEngine, audit: AuditWriter, *,
+                 anonymous: AnonymousLimiter, refusals: RefusalTally,
+                 object_key: bytes) -> None:
         self.registry = registry
         self.policy = policy
         self.audit = audit
+        self.anonymous = anonymous
+        self.refusals = refusals
+        # Keys the short hash that stands in the trail for an identifier nobody vouched for.
+        self._object_key = object_key
         # Capabilities plugged in by the lifespan (None: not served by this process).
         self.models: ModelPool | None = None
         self.he: HEPool | None = None
@@ -85,6 +97,59 @@ class Pipeline:
         """Durably append ``event``; AuditError (→ 503) when it could not be stored."""
         return await self.audit.append(event)
 
+    async def admit_anonymous(self, address: str) -> bool:
+        """Whether a request without a valid key from ``address`` gets its own record; when
+        not, it is counted into the next aggregate record instead."""
+        key = self.refusals.address_key(address)
+        if await self.anonymous.admit(key):
+            return True
+        self.refusals.count(key)
+        return False
+
+    async def flush_refusals(self) -> None:
+        """Write the anonymous refusals counted since the last flush as one record."""
+        taken = self.refusals.take()
+        if taken is None:
+            return
+        details, counts, since = taken
+        try:
+            await self.record(AuditEvent(
+                ts=utc_now(), request_id=uuid.uuid4().hex, method="*", route="anonymous",
+                status=429, decision="unauthenticated", latency_ms=0.0,
+                action="anonymous.refused", details={"refusals": details}))
+        except BaseException:
+            self.refusals.give_back(counts, since)
+            raise
+
+    def tenant_exists(self, name: str) -> bool:
+        """Whether ``name`` is a tenant (blocking: a registry read)."""
+        from secure_aiaas.errors import NotFoundError
+
+        if not TENANT_RE.match(name):
+            return False
+        try:
+            self.registry.get_tenant(name)
+        except NotFoundError:
+            return False
+        return True
+
+    def knows(self, kind: str, name: str) -> bool:
+        """Whether ``name`` is a served object of ``kind`` ("model", "he-model")."""
+        if not MODEL_RE.match(name):
+            return False
+        if kind == "model":
+            return self.models is not None and self.models.serves(name)
+        if kind == "he-model":
+            return self.he is not None and self.he.has_plan(name)
+        return False
+
+    def unvouched(self, kind: str, value: str) -> str:
+        """What the trail records for an identifier the service could not vouch for: a
+        fixed marker and a short keyed hash (repeats correlate; the value is not kept)."""
+        digest = hmac.new(self._object_key, value.encode("utf-8", "replace"),
+                          hashlib.sha256).hexdigest()[:12]
+        return f"{kind}:~unknown-{digest}"
+
     async def scrub(self, principal: Principal, texts: list[str], *,
                     model: str | None = None) -> list[ScrubResult]:
         """Scrub personal data from plaintext before any model, log or store sees it.
@@ -124,14 +189,3 @@ class Pipeline:
             return 0
         return sum(len(encoding.ids) for encoding in tokenizer.encode_batch(texts))
 
-    def roles_of(self, principal: Principal) -> list[str]:
-        """The key's role plus roles granted to the subject in its tenant by the policy."""
-        roles = [principal.role]
-        loaded = self.policy.loaded
-        if loaded is not None:
-            for line in loaded.source.lines:
-                if line.ptype == "g" and line.fields[0] == principal.subject \
-                        and line.fields[2] in (principal.tenant, "*") \
-                        and line.fields[1] not in roles:
-                    roles.append(line.fields[1])
-        return roles

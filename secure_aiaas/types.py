@@ -30,6 +30,8 @@ class Principal:
     role: str
     key_id: str
     limits: TenantLimits = TenantLimits()
+    # An operator tenant runs the service; only its keys may hold global roles.
+    operator: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,19 @@ class Decision:
     allowed: bool
     rule: tuple[str, ...] | None
     policy_version: str
+    # The enforcer failed: a denial, recorded as such.
+    error: bool = False
 
     @property
     def rule_text(self) -> str:
+        if self.error:
+            return "policy-error"
         return ", ".join(self.rule) if self.rule else "default-deny"
 
 
-Outcome = Literal["allow", "deny", "unauthenticated", "error"]
+# "attempt": written *before* a side effect (write-ahead); its outcome record follows with the
+# same request_id. An attempt with no outcome is an orphan: the process died in between.
+Outcome = Literal["allow", "deny", "unauthenticated", "error", "attempt"]
 
 
 @dataclass

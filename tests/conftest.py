@@ -158,6 +158,9 @@ def service_env(tmp_path: Path, keys_dir: Path, policy_dir: Path,
         "SAIAAS_POLICY_DIR": str(policy_dir),
         "SAIAAS_LOG__LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
+        # Tests call routes anonymously on purpose; the flood tests set these low again.
+        "SAIAAS_SCHEDULING__ANONYMOUS_PER_ADDRESS_PER_MINUTE": "1000000",
+        "SAIAAS_SCHEDULING__ANONYMOUS_AUDIT_BYTES_PER_S": str(64 << 20),
     })
     if audit_url:
         env["SAIAAS_AUDIT_URL"] = audit_url
@@ -205,8 +208,14 @@ def stop_server(server: Server) -> None:
 
 
 def provision(env: dict[str, str], tenants: dict[str, str],
-              keys: dict[str, tuple[str, str, str]]) -> dict[str, str]:
-    """Create tenants and API keys through the real registry; returns name → API key."""
+              keys: dict[str, tuple[str, str, str]],
+              operators: frozenset[str] | set[str] | None = None) -> dict[str, str]:
+    """Create tenants and API keys through the real registry; returns name → API key.
+
+    Tenants named in ``operators`` (default: `OPERATOR_TENANTS`) are operator tenants: only
+    their keys may hold global roles (security-admin, metrics-reader).
+    """
+    operators = OPERATOR_TENANTS if operators is None else operators
     from secure_aiaas.auth import Registry
     from secure_aiaas.config import Settings
     from secure_aiaas.crypto import load_keys
@@ -220,7 +229,7 @@ def provision(env: dict[str, str], tenants: dict[str, str],
     existing = {t.name for t in registry.list_tenants()}
     for name, trust in tenants.items():
         if name not in existing:
-            registry.create_tenant(name, trust)
+            registry.create_tenant(name, trust, operator=name in operators)
     result = {}
     for label, (tenant, subject, role) in keys.items():
         api_key, _ = registry.create_api_key(tenant, subject, role)
@@ -230,6 +239,8 @@ def provision(env: dict[str, str], tenants: dict[str, str],
 
 
 STANDARD_TENANTS = {"acme": "trusted", "medco": "sensitive", "platform": "trusted"}
+# The operator tenant: where security admins and metrics scrapers hold their keys.
+OPERATOR_TENANTS = frozenset({"platform"})
 STANDARD_KEYS = {
     "alice": ("acme", "alice", "user"),
     "acme-admin": ("acme", "carol", "tenant-admin"),

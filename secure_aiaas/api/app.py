@@ -32,11 +32,17 @@ from secure_aiaas.audit import AuditWriter, SqlAuditStore
 from secure_aiaas.auth import Registry
 from secure_aiaas.config import Settings
 from secure_aiaas.crypto import load_keys
-from secure_aiaas.crypto.keystore import known_audit_public_keys
+from secure_aiaas.crypto.keystore import derive_tenant_key, known_audit_public_keys
 from secure_aiaas.errors import ConfigurationError, PrivacyError, ServiceError
 from secure_aiaas.inference import BatchingConfig, ModelPool, ModelRegistry
 from secure_aiaas.metrics import Metrics
-from secure_aiaas.scheduling import build_quotas, current_priority
+from secure_aiaas.scheduling import (
+    AnonymousBudget,
+    AnonymousLimiter,
+    RefusalTally,
+    build_quotas,
+    current_priority,
+)
 
 if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
@@ -55,7 +61,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
     registry.create_schema()
     policy = PolicyEngine(settings.policy_dir, model_file=settings.policy.model_file,
                           policy_file=settings.policy.policy_file,
-                          reload_interval_s=settings.policy.reload_interval_s)
+                          reload_interval_s=settings.policy.reload_interval_s,
+                          stale_after_s=settings.policy.stale_after_s)
     try:
         policy.load()
     except PolicyValidationError as exc:
@@ -68,7 +75,15 @@ def build_pipeline(settings: Settings) -> Pipeline:
                          checkpoint_every_s=settings.audit.checkpoint_every_s,
                          max_batch=settings.audit.max_batch,
                          timeout_s=settings.audit.write_timeout_s)
-    return Pipeline(registry=registry, policy=policy, audit=writer)
+    sched = settings.scheduling
+    anonymous = AnonymousLimiter(
+        AnonymousBudget(per_address_per_minute=sched.anonymous_per_address_per_minute,
+                        audit_bytes_per_s=sched.anonymous_audit_bytes_per_s),
+        redis_url=settings.redis_url, key_prefix=sched.key_prefix,
+        timeout_s=sched.redis_timeout_s)
+    return Pipeline(registry=registry, policy=policy, audit=writer, anonymous=anonymous,
+                    refusals=RefusalTally(derive_tenant_key(keys.data_key, "audit-address", "*")),
+                    object_key=derive_tenant_key(keys.data_key, "audit-object", "*"))
 
 
 def build_scrubber(settings: Settings) -> Scrubber:
@@ -123,7 +138,10 @@ def build_he_pool(settings: Settings, models: ModelPool,
     contexts.create_schema()
     pool = HEPool(store_dir=settings.data_dir / "he", workers=cfg.workers,
                   limits=HELimits(max_context_bytes=cfg.max_context_bytes,
-                                  max_contexts=cfg.max_contexts, max_pending=cfg.max_pending),
+                                  max_contexts=cfg.max_contexts, max_pending=cfg.max_pending,
+                                  max_contexts_per_tenant=cfg.max_contexts_per_tenant,
+                                  max_context_bytes_per_tenant=cfg.max_context_bytes_per_tenant,
+                                  max_pending_per_tenant=cfg.max_pending_per_tenant),
                   contexts=contexts, data_key=load_keys(settings.keys_dir).data_key,
                   context_ttl_s=cfg.context_ttl_s, priority_of=current_priority,
                   on_call=metrics.observe_he if metrics is not None else None)
@@ -140,6 +158,23 @@ def build_he_pool(settings: Settings, models: ModelPool,
             continue
         log.info("he.model_published", model=manifest.id)
     return pool
+
+
+async def _flush_refusals(pipeline: Pipeline, every_s: float) -> None:
+    """Write the anonymous refusals tally as one record per interval."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await pipeline.flush_refusals()
+        except ServiceError:
+            log.error("audit.refusals_flush_failed")  # kept: retried with the next tally
+
+
+async def _final_flush(pipeline: Pipeline) -> None:
+    try:
+        await pipeline.flush_refusals()
+    except ServiceError:
+        log.error("audit.refusals_flush_failed")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -175,9 +210,12 @@ def create_app(settings: Settings) -> FastAPI:
                  quotas=pipeline.quotas.backend,
                  models=[m.id for m in pipeline.models.manifests()],
                  model_failures=sorted(pipeline.models.failures))
+        flusher = asyncio.create_task(_flush_refusals(pipeline, sched.anonymous_flush_s))
         try:
             yield
         finally:
+            flusher.cancel()
+            await _final_flush(pipeline)
             await pipeline.models.close()
             if pipeline.scrubber is not None:
                 pipeline.scrubber.close()

@@ -3,6 +3,11 @@
 Pure ASGI (no BaseHTTPMiddleware), so it can hold back the response's first message until
 the request's audit record is durably committed. If the record cannot be written, the caller
 gets a 503 instead of whatever the handler produced: never a success without a record.
+
+While the audit writer is known to be failing, nothing new starts: requests are refused
+(503) before any handler runs. Requests without a valid key get an individual record only
+within the anonymous budgets (`scheduling.anonymous`); beyond them they get 429 and are
+counted into periodic aggregate records instead.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from secure_aiaas.api.errors import error_body
 from secure_aiaas.audit import utc_now
-from secure_aiaas.errors import AuditError, PayloadTooLargeError
+from secure_aiaas.errors import AuditError, PayloadTooLargeError, RateLimitedError
 from secure_aiaas.pipeline import Pipeline
 from secure_aiaas.scheduling import Admission
 from secure_aiaas.types import AuditEvent, Decision, Outcome, Principal
@@ -28,6 +33,8 @@ from secure_aiaas.types import AuditEvent, Decision, Outcome, Principal
 log = structlog.get_logger(__name__)
 
 UNAUDITED_PREFIXES = ("/v2/health/",)
+# Recorded as sent; any other method (a token the caller made up) is recorded as "OTHER".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Query parameters that would put a credential into URLs, proxies' logs and browser history.
 CREDENTIAL_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token", "auth",
                                "authorization", "bearer"})
@@ -57,11 +64,18 @@ class AuditContext:
             return "allow" if self.decision.allowed else "deny"
         return "error"
 
+    def attempt_event(self, latency_ms: float) -> AuditEvent:
+        """The write-ahead record of a side effect about to happen (status 0: no answer yet)."""
+        return self._event(0, "attempt", latency_ms)
+
     def to_event(self, status: int, latency_ms: float) -> AuditEvent:
+        return self._event(status, self.outcome(status), latency_ms)
+
+    def _event(self, status: int, decision: Outcome, latency_ms: float) -> AuditEvent:
         p, d = self.principal, self.decision
         return AuditEvent(
             ts=utc_now(), request_id=self.request_id, method=self.method, route=self.route,
-            status=status, decision=self.outcome(status), latency_ms=latency_ms,
+            status=status, decision=decision, latency_ms=latency_ms,
             tenant=p.tenant if p else None, subject=p.subject if p else None,
             key_id=p.key_id if p else None, role=p.role if p else None,
             action=self.action, object=self.object,
@@ -99,9 +113,16 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         cap = self._cap(scope["path"])
-        exchange = _AuditedExchange(scope, receive, send, self._pipeline_getter(), cap)
+        pipeline: Pipeline = self._pipeline_getter()
+        exchange = _AuditedExchange(scope, receive, send, pipeline, cap)
         structlog.contextvars.bind_contextvars(request_id=exchange.ctx.request_id)
         try:
+            try:
+                # Known to be unable to record: start nothing (a probe says when it recovers).
+                await pipeline.audit.ensure_writable()
+            except AuditError:
+                await exchange.send_unrecorded(503, AuditError.public_message, AuditError.code)
+                return
             refusal = _refuse_early(scope, cap)
             if refusal is not None:
                 await exchange.respond(*refusal)
@@ -141,11 +162,15 @@ class _AuditedExchange:
         self._bytes_in = 0
         self._replaced = False
         self.started = False
+        client = scope.get("client")
+        self._address = str(client[0]) if client else "unknown"
         # The route *template* is recorded once routing matched, never the raw path: a
         # caller could put personal data into a URL.
-        self.ctx = AuditContext(request_id=uuid.uuid4().hex, method=scope["method"],
-                                route="unmatched")
-        scope.setdefault("state", {})["audit"] = self.ctx
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        self.ctx = AuditContext(request_id=uuid.uuid4().hex, method=method, route="unmatched")
+        state = scope.setdefault("state", {})
+        state["audit"] = self.ctx
+        state["write_ahead"] = self.write_ahead
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -158,9 +183,10 @@ class _AuditedExchange:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
-            if not await self._record(int(message["status"])):
+            replacement = await self._record(int(message["status"]))
+            if replacement is not None:
                 self._replaced = True
-                await self._send_json(503, AuditError.public_message, AuditError.code)
+                await self._send_json(*replacement)
                 return
             message = {**message, "headers": [*message.get("headers", []), self._id_header()]}
         elif self._replaced:
@@ -172,43 +198,64 @@ class _AuditedExchange:
         self.started = True
         await self._record(status)
 
+    async def send_unrecorded(self, status: int, message: str, code: str) -> None:
+        """Answer without a record (the store is known to be failing: nothing was done)."""
+        self.started = True
+        await self._send_json(status, message, code)
+
+    async def write_ahead(self) -> None:
+        """Commit the attempt record of a side effect before it happens (AuditError → 503:
+        the side effect must then not happen)."""
+        latency = (time.perf_counter() - self._started_at) * 1000
+        matched = self._scope.get("route")
+        if matched is not None and hasattr(matched, "path"):
+            self.ctx.route = matched.path
+        await self._pipeline.record(self.ctx.attempt_event(latency))
+
     async def respond(self, status: int, message: str, code: str) -> None:
         """Answer without calling the app (still audited like any response)."""
         start, body = _json_response(status, error_body(message, code, self.ctx.request_id))
         await self.send(start)
         await self.send(body)
 
-    async def _send_json(self, status: int, message: str, code: str) -> None:
+    async def _send_json(self, status: int, message: str, code: str,
+                         headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         start, body = _json_response(status, error_body(message, code, self.ctx.request_id))
-        start["headers"].append(self._id_header())
+        start["headers"].extend([self._id_header(), *headers])
         await self._send(start)
         await self._send(body)
 
     def _id_header(self) -> tuple[bytes, bytes]:
         return (b"x-request-id", self.ctx.request_id.encode())
 
-    async def _record(self, status: int) -> bool:
-        """Durably record the outcome; False when it could not be recorded."""
+    async def _record(self, status: int) -> tuple[int, str, str, tuple[tuple[bytes, bytes], ...]] | None:
+        """Durably record the outcome. None: recorded, send the response as it is;
+        otherwise the (status, message, code, headers) to answer instead."""
         ctx = self.ctx
         matched = self._scope.get("route")
         if matched is not None and hasattr(matched, "path"):
             ctx.route = matched.path
         ctx.details.setdefault("bytes_in", self._bytes_in)
         event = ctx.to_event(status, (time.perf_counter() - self._started_at) * 1000)
+        if ctx.principal is None and not await self._pipeline.admit_anonymous(self._address):
+            # Over the anonymous budget: counted into an aggregate record, not one per request.
+            self._observe(event, 429)
+            return (429, RateLimitedError.public_message, RateLimitedError.code,
+                    ((b"retry-after", b"60"),))
         appending = time.perf_counter()
         try:
             await self._pipeline.record(event)
         except AuditError:
             log.error("audit.record_refused", status=status, route=ctx.route)
             self._observe(event, 503)
-            return False
+            return 503, AuditError.public_message, AuditError.code, ()
         metrics = self._pipeline.metrics
         if metrics is not None:
             metrics.audit_append.observe(time.perf_counter() - appending)
         self._observe(event, status)
         log.info("request.completed", method=ctx.method, route=ctx.route, status=status,
                  decision=event.decision, latency_ms=round(event.latency_ms, 2))
-        return True
+        return None
 
     def _observe(self, event: AuditEvent, status: int) -> None:
         """Request metrics: the route template, never the raw path (see `metrics`)."""

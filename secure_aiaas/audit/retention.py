@@ -140,8 +140,9 @@ def _purge_tenant(store: SqlAuditStore, tenant: str, cutoff: str, now: str,
                 return PurgeResult(tenant, cutoff, int(count or 0), first, last)
             last_hash = conn.execute(select(events_table.c.hash)
                                      .where(events_table.c.seq == last)).scalar_one()
-            conn.execute(update(events_table).where(old)
-                         .values(**{name: None for name in CONTENT_COLUMNS}))
+            with store.purge_mode(conn):
+                conn.execute(update(events_table).where(old)
+                             .values(**{name: None for name in CONTENT_COLUMNS}))
             details = {"tenant": tenant, "cutoff": cutoff, "first_seq": int(first),
                        "last_seq": int(last), "count": int(count),
                        "last_purged_hash": last_hash, "ts": now, "key_id": key_id}

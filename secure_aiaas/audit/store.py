@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, event, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from secure_aiaas.audit.chain import (
@@ -39,24 +40,124 @@ from secure_aiaas.storage import is_sqlite, make_engine
 from secure_aiaas.types import AuditEvent
 
 # Re-exported for callers of the first format.
-__all__ = ["SqlAuditStore", "checkpoints_table", "event_fields", "events_table", "head_table"]
+__all__ = ["MAX_DETAILS_CHARS", "SqlAuditStore", "checkpoints_table", "event_fields",
+           "events_table", "head_table"]
 
-_STR_FIELDS = ("request_id", "tenant", "subject", "key_id", "role", "method", "route",
-               "action", "object", "rule", "policy_version")
+_STR_FIELDS = ("ts", "request_id", "tenant", "subject", "key_id", "role", "method", "route",
+               "action", "object", "decision", "rule", "policy_version", "model")
+# Each text column's bound, read from the schema: a value is cut to fit before it is hashed,
+# so an over-long value can never fail the transaction it rides in (on PostgreSQL a too-long
+# value would abort the whole group commit, every concurrent request with it).
+_BOUNDS: dict[str, int] = {name: int(events_table.c[name].type.length)  # type: ignore[attr-defined]
+                           for name in _STR_FIELDS}
+# The details JSON: small, non-personal facts only. Anything larger is replaced by a marker.
+MAX_DETAILS_CHARS = 8192
+_CUT = "~"
+
+
+def _bounded(value: Any, limit: int) -> str | None:
+    """A text value as stored: NUL and other C0 controls removed, cut to ``limit``."""
+    if value is None:
+        return None
+    text_value = value if isinstance(value, str) else str(value)
+    if not text_value.isprintable():
+        text_value = "".join(ch for ch in text_value if ch.isprintable())
+    try:
+        text_value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no database can store it as text
+        text_value = text_value.encode("utf-8", "replace").decode("utf-8")
+    if len(text_value) > limit:
+        text_value = text_value[: limit - len(_CUT)] + _CUT
+    return text_value or None
+
+
+def _details_json(details: dict[str, object]) -> str:
+    """Canonical JSON of ``details``; never raises (an unencodable value becomes its type)."""
+    def unencodable(obj: object) -> str:
+        return f"<{type(obj).__name__}>"
+
+    try:
+        encoded = json.dumps(details, sort_keys=True, separators=(",", ":"),
+                             default=unencodable)
+    except (TypeError, ValueError):  # non-string keys that cannot be sorted, cycles
+        encoded = json.dumps({"unencodable": True}, sort_keys=True, separators=(",", ":"))
+    if len(encoded) > MAX_DETAILS_CHARS:
+        encoded = json.dumps({"truncated": True, "chars": len(encoded)}, sort_keys=True,
+                             separators=(",", ":"))
+    return encoded
 
 
 def event_fields(event: AuditEvent) -> dict[str, Any]:
-    """The stored (and hashed) form of an event; details as canonical JSON text."""
+    """The stored (and hashed) form of an event; details as canonical JSON text.
+
+    Never raises, whatever the event holds: every text is bounded and stripped of NUL and
+    control characters (PostgreSQL refuses NUL in text), details always encode.
+    """
     fields = asdict(event)
+    details = event.details if isinstance(event.details, dict) else {}
+    fields["details"] = _details_json(details)
+    try:
+        fields["latency_ms"] = round(float(event.latency_ms), 3)
+    except (TypeError, ValueError):
+        fields["latency_ms"] = None
+    fields["status"] = event.status if isinstance(event.status, int) else None
+    model = details.get("model")
+    fields["model"] = model if isinstance(model, str) and model else None
     # Empty strings become NULL, so every export format (CSV too) round-trips exactly.
     for name in _STR_FIELDS:
-        if fields.get(name) == "":
-            fields[name] = None
-    fields["details"] = json.dumps(event.details, sort_keys=True, separators=(",", ":"))
-    fields["latency_ms"] = round(float(event.latency_ms), 3)
-    model = event.details.get("model")
-    fields["model"] = model if isinstance(model, str) and model else None
+        fields[name] = _bounded(fields.get(name), _BOUNDS[name])
     return fields
+
+
+# -- append-only, enforced by the database -----------------------------------------------
+# Neither records nor checkpoints can be changed or removed through an ordinary connection;
+# only the signed purge path (retention) may empty records, inside `purge_mode`.
+PURGE_FLAG = "saiaas_audit_purge"
+_SQLITE_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events "
+    "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events "
+    f"WHEN {PURGE_FLAG}() IS NOT 1 "
+    "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON "
+    "audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON "
+    "audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END",
+)
+_PG_TRIGGERS = (
+    "SELECT pg_advisory_xact_lock(hashtext('saiaas-audit-schema'))",
+    """CREATE OR REPLACE FUNCTION saiaas_audit_append_only() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND TG_TABLE_NAME = 'audit_events'
+     AND current_setting('saiaas.audit_purge', true) = 'on' THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION 'audit records are append-only (% on %)', TG_OP, TG_TABLE_NAME;
+END $$ LANGUAGE plpgsql""",
+    "CREATE OR REPLACE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON "
+    "audit_events FOR EACH ROW EXECUTE FUNCTION saiaas_audit_append_only()",
+    "CREATE OR REPLACE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events "
+    "FOR EACH STATEMENT EXECUTE FUNCTION saiaas_audit_append_only()",
+    "CREATE OR REPLACE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON "
+    "audit_checkpoints FOR EACH ROW EXECUTE FUNCTION saiaas_audit_append_only()",
+    "CREATE OR REPLACE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON "
+    "audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION saiaas_audit_append_only()",
+)
+
+
+def _register_purge_flag(engine: Engine) -> None:
+    """Every SQLite connection knows the purge flag, off (the trigger's WHEN reads it)."""
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.create_function(PURGE_FLAG, 0, _purge_off)
+
+
+def _purge_off() -> int:
+    return 0
+
+
+def _purge_on() -> int:
+    return 1
 
 
 class SqlAuditStore:
@@ -69,6 +170,9 @@ class SqlAuditStore:
         # long verification never blocks appends (WAL readers see a snapshot).
         self._writer = make_engine(url, timeout_s=timeout_s, immediate=True)
         self._reader = make_engine(url, timeout_s=timeout_s)
+        if self._sqlite:
+            _register_purge_flag(self._writer)
+            _register_purge_flag(self._reader)
         # The append path's statements, built once: SQLAlchemy memoizes compilation per
         # statement object, and appends are on every request's critical path.
         head = select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1)
@@ -95,6 +199,26 @@ class SqlAuditStore:
             pass  # another replica initialised it first
         except SQLAlchemyError as exc:
             raise AuditError("audit store cannot be initialised") from exc
+        try:
+            with self._writer.begin() as conn:
+                for statement in _SQLITE_TRIGGERS if self._sqlite else _PG_TRIGGERS:
+                    conn.execute(text(statement))
+        except SQLAlchemyError as exc:
+            raise AuditError("audit store cannot be made append-only") from exc
+
+    @contextmanager
+    def purge_mode(self, conn: Connection) -> Iterator[None]:
+        """Allow emptying records inside ``conn``'s transaction (the signed purge path only)."""
+        if self._sqlite:
+            dbapi = conn.connection.dbapi_connection
+            dbapi.create_function(PURGE_FLAG, 0, _purge_on)  # type: ignore[union-attr]
+            try:
+                yield
+            finally:
+                dbapi.create_function(PURGE_FLAG, 0, _purge_off)  # type: ignore[union-attr]
+        else:
+            conn.execute(text("SET LOCAL saiaas.audit_purge = 'on'"))
+            yield  # SET LOCAL ends with the transaction
 
     def dispose(self) -> None:
         self._writer.dispose()
@@ -113,9 +237,13 @@ class SqlAuditStore:
         """
         if not events:
             return []
+        return self.append_rows([event_fields(e) for e in events])
+
+    def append_rows(self, rows: list[dict[str, Any]]) -> list[int]:
+        """`append_batch` for records already in stored form (`event_fields`)."""
         try:
             with self._writer.begin() as conn:
-                return self.append_locked(conn, [event_fields(e) for e in events])
+                return self.append_locked(conn, rows)
         except SQLAlchemyError as exc:
             raise AuditError() from exc
 
@@ -180,6 +308,17 @@ class SqlAuditStore:
                 return checkpoint
         except SQLAlchemyError as exc:
             raise AuditError() from exc
+
+    def probe_write(self) -> bool:
+        """Whether the store takes a durable write now (lock, disk, connection): rewrites
+        the head row unchanged."""
+        try:
+            with self._writer.begin() as conn:
+                conn.execute(update(head_table).where(head_table.c.id == 1)
+                             .values(seq=head_table.c.seq))
+            return True
+        except SQLAlchemyError:
+            return False
 
     # -- reads ----------------------------------------------------------------------------
     def ping(self) -> bool:

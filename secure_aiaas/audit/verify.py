@@ -38,6 +38,9 @@ class VerifyReport:
     tombstones: int = 0
     damage: Damage | None = None
     warnings: list[str] = field(default_factory=list)
+    # Write-ahead records with no outcome after them (the process died between the two):
+    # evidence of an interrupted request, not damage. Their seq numbers, oldest first.
+    orphaned_attempts: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -52,7 +55,8 @@ def row_entry(row: dict[str, Any], link_field: str = "prev_hash") -> Entry:
                                               content_bytes(row)) == row["hash"])
     return Entry(seq=seq, link=row[link_field], hash=row["hash"], hash_ok=hash_ok,
                  tenant=row.get("tenant"), ts=row.get("ts"), tombstone=tombstone, line=0,
-                 tenant_link=row.get("tenant_prev_hash"))
+                 tenant_link=row.get("tenant_prev_hash"), request_id=row.get("request_id"),
+                 attempt=row.get("decision") == "attempt")
 
 
 def _check_signatures(checkpoints: Iterable[Checkpoint],
@@ -102,11 +106,17 @@ def _verify_entries(entries: Iterable[Entry], checkpoints: list[Checkpoint],
         return report
     tenant_heads = {(c.tenant, c.seq): c.head_hash for c in tenant_cps}
     tenant_damage: list[Damage] = []
+    open_attempts: dict[str, int] = {}
 
     def checked() -> Iterator[Entry]:
         # Tenant links are checked here, one head hash per tenant; the walk does the rest.
         last: dict[str, str] = {}
         for entry in entries:
+            if entry.request_id is not None:
+                if entry.attempt:
+                    open_attempts[entry.request_id] = entry.seq
+                else:
+                    open_attempts.pop(entry.request_id, None)
             tenant = entry.tenant
             if tenant is not None:
                 expected = last.get(tenant) or tenant_genesis(tenant)
@@ -131,6 +141,7 @@ def _verify_entries(entries: Iterable[Entry], checkpoints: list[Checkpoint],
     report.records, report.last_seq, report.tombstones = (result.records, result.last_seq,
                                                           result.tombstones)
     report.damage = result.damage
+    report.orphaned_attempts = sorted(open_attempts.values())
     if tenant_damage and (report.damage is None
                           or (report.damage.seq or 0) > (tenant_damage[0].seq or 0)):
         # The walk's own finding wins at the same record: it names the kind more precisely.
@@ -160,7 +171,8 @@ def verify_store(store: SqlAuditStore,
 
 
 _LINK_COLUMNS = ("seq", "prev_hash", "tenant_prev_hash", "hash")
-_TENANT, _TS, _DETAILS = (SORTED_FIELDS.index(n) for n in ("tenant", "ts", "details"))
+_TENANT, _TS, _DETAILS, _REQUEST, _DECISION = (
+    SORTED_FIELDS.index(n) for n in ("tenant", "ts", "details", "request_id", "decision"))
 
 
 def _store_entries(store: SqlAuditStore, page: int = 5_000) -> Iterator[Entry]:
@@ -195,5 +207,5 @@ def _store_entries(store: SqlAuditStore, page: int = 5_000) -> Iterator[Entry]:
                 ok = not tombstone and hash_content(seq, prev, tprev,
                                                     content_from_values(values)) == stored
                 yield Entry(seq, prev, stored, ok, values[_TENANT], values[_TS], tombstone, 0,
-                            False, tprev)
+                            False, tprev, values[_REQUEST], values[_DECISION] == "attempt")
             del rows

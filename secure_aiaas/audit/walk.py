@@ -42,6 +42,8 @@ class Entry:
     line: int = 0
     malformed: bool = False  # an export line that is not a record at all
     tenant_link: str | None = None  # tenant_prev_hash, when walking the global chain
+    request_id: str | None = None
+    attempt: bool = False  # a write-ahead record (its outcome follows, or it is an orphan)
 
 
 @dataclass

@@ -7,6 +7,12 @@ the same transaction, so durability costs one fsync per batch rather than per re
 The same thread signs a checkpoint of the chain head every ``checkpoint_every_records``
 records or ``checkpoint_every_s`` seconds (whichever comes first, and only if something new
 was written), and once more at shutdown.
+
+The thread never dies of a bad record: whatever a batch raises fails only that batch's
+callers (503), and a record the database refuses (a data error, not an outage) is retried
+alone so it cannot take its neighbours down with it. While commits fail the writer reports
+itself `failing` (readiness turns false, reads are refused before they start) and probes the
+store with a small write every second until it can write again.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from datetime import UTC, datetime
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from secure_aiaas.audit.store import SqlAuditStore
+from secure_aiaas.audit.store import SqlAuditStore, event_fields
 from secure_aiaas.crypto.keystore import ServerKeys
 from secure_aiaas.errors import AuditError
 from secure_aiaas.types import AuditEvent
@@ -29,6 +36,13 @@ from secure_aiaas.types import AuditEvent
 log = structlog.get_logger(__name__)
 
 _STOP = object()
+
+
+class _Probe:
+    """A request for the writer thread to test the store now (shared by concurrent waiters)."""
+
+    def __init__(self) -> None:
+        self.future: Future[bool] = Future()
 
 
 def utc_now() -> str:
@@ -61,6 +75,11 @@ class AuditWriter:
         self._last_checkpoint = time.monotonic()
         self.last_commit_ms = 0.0
         self._retired = dict(retired_public_keys or {})
+        # The last write to the store failed (an outage, not one bad record).
+        self._failing = False
+        self._last_probe = 0.0
+        self._probe: _Probe | None = None
+        self._probe_lock = threading.Lock()
 
     # -- the audit key, for exports and the published public key -------------------------
     @property
@@ -76,6 +95,15 @@ class AuditWriter:
         """The current audit public key plus retired ones handed in at construction."""
         return {**self._retired, self.key_id: self._keys.audit_public_key}
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def failing(self) -> bool:
+        """The store refused the last write: nothing new should start until it recovers."""
+        return self._failing or not self.alive
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
@@ -88,9 +116,30 @@ class AuditWriter:
         self._thread.join(timeout=30)
         self._thread = None
 
+    async def ensure_writable(self) -> None:
+        """Return at once while the store takes writes; while it is known to be failing,
+        have it probed now (one probe shared by every waiter) and raise AuditError unless
+        it recovered: nothing should start that could not be recorded."""
+        if not self.alive:
+            raise AuditError()
+        if not self._failing:
+            return
+        with self._probe_lock:
+            probe = self._probe
+            if probe is None or probe.future.done():
+                probe = self._probe = _Probe()
+                self._queue.put(probe)
+        try:
+            ok = await asyncio.wait_for(asyncio.wrap_future(probe.future),
+                                        self._timeout_s * 2 + 1)
+        except TimeoutError as exc:
+            raise AuditError() from exc
+        if not ok:
+            raise AuditError()
+
     async def append(self, event: AuditEvent) -> int:
         """Durably record ``event``; returns its seq. Raises AuditError if it was not stored."""
-        if self._thread is None:
+        if not self.alive:
             raise AuditError()
         future: Future[int] = Future()
         self._queue.put((event, future))
@@ -99,52 +148,114 @@ class AuditWriter:
         except TimeoutError as exc:
             raise AuditError() from exc
 
-    def append_blocking(self, event: AuditEvent) -> int:
-        """Synchronous variant for CLI commands that record their own actions."""
-        return self.store.append_batch([event])[0]
-
     # -- the writer thread ----------------------------------------------------------------
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        while True:
             try:
-                first = self._queue.get(timeout=min(self._every_s, 1.0))
+                if self._step():
+                    return
+            except Exception:  # noqa: BLE001 - the writer must outlive any bug in one step
+                log.exception("audit.writer_step_failed")
+                self._failing = True
+
+    def _step(self) -> bool:
+        """One round: a batch committed, or a checkpoint/probe while idle. True: stop."""
+        try:
+            item: object = self._queue.get(timeout=min(self._every_s, 1.0))
+        except queue.Empty:
+            self._probe_if_due()
+            self._maybe_checkpoint()
+            return False
+        stopping = False
+        batch: list[tuple[AuditEvent, Future[int]]] = []
+        while True:
+            if item is _STOP:
+                stopping = True
+            elif isinstance(item, _Probe):
+                self._run_probe(item)
+            else:
+                batch.append(item)  # type: ignore[arg-type]
+            if stopping or len(batch) >= self._max_batch:
+                break
+            try:
+                item = self._queue.get_nowait()
             except queue.Empty:
-                self._maybe_checkpoint()
-                continue
-            batch: list[tuple[AuditEvent, Future[int]]] = []
-            item: object = first
-            while True:
-                if item is _STOP:
-                    stopping = True
-                else:
-                    batch.append(item)  # type: ignore[arg-type]
-                if stopping or len(batch) >= self._max_batch:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
+                break
+        try:
             self._commit(batch)
-            self._maybe_checkpoint(force=stopping)
+        except BaseException:
+            _fail(batch)  # never leave a caller waiting for a batch that died here
+            raise
+        self._maybe_checkpoint(force=stopping)
+        return stopping
 
     def _commit(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
-        if not batch:
+        rows: list[dict[str, object]] = []
+        futures: list[Future[int]] = []
+        for event, future in batch:
+            try:
+                rows.append(event_fields(event))
+                futures.append(future)
+            except Exception:  # noqa: BLE001 - one unstorable event fails alone
+                log.exception("audit.event_unstorable")
+                _fail([(event, future)])
+        if not rows:
             return
         started = time.perf_counter()
         try:
-            seqs = self.store.append_batch([event for event, _ in batch])
+            seqs = self.store.append_rows(rows)
         except AuditError as exc:
-            log.error("audit.append_failed", records=len(batch), error=type(exc.__cause__).__name__)
-            for _, future in batch:
-                if not future.cancelled():
-                    future.set_exception(AuditError())
+            if len(rows) > 1 and not _is_outage(exc):
+                # The database refused something in the batch, not the batch: find it.
+                for row, future in zip(rows, futures, strict=True):
+                    self._commit_rows([row], [future])
+                return
+            self._failing = self._failing or _is_outage(exc)
+            log.error("audit.append_failed", records=len(rows),
+                      error=type(exc.__cause__).__name__)
+            _fail([(None, f) for f in futures])
             return
+        self._committed(started, seqs, futures)
+
+    def _commit_rows(self, rows: list[dict[str, object]], futures: list[Future[int]]) -> None:
+        started = time.perf_counter()
+        try:
+            seqs = self.store.append_rows(rows)
+        except AuditError as exc:
+            self._failing = self._failing or _is_outage(exc)
+            log.error("audit.append_failed", records=len(rows),
+                      error=type(exc.__cause__).__name__)
+            _fail([(None, f) for f in futures])
+            return
+        self._committed(started, seqs, futures)
+
+    def _committed(self, started: float, seqs: list[int], futures: list[Future[int]]) -> None:
+        self._failing = False
         self.last_commit_ms = (time.perf_counter() - started) * 1000
-        self._since_checkpoint += len(batch)
-        for (_, future), seq in zip(batch, seqs, strict=True):
-            if not future.cancelled():
+        self._since_checkpoint += len(seqs)
+        for future, seq in zip(futures, seqs, strict=True):
+            if not future.done():
                 future.set_result(seq)
+
+    def _probe_if_due(self) -> None:
+        """While failing, try a small write every second: recovery needs no request."""
+        if not self._failing or time.monotonic() - self._last_probe < 1.0:
+            return
+        self._probe_now()
+
+    def _run_probe(self, probe: _Probe) -> None:
+        ok = not self._failing or self._probe_now()
+        if not probe.future.done():
+            probe.future.set_result(ok)
+
+    def _probe_now(self) -> bool:
+        self._last_probe = time.monotonic()
+        if self.store.probe_write():
+            if self._failing:
+                log.info("audit.store_recovered")
+            self._failing = False
+            return True
+        return False
 
     def _maybe_checkpoint(self, *, force: bool = False) -> None:
         due = (
@@ -157,10 +268,24 @@ class AuditWriter:
             checkpoint = self.store.write_checkpoint(
                 self._keys.audit_signing_key, self._keys.audit_key_id, utc_now()
             )
-        except AuditError:
+        except AuditError as exc:
+            self._failing = self._failing or _is_outage(exc)
             log.error("audit.checkpoint_failed")
             return
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         if checkpoint is not None:
             log.info("audit.checkpoint_signed", seq=checkpoint.seq)
+
+
+def _fail(batch: list[tuple[object, Future[int]]]) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(AuditError())
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """The store itself is unavailable (locked, unreachable, full), not one record's fault."""
+    cause = exc.__cause__
+    return isinstance(cause, OperationalError) or (
+        isinstance(cause, DBAPIError) and bool(cause.connection_invalidated))

@@ -12,11 +12,13 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     ForeignKey,
     Integer,
@@ -25,7 +27,9 @@ from sqlalchemy import (
     Table,
     bindparam,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -36,14 +40,19 @@ from secure_aiaas.errors import (
     NotFoundError,
     StoreUnavailableError,
 )
+from secure_aiaas.names import (
+    BUILTIN_ROLES,
+    GLOBAL_ROLES,
+    TENANT_RE,
+    role_problem,
+    subject_problem,
+)
 from secure_aiaas.storage import create_tables, is_sqlite, make_engine
 from secure_aiaas.types import TRUST_LEVELS, Principal, TenantLimits
 
 KEY_PREFIX = "saiaas_"
 # 32 random bytes, URL-safe base64 without padding: 43 characters.
 _KEY_RE = re.compile(r"^saiaas_[A-Za-z0-9_-]{43}$")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
 metadata = MetaData()
 tenants_table = Table(
@@ -56,6 +65,8 @@ tenants_table = Table(
     Column("key_requests_per_minute", Integer),
     Column("max_concurrent", Integer),
     Column("priority", Integer, nullable=False, server_default="0"),
+    # An operator tenant runs the service: only its keys may hold global roles.
+    Column("operator", Boolean, nullable=False, server_default="0"),
 )
 api_keys_table = Table(
     "api_keys",
@@ -76,6 +87,12 @@ class Tenant:
     trust: str
     created_at: str
     limits: TenantLimits = TenantLimits()
+    operator: bool = False
+
+
+def _tenant(row: Any) -> Tenant:
+    return Tenant(name=row.name, trust=row.trust, created_at=row.created_at,
+                  limits=_limits(row), operator=bool(row.operator))
 
 
 def _limits(row: Any) -> TenantLimits:
@@ -113,13 +130,26 @@ class Registry:
             select(api_keys_table, tenants_table.c.trust,
                    tenants_table.c.requests_per_minute,
                    tenants_table.c.key_requests_per_minute,
-                   tenants_table.c.max_concurrent, tenants_table.c.priority)
+                   tenants_table.c.max_concurrent, tenants_table.c.priority,
+                   tenants_table.c.operator)
             .join(tenants_table, tenants_table.c.name == api_keys_table.c.tenant)
             .where(api_keys_table.c.digest == bindparam("digest"))
         )
 
     def create_schema(self) -> None:
         create_tables(metadata, self._engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Stores created before a column existed get it (the only change so far)."""
+        try:
+            columns = {c["name"] for c in inspect(self._engine).get_columns("tenants")}
+            if "operator" not in columns:
+                with self._engine.begin() as conn:
+                    conn.execute(text("ALTER TABLE tenants ADD COLUMN operator BOOLEAN "
+                                      "NOT NULL DEFAULT false"))
+        except SQLAlchemyError as exc:
+            raise StoreUnavailableError() from exc
 
     def dispose(self) -> None:
         self._engine.dispose()
@@ -128,34 +158,39 @@ class Registry:
         return hmac.new(self._hmac_key, api_key.encode(), hashlib.sha256).hexdigest()
 
     # -- tenants --------------------------------------------------------------------------
-    def create_tenant(self, name: str, trust: str) -> Tenant:
-        if not _NAME_RE.match(name):
+    def create_tenant(self, name: str, trust: str, *, operator: bool = False) -> Tenant:
+        if not TENANT_RE.match(name):
             raise InputError("tenant name: use 1-63 lowercase letters, digits or '-'")
         if trust not in TRUST_LEVELS:
             raise InputError(f"trust: must be one of {', '.join(TRUST_LEVELS)}")
-        tenant = Tenant(name=name, trust=trust, created_at=_now())
+        tenant = Tenant(name=name, trust=trust, created_at=_now(), operator=operator)
         try:
             with self._engine.begin() as conn:
                 conn.execute(insert(tenants_table).values(name=name, trust=trust,
                                                           created_at=tenant.created_at,
-                                                          priority=0))
+                                                          priority=0, operator=operator))
         except IntegrityError as exc:
             raise InputError(f"tenant {name!r} already exists") from exc
         return tenant
 
     def list_tenants(self) -> list[Tenant]:
-        with self._engine.connect() as conn:
-            rows = conn.execute(select(tenants_table).order_by(tenants_table.c.name)).all()
-        return [Tenant(name=r.name, trust=r.trust, created_at=r.created_at, limits=_limits(r))
-                for r in rows]
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(select(tenants_table).order_by(tenants_table.c.name)).all()
+        except SQLAlchemyError as exc:
+            raise StoreUnavailableError() from exc
+        return [_tenant(r) for r in rows]
 
     def get_tenant(self, name: str) -> Tenant:
-        with self._engine.connect() as conn:
-            row = conn.execute(select(tenants_table).where(tenants_table.c.name == name)).first()
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(select(tenants_table)
+                                   .where(tenants_table.c.name == name)).first()
+        except SQLAlchemyError as exc:
+            raise StoreUnavailableError() from exc
         if row is None:
             raise NotFoundError(f"tenant {name!r} not found")
-        return Tenant(name=row.name, trust=row.trust, created_at=row.created_at,
-                      limits=_limits(row))
+        return _tenant(row)
 
     def set_limits(self, name: str, limits: TenantLimits) -> Tenant:
         """Store a tenant's compute limits (read by every replica on the next request)."""
@@ -171,13 +206,28 @@ class Registry:
         return self.get_tenant(name)
 
     # -- API keys -------------------------------------------------------------------------
-    def create_api_key(self, tenant: str, subject: str, role: str) -> tuple[str, ApiKeyInfo]:
-        """Create a key; returns (the key itself, shown once; its stored description)."""
-        self.get_tenant(tenant)
-        if not _SUBJECT_RE.match(subject):
-            raise InputError("subject: use letters, digits and . _ @ - (max 128)")
-        if not _NAME_RE.match(role):
-            raise InputError("role: use lowercase letters, digits or '-'")
+    def create_api_key(self, tenant: str, subject: str, role: str, *,
+                       roles: Iterable[str] = ()) -> tuple[str, ApiKeyInfo]:
+        """Create a key; returns (the key itself, shown once; its stored description).
+
+        Args:
+            roles: the roles the policy defines besides the built-in ones; the key's role
+                must be one of them, and the subject must not collide with any.
+
+        Raises:
+            InputError: a malformed or reserved subject, a subject named like a role, an
+                unknown role, or a global role outside an operator tenant.
+        """
+        owner = self.get_tenant(tenant)
+        known = set(BUILTIN_ROLES) | set(roles)
+        problem = subject_problem(subject, known) or role_problem(role)
+        if problem is not None:
+            raise InputError(problem)
+        if role not in known:
+            raise InputError(f"role {role!r} is not defined by the policy")
+        if role in GLOBAL_ROLES and not owner.operator:
+            raise InputError(f"role {role!r} acts across tenants: only an operator tenant's "
+                             "keys may hold it (tenant create NAME --operator)")
         api_key = KEY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         info = ApiKeyInfo(key_id="k_" + secrets.token_hex(8), tenant=tenant, subject=subject,
                           role=role, created_at=_now(), revoked_at=None)
@@ -226,7 +276,8 @@ class Registry:
         if not (well_formed and row is not None and matches and row.revoked_at is None):
             raise AuthenticationError()
         return Principal(tenant=row.tenant, trust=row.trust, subject=row.subject,
-                         role=row.role, key_id=row.key_id, limits=_limits(row))
+                         role=row.role, key_id=row.key_id, limits=_limits(row),
+                         operator=bool(row.operator))
 
     def ping(self) -> bool:
         try:

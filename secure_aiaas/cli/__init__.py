@@ -37,8 +37,13 @@ JsonOpt = _common.JsonOpt
 
 
 @app.callback()
-def _private_files() -> None:
-    """Everything the service writes (stores, keys, caches) is private to its user."""
+def _root(
+    actor: Annotated[str | None, typer.Option(
+        "--actor", envvar="SAIAAS_ACTOR",
+        help="who you are, recorded with admin actions beside the OS account")] = None,
+) -> None:
+    """secure_aiaas: secure inference service."""
+    # Everything the service writes (stores, keys, caches) is private to its user.
     os.umask(0o077)
 
 

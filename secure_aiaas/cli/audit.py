@@ -7,13 +7,19 @@ public key file(s), never the settings' database or the network.
 from __future__ import annotations
 
 import tempfile
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from secure_aiaas.cli._common import JsonOpt, emit, fail, run_service_call, settings
+from secure_aiaas.cli._common import (
+    JsonOpt,
+    admin_action,
+    emit,
+    fail,
+    run_service_call,
+    settings,
+)
 
 if TYPE_CHECKING:  # heavy imports stay lazy: verify-export must not need a database driver
     from secure_aiaas.audit.store import SqlAuditStore
@@ -41,22 +47,6 @@ def _keys() -> ServerKeys:
 
     keys: ServerKeys = run_service_call(load_keys, settings().keys_dir)
     return keys
-
-
-def _record(store: SqlAuditStore, keys: ServerKeys, action: str, tenant: str | None,
-            details: dict[str, object]) -> None:
-    """Record a CLI action in the tenant's chain and sign the new heads at once."""
-    import getpass
-
-    from secure_aiaas.audit import utc_now
-    from secure_aiaas.types import AuditEvent
-
-    store.append_batch([AuditEvent(
-        ts=utc_now(), request_id=uuid.uuid4().hex, method="CLI", route=f"cli:{action}",
-        status=0, decision="allow", latency_ms=0.0, tenant=tenant,
-        subject=f"os:{getpass.getuser()}", action=action,
-        object=f"audit:tenant:{tenant}" if tenant else "audit:all", details=details)])
-    store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, utc_now())
 
 
 @app.command("init")
@@ -87,6 +77,8 @@ def verify(as_json: JsonOpt = False) -> None:
     result = {"ok": report.ok, "records": report.records, "checkpoints": report.checkpoints,
               "last_seq": report.last_seq, "purged": report.tombstones,
               "warnings": report.warnings,
+              "orphaned_attempts": {"count": len(report.orphaned_attempts),
+                                    "seqs": report.orphaned_attempts[:100]},
               "damage": None if report.damage is None else {
                   "kind": report.damage.kind, "seq": report.damage.seq,
                   "message": report.damage.message}}
@@ -96,8 +88,12 @@ def verify(as_json: JsonOpt = False) -> None:
             raise typer.Exit(1)
         fail(f"TAMPERED ({report.damage.kind}) at record {report.damage.seq}: "
              f"{report.damage.message}")
+    orphans = report.orphaned_attempts
     emit(result, as_json, f"audit chain intact: {report.records} records, "
          f"{report.checkpoints} signed checkpoints"
+         + (f"\norphaned attempts (interrupted requests, not damage): {len(orphans)} "
+            f"(records {', '.join(map(str, orphans[:10]))}{', ...' if len(orphans) > 10 else ''})"
+            if orphans else "")
          + "".join(f"\nwarning: {w}" for w in report.warnings))
 
 
@@ -106,16 +102,18 @@ def _export(out: Path, since: str | None, until: str | None, tenant: str | None,
     from secure_aiaas.audit import utc_now
     from secure_aiaas.audit.export import ExportRequest, export_range
 
-    store, keys = _store(), _keys()
-    try:
-        manifest = export_range(store, out, ExportRequest(since, until, tenant, fmt),
-                                signing_key=keys.audit_signing_key, key_id=keys.audit_key_id,
-                                created_at=utc_now())
-        _record(store, keys, "audit.export", tenant, {"export": {
-            "tenant": tenant, "count": manifest["count"], "first_seq": manifest["first_seq"],
-            "last_seq": manifest["last_seq"], "manifest_sha256": manifest["manifest_sha256"]}})
-    finally:
-        store.dispose()
+    obj = f"audit:tenant:{tenant}" if tenant else "audit:all"
+    with admin_action("audit.export", obj, tenant=tenant) as facts:
+        store, keys = _store(), _keys()
+        try:
+            manifest = export_range(store, out, ExportRequest(since, until, tenant, fmt),
+                                    signing_key=keys.audit_signing_key,
+                                    key_id=keys.audit_key_id, created_at=utc_now())
+        finally:
+            store.dispose()
+        facts["export"] = {"tenant": tenant, "count": manifest["count"],
+                           "first_seq": manifest["first_seq"], "last_seq": manifest["last_seq"],
+                           "manifest_sha256": manifest["manifest_sha256"]}
     return manifest
 
 
@@ -195,15 +193,15 @@ def retention_set(
     from secure_aiaas.audit import utc_now
     from secure_aiaas.audit.retention import set_retention
 
-    store, keys = _store(), _keys()
-    try:
+    if days is not None and days < 1:
+        fail("retention must be at least one day")
+    with admin_action("audit.retention", f"audit:tenant:{tenant}", tenant=tenant,
+                      details={"retention_days": days}):
+        store = _store()
         try:
             run_service_call(set_retention, store, tenant, days, utc_now())
-        except ValueError as exc:
-            fail(str(exc))
-        _record(store, keys, "audit.retention", tenant, {"retention_days": days})
-    finally:
-        store.dispose()
+        finally:
+            store.dispose()
     emit({"tenant": tenant, "retention_days": days}, as_json,
          f"retention of {tenant}: {days if days is not None else 'for ever'} days")
 
@@ -235,12 +233,13 @@ def hold(
 
     if state not in ("on", "off"):
         fail("state must be on or off")
-    store, keys = _store(), _keys()
-    try:
-        run_service_call(set_legal_hold, store, tenant, state == "on", utc_now())
-        _record(store, keys, "audit.hold", tenant, {"legal_hold": state == "on"})
-    finally:
-        store.dispose()
+    with admin_action("audit.hold", f"audit:tenant:{tenant}", tenant=tenant,
+                      details={"legal_hold": state == "on"}):
+        store = _store()
+        try:
+            run_service_call(set_legal_hold, store, tenant, state == "on", utc_now())
+        finally:
+            store.dispose()
     emit({"tenant": tenant, "legal_hold": state == "on"}, as_json,
          f"legal hold on {tenant}: {state}")
 
@@ -260,15 +259,24 @@ def purge(
     from secure_aiaas.audit import utc_now
     from secure_aiaas.audit.retention import purge as run
 
-    store, keys = _store(), _keys()
-    try:
-        results = run_service_call(run, store, now=utc_now(), signing_key=keys.audit_signing_key,
-                                   key_id=keys.audit_key_id, tenant=tenant, dry_run=dry_run,
-                                   cutoff=before)
-        if not dry_run and any(r.count for r in results):
-            store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, utc_now())
-    finally:
-        store.dispose()
+    def purge_now() -> list[Any]:
+        store, keys = _store(), _keys()
+        try:
+            done: list[Any] = run_service_call(
+                run, store, now=utc_now(), signing_key=keys.audit_signing_key,
+                key_id=keys.audit_key_id, tenant=tenant, dry_run=dry_run, cutoff=before)
+            return done
+        finally:
+            store.dispose()
+
+    if dry_run:
+        results = purge_now()
+    else:
+        obj = f"audit:tenant:{tenant}" if tenant else "audit:all"
+        with admin_action("audit.purge-run", obj, tenant=tenant,
+                          details={"before": before is not None}) as facts:
+            results = purge_now()
+            facts["purged"] = {r.tenant: r.count for r in results if r.count}
     rows = [asdict(r) for r in results]
     emit({"dry_run": dry_run, "results": rows}, as_json, "\n".join(
         f"{r['tenant']}: {r['skipped'] or ('would purge ' if dry_run else 'purged ') + str(r['count'])}"

@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from secure_aiaas.cli._common import admin_action
 from secure_aiaas.errors import ServiceError
 
 app = typer.Typer(help="Manage models in the registry.", no_args_is_help=True)
@@ -35,6 +36,13 @@ def _fail(as_json: bool, exc: ServiceError) -> NoReturn:
     else:
         typer.echo(f"error: {exc.public_message}", err=True)
     raise typer.Exit(1)
+
+
+def _model_object(name: object) -> str:
+    """The audited object of a model command: the name only once it is a valid one."""
+    from secure_aiaas.names import MODEL_RE
+
+    return f"model:{name}" if isinstance(name, str) and MODEL_RE.match(name) else "model:~invalid"
 
 
 def _registry(data_dir: Path) -> Any:
@@ -107,9 +115,13 @@ def register(
             if not sep or not Path(source).is_file():
                 raise InputError("--asset: expected NAME=PATH of an existing file")
             assets[target] = Path(source)
-        manifest = _registry(data_dir).register(
-            raw, weights, assets=assets, curve=curve, overwrite=overwrite
-        )
+        name = raw.get("name") if isinstance(raw, dict) else None
+        with admin_action("models.register", _model_object(name), tenant=None) as facts:
+            manifest = _registry(data_dir).register(
+                raw, weights, assets=assets, curve=curve, overwrite=overwrite
+            )
+            facts.update(model=manifest.name, model_version=manifest.version,
+                         weights_sha256=manifest.weights_sha256)
     except ServiceError as exc:
         _fail(as_json, exc)
     _emit(
@@ -134,7 +146,10 @@ def remove(
         if not yes:
             what = f"{name} version {version}" if version else f"every version of {name}"
             typer.confirm(f"Remove {what}?", abort=True)
-        removed = registry.remove(name, version)
+        with admin_action("models.remove", _model_object(name), tenant=None,
+                          details={"model": name}) as facts:
+            removed = registry.remove(name, version)
+            facts["versions"] = removed
     except ServiceError as exc:
         _fail(as_json, exc)
     _emit(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from secure_aiaas.cli._common import JsonOpt, emit, record_admin_action, run_service_call, settings
+from secure_aiaas.cli._common import JsonOpt, admin_action, emit, fail, run_service_call, settings
 
 tenant_app = typer.Typer(help="Tenants (Casbin domains).", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys (shown once, stored only as an HMAC).",
@@ -25,16 +25,35 @@ def _registry():  # type: ignore[no-untyped-def]
     return registry
 
 
+def _policy_roles() -> set[str]:
+    """Every role the policy directory names (a key's role must be one of them)."""
+    from secure_aiaas.policy import PolicyValidationError, read_policy
+
+    cfg = settings()
+    try:
+        source = read_policy(cfg.policy_dir, cfg.policy.model_file, cfg.policy.policy_file)
+    except PolicyValidationError as exc:
+        fail("error: the policy is invalid, so roles cannot be checked: "
+             + "; ".join(exc.errors[:3]))
+    return source.roles()
+
+
 @tenant_app.command("create")
 def tenant_create(
     name: str,
     trust: Annotated[str, typer.Option(help="trusted | sensitive")] = "trusted",
+    operator: Annotated[bool, typer.Option(
+        "--operator", help="an operator tenant: runs the service; only its keys may hold "
+        "global roles (security-admin, metrics-reader)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a tenant with a trust level."""
-    tenant = run_service_call(_registry().create_tenant, name, trust)
-    record_admin_action("tenant.create", f"tenant:{name}", {"trust": trust})
-    emit(asdict(tenant), as_json, f"tenant {tenant.name} ({tenant.trust}) created")
+    registry = _registry()
+    with admin_action("tenant.create", f"tenant:{name}", tenant=name,
+                      details={"trust": trust, "operator": operator}):
+        tenant = run_service_call(registry.create_tenant, name, trust, operator=operator)
+    emit(asdict(tenant), as_json, f"tenant {tenant.name} ({tenant.trust}"
+         f"{', operator' if tenant.operator else ''}) created")
 
 
 @tenant_app.command("set-limits")
@@ -54,8 +73,10 @@ def tenant_set_limits(
 
     limits = TenantLimits(requests_per_minute=rpm, key_requests_per_minute=key_rpm,
                           max_concurrent=concurrent, priority=priority)
-    tenant = run_service_call(_registry().set_limits, name, limits)
-    record_admin_action("tenant.set-limits", f"tenant:{name}", asdict(limits))
+    registry = _registry()
+    with admin_action("tenant.set-limits", f"tenant:{name}", tenant=name,
+                      details=asdict(limits)):
+        tenant = run_service_call(registry.set_limits, name, limits)
     emit(asdict(tenant), as_json, f"tenant {name}: {asdict(tenant.limits)}")
 
 
@@ -77,9 +98,13 @@ def apikey_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key. The key is printed once and cannot be shown again."""
-    api_key, info = run_service_call(_registry().create_api_key, tenant, subject, role)
-    record_admin_action("apikey.create", f"tenant:{tenant}",
-                        {"key_id": info.key_id, "role": role})
+    registry = _registry()
+    roles = _policy_roles()
+    with admin_action("apikey.create", f"tenant:{tenant}", tenant=tenant,
+                      details={"role": role}) as facts:
+        api_key, info = run_service_call(registry.create_api_key, tenant, subject, role,
+                                         roles=roles)
+        facts["key_id"] = info.key_id
     emit({"api_key": api_key, "key_id": info.key_id, "tenant": tenant, "subject": subject,
           "role": role}, as_json,
          f"key_id: {info.key_id}\napi_key: {api_key}\n(store it now: it is not shown again)")
@@ -88,8 +113,13 @@ def apikey_create(
 @apikey_app.command("revoke")
 def apikey_revoke(key_id: str, as_json: JsonOpt = False) -> None:
     """Revoke an API key (effective on the next request, on every replica)."""
-    info = run_service_call(_registry().revoke_api_key, key_id)
-    record_admin_action("apikey.revoke", f"tenant:{info.tenant}", {"key_id": key_id})
+    registry = _registry()
+    owner = next((k for k in registry.list_api_keys() if k.key_id == key_id), None)
+    if owner is None:
+        fail(f"error: no API key {key_id!r}")
+    with admin_action("apikey.revoke", f"tenant:{owner.tenant}", tenant=owner.tenant,
+                      details={"key_id": key_id}):
+        info = run_service_call(registry.revoke_api_key, key_id)
     emit(asdict(info), as_json, f"{key_id} revoked")
 
 

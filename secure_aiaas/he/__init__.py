@@ -12,14 +12,15 @@ Public API (the HTTP layer uses only these)::
     SqlContextStore(url)   # contexts shared by replicas, sealed under the data key, expiring
 
 Errors: `PayloadTooLargeError` (413), `CiphertextError` (422), `NotFoundError` (404),
-`OverloadedError` (503), `InputError` (422, refused model at compile time).
+`OverloadedError` (503), `TenantLimitError` (429: the tenant's own contexts, their bytes, or
+concurrent calls), `InputError` (422, refused model at compile time).
 """
 
 from __future__ import annotations
 
 from secure_aiaas.he.contexts import ContextRecord, MemoryContextStore, SqlContextStore
 from secure_aiaas.he.plan import BatchedPacking, CompiledModel, HEPlan, SinglePacking, compile_model
-from secure_aiaas.he.pool import HELimits, HEPool, ciphertext_cap, request_cap
+from secure_aiaas.he.pool import HELimits, HEPool, TenantLimitError, ciphertext_cap, request_cap
 
 __all__ = [
     "BatchedPacking",
@@ -31,6 +32,7 @@ __all__ = [
     "HEPlan",
     "HEPool",
     "SinglePacking",
+    "TenantLimitError",
     "ciphertext_cap",
     "compile_model",
     "request_cap",

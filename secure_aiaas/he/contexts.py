@@ -50,6 +50,7 @@ class ContextStore(Protocol):
     def delete(self, context_id: str) -> bool: ...
     def purge_expired(self) -> list[str]: ...
     def count(self) -> int: ...
+    def usage(self, owner_prefix: str) -> tuple[int, int]: ...
 
 
 class MemoryContextStore:
@@ -87,6 +88,13 @@ class MemoryContextStore:
 
     def count(self) -> int:
         return len(self._items)
+
+    def usage(self, owner_prefix: str) -> tuple[int, int]:
+        """Live contexts whose owner starts with ``owner_prefix``: (count, uploaded bytes)."""
+        now = time.time()
+        live = [rec for rec, _ in self._items.values()
+                if rec.owner.startswith(owner_prefix) and rec.expires_at > now]
+        return len(live), sum(rec.nbytes for rec in live)
 
 
 metadata = MetaData()
@@ -165,7 +173,23 @@ class SqlContextStore:
         return gone
 
     def count(self) -> int:
-        with self._engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(contexts_table)
-                                    .where(contexts_table.c.expires_at > time.time())).scalar()
-                       or 0)
+        try:
+            with self._engine.connect() as conn:
+                return int(conn.execute(select(func.count()).select_from(contexts_table)
+                                        .where(contexts_table.c.expires_at > time.time()))
+                           .scalar() or 0)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailableError() from exc
+
+    def usage(self, owner_prefix: str) -> tuple[int, int]:
+        """Live contexts whose owner starts with ``owner_prefix``: (count, uploaded bytes)."""
+        c = contexts_table.c
+        try:
+            with self._engine.connect() as conn:
+                count, total = conn.execute(
+                    select(func.count(), func.coalesce(func.sum(c.nbytes), 0))
+                    .where(c.owner.startswith(owner_prefix, autoescape=True),
+                           c.expires_at > time.time())).one()
+        except SQLAlchemyError as exc:
+            raise StoreUnavailableError() from exc
+        return int(count), int(total)

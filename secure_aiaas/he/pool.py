@@ -32,15 +32,18 @@ import resource
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from secure_aiaas.crypto.he_wire import (
+    InferenceRequest,
     InferenceResponse,
     decode_public_context,
     decode_request,
@@ -52,6 +55,7 @@ from secure_aiaas.errors import (
     NotFoundError,
     OverloadedError,
     PayloadTooLargeError,
+    RateLimitedError,
 )
 from secure_aiaas.he.contexts import ContextRecord, ContextStore, MemoryContextStore
 from secure_aiaas.he.plan import CompiledModel, HEPlan
@@ -70,6 +74,17 @@ class HELimits:
     worker_memory_bytes: int = 3 << 30  # RLIMIT_AS per worker: a bomb fails in the worker
     contexts_per_worker: int = 8
     max_pending: int = 32  # queued + running calls; beyond it callers get 503, not a backlog
+    # Per tenant, so one tenant cannot lock the others out of what is global above.
+    max_contexts_per_tenant: int = 8
+    max_context_bytes_per_tenant: int = 128 << 20
+    max_pending_per_tenant: int = 2  # a tenant's next concurrent call gets 429 at once
+
+
+class TenantLimitError(RateLimitedError):
+    """A tenant's own HE limit (contexts, their bytes, concurrent calls): 429."""
+
+    code = "tenant_limit"
+    public_message = "tenant limit for encrypted inference reached"
 
 
 def ciphertext_cap(plan: HEPlan) -> int:
@@ -195,6 +210,7 @@ class HEPool:
         self._priority_of = priority_of
         self._on_call = on_call
         self._slots = PrioritySlots(self.workers)
+        self._tenant_pending: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ lifecycle
     def _new_executor(self) -> ProcessPoolExecutor:
@@ -240,6 +256,9 @@ class HEPool:
         if compiled is None:
             raise NotFoundError("model has no HE plan")
         return compiled.plan
+
+    def has_plan(self, model: str) -> bool:
+        return model in self._models
 
     def _compiled(self, model: str) -> CompiledModel:
         self.plan(model)
@@ -321,6 +340,41 @@ class HEPool:
         """`call` for synchronous callers (tests, CLI); never use it on the event loop."""
         return asyncio.run(self.call(fn, *args))
 
+    # ------------------------------------------------------------------ per tenant
+    @asynccontextmanager
+    async def reserve(self, tenant: str) -> AsyncIterator[None]:
+        """One of ``tenant``'s concurrent calls; `TenantLimitError` (429) at once when it
+        already has ``max_pending_per_tenant`` — before the caller reads a request body."""
+        with self._lock:
+            if self._tenant_pending[tenant] >= self.limits.max_pending_per_tenant:
+                self.rejected += 1
+                raise TenantLimitError("too many concurrent encrypted requests for this "
+                                       "tenant", retry_after=1)
+            self._tenant_pending[tenant] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._tenant_pending[tenant] -= 1
+                if not self._tenant_pending[tenant]:
+                    del self._tenant_pending[tenant]
+
+    def upload_allowance(self, tenant: str, declared: int | None) -> int:
+        """Bytes ``tenant`` may still upload as one context; raises `TenantLimitError` when
+        its contexts (count or bytes) are at their limit or ``declared`` would exceed it."""
+        self._purge_expired()
+        count, used = self._contexts.usage(f"{tenant}/")
+        limits = self.limits
+        if count >= limits.max_contexts_per_tenant:
+            raise TenantLimitError("tenant context limit reached; delete a context first")
+        allowance = min(limits.max_context_bytes, limits.max_context_bytes_per_tenant - used)
+        if allowance <= 0 or (declared is not None and declared > allowance):
+            if declared is not None and declared > limits.max_context_bytes:
+                raise PayloadTooLargeError("context too large")
+            raise TenantLimitError("tenant context storage limit reached; delete a context "
+                                   "first")
+        return allowance
+
     # ------------------------------------------------------------------ contexts
     def _cache_path(self, context_id: str) -> Path:
         return self.store_dir / f"ctx-{context_id}.sealed"
@@ -357,24 +411,36 @@ class HEPool:
         sealed = seal(self._data_key, data, context_id.encode())
         path = self._write_cache(context_id, sealed)
         try:
-            nbytes = await self.call(_task_validate, compiled.plan, str(path), limit, context_id)
+            await self.call(_task_validate, compiled.plan, str(path), limit, context_id)
+            # Re-checked after validation: concurrent uploads of one tenant cannot overshoot.
+            tenant = owner.split("/", 1)[0]
+            count, used = await asyncio.to_thread(self._contexts.usage, f"{tenant}/")
+            if (count >= self.limits.max_contexts_per_tenant
+                    or used + len(data) > self.limits.max_context_bytes_per_tenant):
+                raise TenantLimitError("tenant context limit reached; delete a context first")
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        record = ContextRecord(context_id, model, compiled.plan.fingerprint, owner, nbytes,
+        # nbytes: what the tenant uploaded (what its storage limit counts).
+        record = ContextRecord(context_id, model, compiled.plan.fingerprint, owner, len(data),
                                time.time() + self.context_ttl_s)
         await asyncio.to_thread(self._contexts.put, record, sealed)
         return context_id
 
-    def _record(self, context_id: str, owner: str) -> ContextRecord:
+    def owned_context(self, context_id: str, owner: str) -> ContextRecord:
+        """The caller's context; `NotFoundError` for an unknown id *and* for another
+        owner's (existence is not disclosed)."""
         record = self._contexts.get(context_id)
-        # Another tenant's context id reads as unknown: existence is not disclosed.
         if record is None or record.owner != owner:
             raise NotFoundError("unknown context")
         return record
 
     def delete_context(self, context_id: str, *, owner: str) -> None:
-        self._record(context_id, owner)
+        self.owned_context(context_id, owner)
+        self.delete_owned(context_id)
+
+    def delete_owned(self, context_id: str) -> None:
+        """Delete a context whose owner was already checked (`owned_context`)."""
         self._contexts.delete(context_id)
         self._cache_path(context_id).unlink(missing_ok=True)
 
@@ -391,18 +457,32 @@ class HEPool:
     # ------------------------------------------------------------------ inference
     async def infer(self, model: str, body: bytes, *, owner: str) -> bytes:
         """Evaluate one request frame (see `crypto.he_wire`); returns the response frame."""
-        compiled = self._compiled(model)
-        request = decode_request(
+        request = self.decode(model, body)
+        record = await asyncio.to_thread(self.context_for, model, request.context_id, owner)
+        return await self.evaluate(model, request, record)
+
+    def decode(self, model: str, body: bytes) -> InferenceRequest:
+        """The request frame, size-checked against the model's plan (the only decode)."""
+        plan = self._compiled(model).plan
+        return decode_request(
             body,
-            max_body=request_cap(compiled.plan, self.limits),
-            max_ciphertexts=max(
-                compiled.plan.batched.input_ciphertexts, self.limits.max_samples_single
-            ),
-            max_ciphertext_bytes=ciphertext_cap(compiled.plan),
+            max_body=request_cap(plan, self.limits),
+            max_ciphertexts=max(plan.batched.input_ciphertexts, self.limits.max_samples_single),
+            max_ciphertext_bytes=ciphertext_cap(plan),
         )
-        record = await asyncio.to_thread(self._record, request.context_id, owner)
-        if record.model != model or record.fingerprint != compiled.plan.fingerprint:
+
+    def context_for(self, model: str, context_id: str, owner: str) -> ContextRecord:
+        """The owner's context registered for ``model``'s current plan."""
+        record = self.owned_context(context_id, owner)
+        plan = self._compiled(model).plan
+        if record.model != model or record.fingerprint != plan.fingerprint:
             raise CiphertextError("context was registered for another model or plan version")
+        return record
+
+    async def evaluate(self, model: str, request: InferenceRequest,
+                       record: ContextRecord) -> bytes:
+        """Evaluate a decoded frame under its (already checked) context."""
+        compiled = self._compiled(model)
         path = await asyncio.to_thread(self._local_copy, record)
         blobs = await self.call(
             _task_infer,

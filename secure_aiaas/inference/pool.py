@@ -154,6 +154,10 @@ class ModelPool:
             targets.append((name, version or None))
         return targets
 
+    def serves(self, name: str) -> bool:
+        """Whether some version of ``name`` is loaded and served."""
+        return bool(self._served.get(name))
+
     def get(self, name: str, version: str | None = None) -> ServedModel:
         """The served model (latest loaded version unless given); NotFoundError otherwise."""
         versions = self._served.get(name)

@@ -3,12 +3,15 @@
 The live enforcer is replaced whole, never edited in place: a reload builds and validates a
 new one from the files and swaps the reference, so a request sees either the old policy or
 the new one. An invalid edit is rejected (logged; readiness shows it) and the last good policy
-stays. With no policy loaded, every decision is a deny.
+stays — but only for ``stale_after_s``: a policy that cannot be confirmed against its files
+for longer (deleted, unreadable, broken) stops deciding and every request is refused (503).
+With no policy loaded, every request is refused too; an enforcer that raises is a denial.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import casbin
 import structlog
 
 from secure_aiaas.errors import PolicyUnavailableError
+from secure_aiaas.names import CUSTOMER_DOMAIN, GLOBAL_ROLES, OPERATOR_DOMAIN, SUBJECT_PREFIX
 from secure_aiaas.policy.loader import (
     PolicySource,
     PolicyValidationError,
@@ -46,11 +50,16 @@ class PolicyEngine:
     """The current policy, its decisions, and a watcher that reloads it on edit."""
 
     def __init__(self, policy_dir: Path, *, model_file: str = "model.conf",
-                 policy_file: str = "policy.csv", reload_interval_s: float = 0.5) -> None:
+                 policy_file: str = "policy.csv", reload_interval_s: float = 0.5,
+                 stale_after_s: float = 60.0) -> None:
         self.policy_dir = policy_dir
         self._model_file = model_file
         self._policy_file = policy_file
         self._interval = reload_interval_s
+        self._stale_after = stale_after_s
+        # When the loaded policy was last confirmed to be what the files say (monotonic).
+        self._confirmed_at = 0.0
+        self._watching = False
         self._current: LoadedPolicy | None = None
         self._cache: dict[tuple[str, ...], Decision] = {}
         # Casbin's role manager creates role nodes lazily during enforce(): serialise it.
@@ -82,12 +91,15 @@ class PolicyEngine:
             self._cache = {}
         self._stamp = stamp
         self.last_error = None
+        self._confirmed_at = time.monotonic()
         return loaded
 
     def reload_if_changed(self) -> bool:
         """Reload when a policy file changed. Returns True when a new policy went live."""
         stamp = self._file_stamp()
         if stamp == self._stamp:
+            if self.last_error is None:
+                self._confirmed_at = time.monotonic()  # the files still say what we enforce
             return False
         self._stamp = stamp  # don't retry a rejected edit until the files change again
         previous = self.version
@@ -95,18 +107,22 @@ class PolicyEngine:
             loaded = self.load()
         except PolicyValidationError as exc:
             self.last_error = "; ".join(exc.errors)
-            log.error("policy.reload_rejected", errors=exc.errors, kept_version=previous)
+            log.error("policy.reload_rejected", errors=exc.errors, kept_version=previous,
+                      refused_after_s=self._stale_after)
             return False
         if loaded.source.version != previous:
             log.info("policy.reloaded", version=loaded.source.version, previous=previous)
         return True
 
     def start_watching(self) -> None:
+        self._watching = True
+        self._confirmed_at = time.monotonic()
         self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name="policy-watcher", daemon=True)
         self._thread.start()
 
     def stop_watching(self) -> None:
+        self._watching = False
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -128,28 +144,80 @@ class PolicyEngine:
     def version(self) -> str | None:
         return self._current.source.version if self._current else None
 
+    @property
+    def fresh(self) -> bool:
+        """Whether the loaded policy may decide: confirmed against its files recently enough.
+
+        Only a watching engine (the server's) ages; a one-shot engine (CLI) is fresh.
+        """
+        if self._current is None:
+            return False
+        return not self._watching or time.monotonic() - self._confirmed_at <= self._stale_after
+
+    def state(self) -> dict[str, object]:
+        """What readiness may show anyone: no error text, no rules."""
+        return {"loaded": self._current is not None, "version": self.version,
+                "fresh": self.fresh, "rejected_edit": self.last_error is not None}
+
+    def _usable(self) -> LoadedPolicy:
+        current = self._current
+        if current is None or not self.fresh:
+            raise PolicyUnavailableError()
+        return current
+
+    @staticmethod
+    def effective_role(role: str, operator: bool) -> str:
+        """The key's role as the enforcer sees it: a global role outside an operator tenant
+        is no role at all (defence in depth: such keys are refused at creation too)."""
+        return "" if role in GLOBAL_ROLES and not operator else role
+
+    def roles_for(self, principal: Principal) -> tuple[str, ...]:
+        """Exactly the roles the enforcer matches for ``principal``: its key's role (when
+        usable in its tenant) and the roles grouping lines grant its subject there."""
+        current = self._usable()
+        roles = []
+        key_role = self.effective_role(principal.role, principal.operator)
+        if key_role:
+            roles.append(key_role)
+        with self._lock:
+            granted = current.enforcer.get_roles_for_user_in_domain(
+                SUBJECT_PREFIX + principal.subject, principal.tenant)
+        for role in granted:
+            role = self.effective_role(role, principal.operator)
+            if role and role not in roles:
+                roles.append(role)
+        return tuple(roles)
+
     def decide(self, principal: Principal, obj: str, act: str) -> Decision:
         return self.decide_for(principal.subject, principal.role, principal.tenant,
-                               principal.trust, obj, act)
+                               principal.trust, obj, act, operator=principal.operator)
 
     def decide_for(self, subject: str, role: str, tenant: str, trust: str, obj: str,
-                   act: str) -> Decision:
-        """Allow or deny, with the deciding rule. Raises PolicyUnavailableError if unloaded."""
-        current = self._current
-        if current is None:
-            raise PolicyUnavailableError()
-        key = (subject, role, tenant, trust, obj, act)
+                   act: str, *, operator: bool = False) -> Decision:
+        """Allow or deny, with the deciding rule.
+
+        Raises:
+            PolicyUnavailableError: no policy loaded, or the loaded one is stale (→ 503).
+        """
+        current = self._usable()
+        key = (subject, role, tenant, trust, obj, act, operator)
         with self._lock:
             if self._current is not current:  # swapped while we waited: decide on the new one
-                current = self._current
-                assert current is not None
+                current = self._usable()
             cached = self._cache.get(key)
             if cached is not None:
                 return cached
-            request = (subject, role, tenant, f"trust:{trust}", obj, act)
-            allowed, explain = current.enforcer.enforce_ex(*request)
-            if allowed:
-                _, explain = current.allow_explainer.enforce_ex(*request)
+            request = (SUBJECT_PREFIX + subject, self.effective_role(role, operator), tenant,
+                       f"trust:{trust}", OPERATOR_DOMAIN if operator else CUSTOMER_DOMAIN,
+                       obj, act)
+            try:
+                allowed, explain = current.enforcer.enforce_ex(*request)
+                if allowed:
+                    _, explain = current.allow_explainer.enforce_ex(*request)
+            except Exception as exc:  # noqa: BLE001 - any enforcer fault is a denial
+                log.error("policy.enforce_failed", error=type(exc).__name__)
+                return Decision(allowed=False, rule=None, policy_version=current.source.version,
+                                error=True)
             rule = tuple(explain) if explain else None
             decision = Decision(allowed=bool(allowed), rule=rule,
                                 policy_version=current.source.version)

@@ -16,6 +16,16 @@ from pathlib import Path
 import casbin
 from casbin.model import Model
 
+from secure_aiaas.names import (
+    DOMAIN_CLASSES,
+    GLOBAL_ROLES,
+    OPERATOR_DOMAIN,
+    ROLE_RE,
+    SUBJECT_PREFIX,
+    TENANT_RE,
+    subject_problem,
+)
+
 EFFECTS = ("allow", "deny")
 # Casbin logs every request (subject names included) on "casbin.enforcer": never let that out.
 _SILENT = logging.getLogger("secure_aiaas.policy.casbin")
@@ -37,6 +47,16 @@ class PolicySource:
     version: str
     files: tuple[str, ...]
 
+    def roles(self) -> set[str]:
+        """Every role the policy names (in p lines and as granted by g lines)."""
+        return _roles_of(self.lines)
+
+
+def _roles_of(lines: tuple[PolicyLine, ...] | list[PolicyLine]) -> set[str]:
+    roles = {ln.fields[0] for ln in lines if ln.ptype == "p" and ln.fields[0] != "*"
+             and not ln.fields[0].startswith(SUBJECT_PREFIX)}
+    return roles | {ln.fields[1] for ln in lines if ln.ptype == "g"}
+
 
 class PolicyValidationError(Exception):
     def __init__(self, errors: list[str]) -> None:
@@ -45,18 +65,77 @@ class PolicyValidationError(Exception):
 
 
 def policy_files(policy_dir: Path, model_file: str, policy_file: str) -> list[Path]:
-    """The model file, the main policy file, then any other ``*.csv`` (sorted)."""
-    extra = sorted(p for p in policy_dir.glob("*.csv") if p.name != policy_file)
+    """The model file, the main policy file, then any other non-hidden ``*.csv`` (sorted).
+
+    Hidden files (an editor's ``.policy.csv.swp``-style copies, ``.extra.csv``) never load:
+    what is enforced is what a reviewer sees with ``ls``.
+    """
+    extra = sorted(p for p in policy_dir.glob("*.csv")
+                   if p.name != policy_file and not p.name.startswith(".") and p.is_file())
     return [policy_dir / model_file, policy_dir / policy_file, *extra]
 
 
-def _parse_csv(path: Path, errors: list[str]) -> list[PolicyLine]:
+def _subject_field_problem(value: str, roles: set[str]) -> str | None:
+    """A p-line's subject: ``*``, a role, or ``subject:<name>``."""
+    if value == "*":
+        return None
+    if value.startswith(SUBJECT_PREFIX):
+        return subject_problem(value[len(SUBJECT_PREFIX):], roles)
+    if not ROLE_RE.match(value):
+        return (f"{value!r} is neither a role (lowercase letters, digits, '-'), "
+                "'subject:<name>' nor '*'")
+    return None
+
+
+def _domain_field_problem(value: str) -> str | None:
+    if value == "*" or value in DOMAIN_CLASSES or TENANT_RE.match(value):
+        return None
+    return (f"domain {value!r} is not a tenant name, a class "
+            f"({', '.join(sorted(DOMAIN_CLASSES))}) or '*'")
+
+
+def _check_names(lines: list[PolicyLine], errors: list[str]) -> None:
+    """Namespaces: subjects never collide with roles; global roles only for operators."""
+    roles = _roles_of(lines)
+    for line in lines:
+        where = line.source
+        if line.ptype == "p":
+            sub, dom = line.fields[0], line.fields[1]
+            problem = _subject_field_problem(sub, roles) or _domain_field_problem(dom)
+            if problem is None and sub in GLOBAL_ROLES and dom != OPERATOR_DOMAIN:
+                problem = (f"global role {sub!r} may be granted only in domain "
+                           f"{OPERATOR_DOMAIN!r}, not {dom!r}")
+        else:
+            subject, role, tenant = line.fields
+            problem = subject_problem(subject, roles)
+            if problem is None and not ROLE_RE.match(role):
+                problem = f"{role!r} is not a role name (lowercase letters, digits, '-')"
+            if problem is None and not TENANT_RE.match(tenant):
+                problem = f"a grant names one tenant, not {tenant!r}"
+        if problem is not None:
+            errors.append(f"{where}: {problem}")
+
+
+def operator_grant_problems(source: PolicySource, operator_tenants: set[str]) -> list[str]:
+    """Grants of a global role inside a customer tenant (``policy check`` with the registry).
+
+    They could not take effect (global roles' lines match only ``tenant:operator``), but a
+    reviewer would read them as if they did.
+    """
+    return [f"{ln.source}: global role {ln.fields[1]!r} granted in tenant {ln.fields[2]!r}, "
+            "which is not an operator tenant"
+            for ln in source.lines
+            if ln.ptype == "g" and ln.fields[1] in GLOBAL_ROLES
+            and ln.fields[2] not in operator_tenants]
+
+
+def _parse_csv(name: str, content: str, errors: list[str]) -> list[PolicyLine]:
     lines: list[PolicyLine] = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(content.splitlines(), start=1):
         text = raw.strip()
         if not text or text.startswith("#"):
             continue
-        where = f"{path.name}:{number}"
+        where = f"{name}:{number}"
         fields = tuple(part.strip() for part in text.split(","))
         ptype, rest = fields[0], fields[1:]
         if ptype == "p":
@@ -83,40 +162,73 @@ def _parse_csv(path: Path, errors: list[str]) -> list[PolicyLine]:
 
 
 def read_policy(policy_dir: Path, model_file: str, policy_file: str) -> PolicySource:
-    """Parse and validate; raises PolicyValidationError listing every problem found."""
+    """Read the policy directory and validate it (see `parse_policy`).
+
+    Each file is read once: the version is the digest of exactly the bytes parsed, so an
+    edit racing the read can never produce a version that names other content.
+    """
+    paths = policy_files(policy_dir, model_file, policy_file)
+    contents: dict[str, bytes] = {}
     errors: list[str] = []
-    files = policy_files(policy_dir, model_file, policy_file)
-    for path in files[:2]:
-        if not path.is_file():
+    for path in paths:
+        try:
+            contents[path.name] = path.read_bytes()
+        except FileNotFoundError:
             errors.append(f"{path.name}:0: file missing")
+        except OSError as exc:
+            errors.append(f"{path.name}:0: cannot be read ({type(exc).__name__})")
     if errors:
         raise PolicyValidationError(errors)
-    model_text = files[0].read_text(encoding="utf-8")
+    return parse_policy(contents, model_file, policy_file)
+
+
+def parse_policy(contents: dict[str, bytes], model_file: str, policy_file: str) -> PolicySource:
+    """Validate a policy given as file name → bytes (the model, the main file, extra CSVs).
+
+    Raises:
+        PolicyValidationError: listing every problem found, as ``file:line: reason``.
+    """
+    errors: list[str] = []
+    texts: dict[str, str] = {}
+    for name in (model_file, policy_file):
+        if name not in contents:
+            errors.append(f"{name}:0: file missing")
+    for name, raw in contents.items():
+        try:
+            texts[name] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            errors.append(f"{name}:0: not UTF-8 text")
+    if errors:
+        raise PolicyValidationError(errors)
+    model_text = texts[model_file]
     try:
         model = Model()
         model.load_model_from_text(model_text)
         for section in ("r", "p", "e", "m"):
             if section not in model.model:
-                errors.append(f"{files[0].name}:0: section [{section}] missing")
+                errors.append(f"{model_file}:0: section [{section}] missing")
     except Exception as exc:  # casbin raises bare errors of many kinds on a bad model
-        errors.append(f"{files[0].name}:0: invalid model: {type(exc).__name__}: {exc}")
+        errors.append(f"{model_file}:0: invalid model: {type(exc).__name__}: {exc}")
     lines: list[PolicyLine] = []
     seen: dict[tuple[str, ...], str] = {}
-    for path in files[1:]:
-        for line in _parse_csv(path, errors):
+    csv_names = [policy_file, *sorted(n for n in texts if n not in (model_file, policy_file))]
+    for name in csv_names:
+        for line in _parse_csv(name, texts[name], errors):
             key = (line.ptype, *line.fields)
             if key in seen:
                 errors.append(f"{line.source}: duplicate of {seen[key]}")
                 continue
             seen[key] = line.source
             lines.append(line)
+    _check_names(lines, errors)
     if errors:
         raise PolicyValidationError(errors)
+    names = [model_file, *csv_names]
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in names:
+        digest.update(name.encode() + b"\0" + contents[name] + b"\0")
     return PolicySource(model_text=model_text, lines=tuple(lines),
-                        version=digest.hexdigest()[:12], files=tuple(p.name for p in files))
+                        version=digest.hexdigest()[:12], files=tuple(names))
 
 
 def _silence_casbin() -> None:
@@ -144,7 +256,9 @@ def build_enforcer(source: PolicySource, *, explain_allows: bool = False) -> cas
     _silence_casbin()
     enforcer.logger = _SILENT
     p_rules = [list(line.fields) for line in lines if line.ptype == "p"]
-    g_rules = [list(line.fields) for line in lines if line.ptype == "g"]
+    # Subjects enter the enforcer namespaced, as requests carry them (see model.conf).
+    g_rules = [[SUBJECT_PREFIX + line.fields[0], *line.fields[1:]]
+               for line in lines if line.ptype == "g"]
     if p_rules:
         enforcer.add_policies(p_rules)
     if g_rules:

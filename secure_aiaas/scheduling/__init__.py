@@ -8,6 +8,7 @@ context variable that the batcher and the HE pool read through an injected calla
 
 from __future__ import annotations
 
+from secure_aiaas.scheduling.anonymous import AnonymousBudget, AnonymousLimiter, RefusalTally
 from secure_aiaas.scheduling.priority import current_priority, set_priority
 from secure_aiaas.scheduling.quotas import (
     UNLIMITED,
@@ -21,5 +22,6 @@ from secure_aiaas.scheduling.quotas import (
     build_quotas,
 )
 
-__all__ = ["UNLIMITED", "WINDOW_S", "Admission", "MemoryQuotas", "QuotaExceededError", "QuotaUnavailableError",
-           "Quotas", "RedisQuotas", "build_quotas", "current_priority", "set_priority"]
+__all__ = ["UNLIMITED", "WINDOW_S", "Admission", "AnonymousBudget", "AnonymousLimiter",
+           "MemoryQuotas", "QuotaExceededError", "QuotaUnavailableError", "Quotas", "RedisQuotas",
+           "RefusalTally", "build_quotas", "current_priority", "set_priority"]

@@ -103,9 +103,11 @@ def test_export_download_verifies_offline_and_is_audited(audit_server: tuple[Ser
         assert report.ok, report.findings
         lines = (export_dir / "records.jsonl").read_text().splitlines()
         assert {json.loads(line)["record"]["tenant"] for line in lines} == {"acme"}
-        # The export itself is on record, with the manifest it produced.
-        record = next(r for r in all_pages(admin, tenant="acme")
-                      if r["request_id"] == response.headers["x-request-id"])
+        # The export itself is on record: an attempt before it was built (write-ahead), then
+        # the outcome with the manifest it produced.
+        attempt, record = [r for r in all_pages(admin, tenant="acme")
+                           if r["request_id"] == response.headers["x-request-id"]]
+        assert attempt["decision"] == "attempt" and attempt["seq"] < record["seq"]
         assert record["details"]["export"]["manifest_sha256"] == manifest_sha
         assert record["route"] == "/v1/audit/exports" and record["decision"] == "allow"
         # security-admin: the global chain in CSV.

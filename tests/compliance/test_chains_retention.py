@@ -26,11 +26,11 @@ from secure_aiaas.crypto.keystore import (
 )
 from tests.compliance.conftest import TENANTS, export, fill
 from tests.conftest import REPO
+from tests.support.tamper import tamper
 
 
 def sql(store: SqlAuditStore, statement: str, **params: Any) -> None:
-    with store._writer.begin() as conn:  # tampering below the store's API, on purpose
-        conn.execute(text(statement), params)
+    tamper(store, statement, **params)  # below the store's API, on purpose
 
 
 def test_each_tenant_forms_its_own_chain(store: SqlAuditStore, keys: ServerKeys,

@@ -22,6 +22,7 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
+from tests.support.tamper import tamper_url
 
 CANARY_EMAIL = "canary.person@example.org"
 
@@ -87,8 +88,10 @@ def test_audit_verify_cli_after_traffic_and_tampering(server: Server) -> None:
     ok = server.cli("audit", "verify", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["checkpoints"] >= 1
-    with sqlite3.connect(server.data_dir / "audit.db") as conn:
-        conn.execute("UPDATE audit_events SET status=201 WHERE seq=3")
+    with sqlite3.connect(server.data_dir / "audit.db") as conn, pytest.raises(sqlite3.Error):
+        conn.execute("UPDATE audit_events SET status=201 WHERE seq=3")  # append-only
+    tamper_url(f"sqlite:///{server.data_dir / 'audit.db'}",
+               "UPDATE audit_events SET status=201 WHERE seq=3")
     bad = server.cli("audit", "verify")
     assert bad.returncode == 1
     assert "TAMPERED (edited) at record 3" in bad.stderr

@@ -8,13 +8,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
 from secure_aiaas.audit import SqlAuditStore, verify_chain
 from secure_aiaas.audit.chain import record_hash
 from secure_aiaas.crypto import ServerKeys
 from secure_aiaas.crypto.keystore import known_audit_public_keys
 from secure_aiaas.types import AuditEvent
+from tests.support.tamper import tamper
 
 
 def make_event(i: int, tenant: str = "acme") -> AuditEvent:
@@ -37,9 +36,8 @@ def fill(store: SqlAuditStore, keys: ServerKeys, n: int = 20) -> None:
     store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, "2026-01-01T00:01:00Z")
 
 
-def exec_sql(store: SqlAuditStore, sql: str, **params: Any) -> None:
-    with store._writer.begin() as conn:  # tests tamper below the store's API on purpose
-        conn.execute(text(sql), params)
+def exec_sql(store: SqlAuditStore, statement: str, **params: Any) -> None:
+    tamper(store, statement, **params)  # below the store's API, on purpose
 
 
 def row(store: SqlAuditStore, seq: int) -> dict[str, Any]:

@@ -20,7 +20,8 @@ def test_valid_key_gets_whoami(server: Server) -> None:
         response = client.get("/v1/whoami")
     assert response.status_code == 200
     assert response.json() == {"tenant": "acme", "trust": "trusted", "subject": "alice",
-                               "roles": ["user"], "key_id": response.json()["key_id"]}
+                               "roles": ["user"], "key_id": response.json()["key_id"],
+                               "operator": False}
     assert response.headers["x-request-id"]
 
 

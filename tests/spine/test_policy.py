@@ -13,7 +13,15 @@ from fastapi.routing import APIRoute
 from secure_aiaas.api.app import create_app
 from secure_aiaas.config import Settings
 from secure_aiaas.policy import PolicyEngine, PolicyValidationError, read_policy
-from tests.conftest import REPO, Server, api_routes, run_cli, service_env, start_server
+from tests.conftest import (
+    OPERATOR_TENANTS,
+    REPO,
+    Server,
+    api_routes,
+    run_cli,
+    service_env,
+    start_server,
+)
 
 # (subject, role, tenant, trust, object, action, expected)
 TRUTH_TABLE = [
@@ -31,6 +39,16 @@ TRUTH_TABLE = [
     ("dave", "auditor", "acme", "trusted", "model:digits-mlp", "infer", False),
     ("sam", "security-admin", "platform", "trusted", "admin:policy", "read", True),
     ("sam", "security-admin", "platform", "trusted", "audit:acme", "read", True),
+    # A global role outside an operator tenant is no role at all.
+    ("sam", "security-admin", "acme", "trusted", "admin:policy", "read", False),
+    ("sam", "security-admin", "acme", "trusted", "audit:tenant:medco", "read", False),
+    ("prom", "metrics-reader", "platform", "trusted", "metrics", "read", True),
+    ("prom", "metrics-reader", "acme", "trusted", "metrics", "read", False),
+    # A subject named like a role gains nothing from its name.
+    ("security-admin", "user", "acme", "trusted", "admin:policy", "read", False),
+    ("security-admin", "user", "platform", "trusted", "admin:policy", "read", False),
+    ("auditor", "user", "acme", "trusted", "audit:own", "read", False),
+    ("metrics-reader", "user", "platform", "trusted", "metrics", "read", False),
     ("mallory", "no-such-role", "acme", "trusted", "identity", "read", True),
     ("mallory", "no-such-role", "acme", "trusted", "model:digits-mlp", "infer", False),
 ]
@@ -47,7 +65,8 @@ def engine() -> PolicyEngine:
                          TRUTH_TABLE)
 def test_truth_table(engine: PolicyEngine, subject: str, role: str, tenant: str, trust: str,
                      obj: str, act: str, expected: bool) -> None:
-    decision = engine.decide_for(subject, role, tenant, trust, obj, act)
+    decision = engine.decide_for(subject, role, tenant, trust, obj, act,
+                                 operator=tenant in OPERATOR_TENANTS)
     assert decision.allowed is expected
     if expected:
         assert decision.rule is not None and decision.rule[-1] == "allow"
@@ -165,7 +184,7 @@ def test_policy_edit_takes_effect_within_two_seconds(server: Server) -> None:
     with server.client("alice") as client:
         assert client.get("/v1/whoami").status_code == 200
         ready = client.get("/v2/health/ready").json()["checks"]["policy"]
-        path.write_text(path.read_text() + "p, alice, acme, identity, read, deny\n")
+        path.write_text(path.read_text() + "p, subject:alice, acme, identity, read, deny\n")
         _wait_for(lambda: client.get("/v1/whoami").status_code == 403)
         new_version = client.get("/v2/health/ready").json()["checks"]["policy"]["version"]
         assert new_version != ready["version"]
@@ -177,10 +196,14 @@ def test_invalid_edit_is_rejected_and_last_good_policy_stays(server: Server) -> 
         version = client.get("/v2/health/ready").json()["checks"]["policy"]["version"]
         path.write_text(path.read_text().replace("p, *, *, identity, read, allow",
                                                  "p, *, *, identity, read, alow"))
-        _wait_for(lambda: client.get("/v2/health/ready").json()["checks"]["policy"]["error"])
+        _wait_for(lambda: client.get("/v2/health/ready").json()["checks"]["policy"]
+                  ["rejected_edit"])
         ready = client.get("/v2/health/ready").json()["checks"]["policy"]
-        assert ready["version"] == version and "effect must be" in ready["error"]
+        # Readiness is public: it says that an edit was rejected, never the error text.
+        assert ready["version"] == version and "effect must be" not in json.dumps(ready)
         assert client.get("/v1/whoami").status_code == 200  # old policy still in force
+    with server.client("secadmin") as admin:
+        assert "effect must be" in admin.get("/v1/admin/policy").json()["last_error"]
     assert "policy.reload_rejected" in server.logs()
 
 

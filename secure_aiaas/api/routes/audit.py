@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
-from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize
+from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize, write_ahead
 from secure_aiaas.api.middleware import AuditContext
 from secure_aiaas.audit import utc_now
 from secure_aiaas.audit.export import ExportRequest, archive, export_range
@@ -34,12 +34,20 @@ router = APIRouter(tags=["audit"])
 Gate = Annotated[Principal, authorize("audit:own", "read")]
 
 
-def _scope(pipeline: Pipeline, ctx: AuditContext, principal: Principal,
-           tenant: str | None) -> str | None:
-    """The tenant the caller may read (None: every tenant), as the policy decides."""
+async def _scope(pipeline: Pipeline, ctx: AuditContext, principal: Principal,
+                 tenant: str | None) -> str | None:
+    """The tenant the caller may read (None: every tenant), as the policy decides.
+
+    A tenant that does not exist is recorded as a marker, never as typed.
+    """
     if tenant == principal.tenant:
         return tenant
-    obj = "audit:all" if tenant is None else f"audit:tenant:{tenant}"
+    if tenant is None:
+        obj = "audit:all"
+    elif await anyio.to_thread.run_sync(pipeline.tenant_exists, tenant):
+        obj = f"audit:tenant:{tenant}"
+    else:
+        obj = pipeline.unvouched("audit:tenant", tenant)
     decision = pipeline.authorize(principal, obj, "read")
     if tenant is None and not decision.allowed:
         return principal.tenant  # no tenant asked for: one's own, as the gate allowed
@@ -57,7 +65,7 @@ async def list_events(
     tenant: str | None = None,
     subject: str | None = None,
     action: str | None = None,
-    decision: Literal["allow", "deny", "unauthenticated", "error"] | None = None,
+    decision: Literal["allow", "deny", "unauthenticated", "error", "attempt"] | None = None,
     model: str | None = None,
     status: int | None = None,
     since: Annotated[str | None, Query(max_length=40)] = None,
@@ -66,7 +74,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Audit records matching the filters, oldest first, one page per call."""
-    scope = _scope(pipeline, ctx, principal, tenant)
+    scope = await _scope(pipeline, ctx, principal, tenant)
     flt = EventFilter(tenant=scope, subject=subject, action=action, decision=decision,
                       model=model, status=status, since=since, until=until)
     records, next_cursor = await anyio.to_thread.run_sync(
@@ -84,10 +92,11 @@ class ExportBody(BaseModel):
 
 @router.post("/v1/audit/exports")
 async def create_export(
-    body: ExportBody, principal: Gate, pipeline: PipelineDep, ctx: AuditDep
+    body: ExportBody, request: Request, principal: Gate, pipeline: PipelineDep, ctx: AuditDep
 ) -> FileResponse:
     """A signed export of a range (records + manifest + signature) as a .tar.gz archive."""
-    scope = _scope(pipeline, ctx, principal, body.tenant)
+    scope = await _scope(pipeline, ctx, principal, body.tenant)
+    await write_ahead(request)  # the attempt is durable before anything leaves the service
     workdir = Path(tempfile.mkdtemp(prefix="saiaas-export-"))
     writer = pipeline.audit
     request = ExportRequest(since=body.since, until=body.until, tenant=scope, fmt=body.format)

@@ -16,11 +16,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize
-from secure_aiaas.crypto.he_wire import CONTENT_TYPE, decode_request
-from secure_aiaas.errors import AuthorizationError, PayloadTooLargeError
-from secure_aiaas.he import ciphertext_cap, request_cap
-from secure_aiaas.types import Principal
+from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize, write_ahead
+from secure_aiaas.api.middleware import AuditContext
+from secure_aiaas.crypto.he_wire import CONTENT_TYPE
+from secure_aiaas.errors import (
+    AuthorizationError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServiceError,
+)
+from secure_aiaas.he import TenantLimitError, request_cap
+from secure_aiaas.pipeline import Pipeline
+from secure_aiaas.types import Decision, Principal
 
 router = APIRouter(tags=["encrypted inference (CKKS)"])
 
@@ -30,19 +37,38 @@ def owner_of(principal: Principal) -> str:
     return f"{principal.tenant}/{principal.subject}"
 
 
-async def read_capped(request: Request, cap: int) -> bytes:
-    """The body, refused (413) as soon as it exceeds ``cap`` — before it is parsed."""
+# What the trail records when a context id does not resolve to one of the caller's contexts:
+# a denial (someone else's id, or none), never the id as typed.
+NOT_OWNER = ("he-context", "not-owner")
+
+
+async def read_capped(request: Request, cap: int,
+                      too_large: type[ServiceError] = PayloadTooLargeError) -> bytes:
+    """The body, refused as soon as it exceeds ``cap`` — before it is buffered or parsed
+    (a declared Content-Length over the cap is refused before the first byte is read)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise PayloadTooLargeError()
+        raise too_large()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > cap:
-            raise PayloadTooLargeError()
+            raise too_large()
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    return int(declared) if declared is not None and declared.isdigit() else None
+
+
+def _not_owner(pipeline: Pipeline, audit: AuditContext, context_id: str) -> None:
+    """Record an unresolved context id as a denial with a marker instead of the id."""
+    audit.object = pipeline.unvouched("he-context", context_id)
+    audit.decision = Decision(allowed=False, rule=NOT_OWNER,
+                              policy_version=pipeline.policy.version or "-")
 
 
 @router.get("/v1/he/models/{name}")
@@ -62,29 +88,45 @@ async def register_context(
 ) -> dict[str, Any]:
     """Register a public evaluation context (no secret key) for one model."""
     pool = pipeline.he_pool()
-    pool.plan(model)  # 404 for an unknown model before reading megabytes
+    if not pipeline.knows("he-model", model):  # 404 before reading megabytes
+        raise NotFoundError("model has no HE plan")
     # The context is only useful for inference: require that right on the model too.
     decision = pipeline.authorize(principal, f"he-model:{model}", "infer")
     if not decision.allowed:
         audit.decision = decision
         raise AuthorizationError()
-    body = await read_capped(request, pool.limits.max_context_bytes)
-    context_id = await pool.register_context(model, body, owner=owner_of(principal))
-    audit.details.update(model=model, he={"context_id": context_id, "context_bytes": len(body),
-                                          "context_sha256": hashlib.sha256(body).hexdigest()})
+    audit.details.update(model=model)
+    async with pool.reserve(principal.tenant):
+        # The tenant's own limits are checked before a byte of the body is buffered.
+        allowance = await asyncio.to_thread(pool.upload_allowance, principal.tenant,
+                                            _declared_length(request))
+        too_large = (PayloadTooLargeError if allowance >= pool.limits.max_context_bytes
+                     else TenantLimitError)
+        body = await read_capped(request, allowance, too_large)
+        await write_ahead(request)  # the attempt is durable before the context is stored
+        context_id = await pool.register_context(model, body, owner=owner_of(principal))
+    audit.details.update(he={"context_id": context_id, "context_bytes": len(body),
+                             "context_sha256": hashlib.sha256(body).hexdigest()})
     return {"context_id": context_id, "model": model,
             "expires_in_s": pipeline.he_context_ttl_s}
 
 
 @router.delete("/v1/he/contexts/{context_id}", status_code=204)
 async def delete_context(
-    context_id: str, principal: Annotated[Principal, authorize("he-context:delete", "write")],
+    context_id: str, request: Request,
+    principal: Annotated[Principal, authorize("he-context:delete", "write")],
     pipeline: PipelineDep, audit: AuditDep,
 ) -> Response:
     """Delete one of the caller's contexts."""
-    await asyncio.to_thread(pipeline.he_pool().delete_context, context_id,
-                            owner=owner_of(principal))
-    audit.details.update(he={"context_id": context_id})
+    pool = pipeline.he_pool()
+    try:
+        await asyncio.to_thread(pool.owned_context, context_id, owner_of(principal))
+    except NotFoundError:
+        _not_owner(pipeline, audit, context_id)
+        raise
+    audit.details.update(he={"context_id": context_id})  # resolved: the caller's own id
+    await write_ahead(request)  # the attempt is durable before the context is deleted
+    await asyncio.to_thread(pool.delete_owned, context_id)
     return Response(status_code=204)
 
 
@@ -97,16 +139,20 @@ async def infer(
     """Evaluate the model on ciphertexts under a registered context; ciphertexts back."""
     pool = pipeline.he_pool()
     he_plan = pool.plan(name)
-    body = await read_capped(request, request_cap(he_plan, pool.limits))
-    # Audit what was asked, before evaluation: model, context, packing, size, digest.
-    frame = decode_request(body, max_body=request_cap(he_plan, pool.limits),
-                           max_ciphertexts=max(he_plan.batched.input_ciphertexts,
-                                               pool.limits.max_samples_single),
-                           max_ciphertext_bytes=ciphertext_cap(he_plan))
-    audit.details.update(model=name, he={"plan": he_plan.fingerprint,
-        "context_id": frame.context_id, "packing": frame.packing, "samples": frame.n_samples,
-        "ciphertext_sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)})
-    reply = await pool.infer(name, body, owner=owner_of(principal))
+    async with pool.reserve(principal.tenant):
+        body = await read_capped(request, request_cap(he_plan, pool.limits))
+        frame = pool.decode(name, body)
+        # Audit what was asked: model, packing, size, digest; the context once resolved.
+        facts: dict[str, Any] = {"plan": he_plan.fingerprint, "packing": frame.packing,
+                                 "samples": frame.n_samples, "bytes": len(body),
+                                 "ciphertext_sha256": hashlib.sha256(body).hexdigest()}
+        audit.details.update(model=name, he=facts)
+        try:
+            record = await asyncio.to_thread(pool.context_for, name, frame.context_id,
+                                             owner_of(principal))
+        except NotFoundError:
+            _not_owner(pipeline, audit, frame.context_id)
+            raise
+        facts["context_id"] = record.context_id
+        reply = await pool.evaluate(name, frame, record)
     return Response(reply, media_type=CONTENT_TYPE)
-
-

@@ -19,18 +19,22 @@ async def live() -> dict[str, bool]:
 
 @router.get("/v2/health/ready")
 async def ready(request: Request) -> JSONResponse:
-    """Ready only with a policy loaded and the audit and identity stores reachable."""
+    """Ready only with a fresh policy, a writable audit store and a reachable identity store.
+
+    Anyone may ask, so it shows states, never error texts (those are in the logs and, for
+    security admins, at ``GET /v1/admin/policy``).
+    """
     pipeline = request.app.state.pipeline
+    policy = pipeline.policy.state()
     checks: dict[str, Any] = {
-        "policy": {"loaded": pipeline.policy.version is not None,
-                   "version": pipeline.policy.version,
-                   "error": pipeline.policy.last_error},
-        "audit_store": await anyio.to_thread.run_sync(pipeline.audit.store.ping),
+        "policy": policy,
+        "audit_store": (not pipeline.audit.failing
+                        and await anyio.to_thread.run_sync(pipeline.audit.store.ping)),
         "identity_store": await anyio.to_thread.run_sync(pipeline.registry.ping),
     }
     for name, probe in request.app.state.readiness_probes.items():
         checks[name] = probe()
-    is_ready = (checks["policy"]["loaded"] and checks["audit_store"]
+    is_ready = (policy["loaded"] and policy["fresh"] and checks["audit_store"]
                 and checks["identity_store"]
                 and all(v for k, v in checks.items()
                         if k not in ("policy", "audit_store", "identity_store")))

@@ -18,7 +18,8 @@ async def whoami(
 ) -> dict[str, Any]:
     """The caller's tenant, subject and roles."""
     return {"tenant": principal.tenant, "trust": principal.trust, "subject": principal.subject,
-            "roles": pipeline.roles_of(principal), "key_id": principal.key_id}
+            "roles": list(pipeline.policy.roles_for(principal)), "key_id": principal.key_id,
+            "operator": principal.operator}
 
 
 @router.get("/v1/openapi.json")
