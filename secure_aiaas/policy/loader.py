@@ -17,12 +17,14 @@ import casbin
 from casbin.model import Model
 
 from secure_aiaas.names import (
+    BUILTIN_ROLES,
     DOMAIN_CLASSES,
     GLOBAL_ROLES,
     OPERATOR_DOMAIN,
     ROLE_RE,
     SUBJECT_PREFIX,
     TENANT_RE,
+    fold,
     subject_problem,
 )
 
@@ -35,7 +37,7 @@ _EFFECT_LINE = re.compile(r"^e\s*=.*$", re.MULTILINE)
 
 @dataclass(frozen=True)
 class PolicyLine:
-    ptype: str  # "p" or "g"
+    ptype: str  # "p", "g", or "role" (a custom role's declaration; never given to Casbin)
     fields: tuple[str, ...]
     source: str  # "policy.csv:12"
 
@@ -48,14 +50,13 @@ class PolicySource:
     files: tuple[str, ...]
 
     def roles(self) -> set[str]:
-        """Every role the policy names (in p lines and as granted by g lines)."""
+        """Every role a key may hold: the built-in ones and those the policy declares."""
         return _roles_of(self.lines)
 
 
 def _roles_of(lines: tuple[PolicyLine, ...] | list[PolicyLine]) -> set[str]:
-    roles = {ln.fields[0] for ln in lines if ln.ptype == "p" and ln.fields[0] != "*"
-             and not ln.fields[0].startswith(SUBJECT_PREFIX)}
-    return roles | {ln.fields[1] for ln in lines if ln.ptype == "g"}
+    declared = {ln.fields[0] for ln in lines if ln.ptype == "role"}
+    return set(BUILTIN_ROLES) | declared
 
 
 class PolicyValidationError(Exception):
@@ -76,7 +77,11 @@ def policy_files(policy_dir: Path, model_file: str, policy_file: str) -> list[Pa
 
 
 def _subject_field_problem(value: str, roles: set[str]) -> str | None:
-    """A p-line's subject: ``*``, a role, or ``subject:<name>``."""
+    """A p-line's subject: ``*``, a known role, or ``subject:<name>``.
+
+    A bare name that is no role is refused rather than read as a new role: a line written
+    for one key holder (``p, alice, ...``) must not silently stop applying to her.
+    """
     if value == "*":
         return None
     if value.startswith(SUBJECT_PREFIX):
@@ -84,6 +89,10 @@ def _subject_field_problem(value: str, roles: set[str]) -> str | None:
     if not ROLE_RE.match(value):
         return (f"{value!r} is neither a role (lowercase letters, digits, '-'), "
                 "'subject:<name>' nor '*'")
+    if value not in roles:
+        return (f"{value!r} is not a role: built-in roles are {', '.join(sorted(BUILTIN_ROLES))};"
+                f" declare a custom one with 'role, {value}'; for one key holder write "
+                f"'subject:{value}'")
     return None
 
 
@@ -99,7 +108,12 @@ def _check_names(lines: list[PolicyLine], errors: list[str]) -> None:
     roles = _roles_of(lines)
     for line in lines:
         where = line.source
-        if line.ptype == "p":
+        if line.ptype == "role":
+            problem = (None if ROLE_RE.match(line.fields[0]) else
+                       f"{line.fields[0]!r} is not a role name (lowercase letters, digits, '-')")
+            if problem is None and fold(line.fields[0]) in {fold(r) for r in BUILTIN_ROLES}:
+                problem = f"{line.fields[0]!r} is (or reads like) a built-in role"
+        elif line.ptype == "p":
             sub, dom = line.fields[0], line.fields[1]
             problem = _subject_field_problem(sub, roles) or _domain_field_problem(dom)
             if problem is None and sub in GLOBAL_ROLES and dom != OPERATOR_DOMAIN:
@@ -108,8 +122,9 @@ def _check_names(lines: list[PolicyLine], errors: list[str]) -> None:
         else:
             subject, role, tenant = line.fields
             problem = subject_problem(subject, roles)
-            if problem is None and not ROLE_RE.match(role):
-                problem = f"{role!r} is not a role name (lowercase letters, digits, '-')"
+            if problem is None and role not in roles:
+                problem = (f"{role!r} is not a role (declare a custom one with "
+                           f"'role, {role}')")
             if problem is None and not TENANT_RE.match(tenant):
                 problem = f"a grant names one tenant, not {tenant!r}"
         if problem is not None:
@@ -151,8 +166,14 @@ def _parse_csv(name: str, content: str, errors: list[str]) -> list[PolicyLine]:
                 errors.append(f"{where}: a 'g' line needs 3 fields (subject, role, tenant), "
                               f"got {len(rest)}")
                 continue
+        elif ptype == "role":
+            if len(rest) != 1:
+                errors.append(f"{where}: a 'role' line declares one role name, got "
+                              f"{len(rest)} fields")
+                continue
         else:
-            errors.append(f"{where}: unknown line type {ptype!r} (expected 'p' or 'g')")
+            errors.append(f"{where}: unknown line type {ptype!r} (expected 'p', 'g' or "
+                          "'role')")
             continue
         if any(not field for field in rest):
             errors.append(f"{where}: empty field")
@@ -227,8 +248,23 @@ def parse_policy(contents: dict[str, bytes], model_file: str, policy_file: str) 
     digest = hashlib.sha256()
     for name in names:
         digest.update(name.encode() + b"\0" + contents[name] + b"\0")
-    return PolicySource(model_text=model_text, lines=tuple(lines),
-                        version=digest.hexdigest()[:12], files=tuple(names))
+    source = PolicySource(model_text=model_text, lines=tuple(lines),
+                          version=digest.hexdigest()[:12], files=tuple(names))
+    _dry_run(source, model_file)
+    return source
+
+
+def _dry_run(source: PolicySource, model_file: str) -> None:
+    """Evaluate the matcher once over every line: a matcher that cannot be evaluated (an
+    unknown function, a bad expression) is refused here rather than at the first request."""
+    request = (SUBJECT_PREFIX + "policy-check", "user", "policy-check", "trust:trusted",
+               "tenant:customer", "identity", "read")
+    try:
+        enforcer = build_enforcer(source)
+        enforcer.enforce_ex(*request)
+    except Exception as exc:  # casbin/simpleeval raise many kinds
+        raise PolicyValidationError([f"{model_file}:0: the matcher cannot be evaluated: "
+                                     f"{type(exc).__name__}: {exc}"]) from exc
 
 
 def _silence_casbin() -> None:
@@ -255,7 +291,7 @@ def build_enforcer(source: PolicySource, *, explain_allows: bool = False) -> cas
     enforcer = casbin.Enforcer(model)
     _silence_casbin()
     enforcer.logger = _SILENT
-    p_rules = [list(line.fields) for line in lines if line.ptype == "p"]
+    p_rules = [list(line.fields) for line in lines if line.ptype == "p"]  # "role": ours only
     # Subjects enter the enforcer namespaced, as requests carry them (see model.conf).
     g_rules = [[SUBJECT_PREFIX + line.fields[0], *line.fields[1:]]
                for line in lines if line.ptype == "g"]

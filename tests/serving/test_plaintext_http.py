@@ -109,7 +109,7 @@ def test_model_access_is_policy(model_server: Server) -> None:
     path = model_server.policy_dir / "policy.csv"
     original = path.read_text()
     try:
-        path.write_text(original + "p, alice, acme, model:breast-cancer-lr, infer, deny\n")
+        path.write_text(original + "p, subject:alice, acme, model:breast-cancer-lr, infer, deny\n")
         with model_server.client("alice") as client:
             import time
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
+from tests.support.outage import Outage
 from tests.support.tamper import tamper_url
 
 CANARY_EMAIL = "canary.person@example.org"
@@ -106,46 +106,6 @@ def test_request_logs_are_json_with_request_id(server: Server) -> None:
     assert completed, "no request log line"
     assert all(ln.get("request_id") for ln in completed)
     assert response.headers["x-request-id"] in {ln["request_id"] for ln in completed}
-
-
-class Outage:
-    """Makes the audit store unwritable by holding its write lock from another connection."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._release = threading.Event()
-        self._held = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _hold(self) -> None:
-        if self.url.startswith("sqlite"):
-            conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
-            conn.execute("BEGIN EXCLUSIVE")
-            self._held.set()
-            self._release.wait(60)
-            conn.execute("ROLLBACK")
-            conn.close()
-        else:
-            import psycopg
-
-            base, _, query = self.url.partition("?")
-            options = query.removeprefix("options=").replace("%3D", "=")
-            with psycopg.connect(base, options=options) as conn:
-                conn.execute("LOCK TABLE audit_head IN EXCLUSIVE MODE")
-                self._held.set()
-                self._release.wait(60)
-                conn.rollback()
-
-    def __enter__(self) -> Outage:
-        self._thread = threading.Thread(target=self._hold)
-        self._thread.start()
-        assert self._held.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._release.set()
-        assert self._thread is not None
-        self._thread.join(10)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
