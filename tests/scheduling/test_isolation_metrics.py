@@ -48,6 +48,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path) -> I
     env = service_env(tmp, tmp / "keys", tmp / "policies",
                       SAIAAS_MODELS_DIR=str(trained_models_dir),
                       SAIAAS_HE__WORKERS="1", SAIAAS_HE__MAX_PENDING=str(HE_MAX_PENDING),
+                      # One tenant floods the global queue on purpose here.
+                      SAIAAS_HE__MAX_PENDING_PER_TENANT=str(4 * HE_MAX_PENDING),
                       SAIAAS_INFERENCE__MAX_QUEUE_SIZE=str(QUEUE))
     api_keys = provision(env, SCHEDULING_TENANTS, SCHEDULING_KEYS)
     # Limits are set before the server starts: beta outranks medco in the compute queues,

@@ -152,7 +152,11 @@ def test_pipeline_without_quota_backend_refuses_limited_tenants() -> None:
     from secure_aiaas.pipeline import Pipeline
     from secure_aiaas.scheduling import current_priority
 
-    pipeline = Pipeline(registry=None, policy=None, audit=None)  # type: ignore[arg-type]
+    from secure_aiaas.scheduling import AnonymousBudget, AnonymousLimiter, RefusalTally
+
+    pipeline = Pipeline(registry=None, policy=None, audit=None,  # type: ignore[arg-type]
+                        anonymous=AnonymousLimiter(AnonymousBudget()),
+                        refusals=RefusalTally(b"k" * 32), object_key=b"o" * 32)
     with pytest.raises(QuotaUnavailableError):
         run(pipeline.admit(principal(max_concurrent=1)))
 
