@@ -84,6 +84,9 @@ class HESettings(BaseModel):
 
 
 class PrivacySettings(BaseModel):
+    # False: no scrubber is loaded and every route that takes plaintext text answers 503
+    # (a deployment that serves only encrypted inference; some tests).
+    enabled: bool = True
     # Profiles edited by security admins, in the policy directory (hot-reloaded).
     profiles_file: str = "privacy.yaml"
     # The installed spaCy model package Presidio uses (pinned by hash at install time).

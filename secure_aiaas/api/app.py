@@ -191,13 +191,15 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.metrics.enabled:
             pipeline.metrics = Metrics()  # a registry of its own per app (tests build several)
         try:
-            pipeline.scrubber = await asyncio.to_thread(build_scrubber, settings)
+            if settings.privacy.enabled:
+                pipeline.scrubber = await asyncio.to_thread(build_scrubber, settings)
         except PrivacyError:
             # Serve on, but every route that takes plaintext text answers 503 (fail closed);
             # readiness reports it.
             log.error("privacy.scrubber_unavailable", model=settings.privacy.spacy_model)
         pipeline.privacy_keys = tenant_privacy_keys(load_keys(settings.keys_dir).data_key)
-        app.state.readiness_probes["scrubber"] = lambda: pipeline.scrubber is not None
+        if settings.privacy.enabled:
+            app.state.readiness_probes["scrubber"] = lambda: pipeline.scrubber is not None
         pipeline.models = build_model_pool(settings, pipeline.metrics)
         app.state.readiness_probes["models"] = lambda: bool(
             pipeline.models and pipeline.models.ready)

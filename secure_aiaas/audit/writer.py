@@ -21,6 +21,7 @@ import asyncio
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 
@@ -278,7 +279,7 @@ class AuditWriter:
             log.info("audit.checkpoint_signed", seq=checkpoint.seq)
 
 
-def _fail(batch: list[tuple[object, Future[int]]]) -> None:
+def _fail(batch: Sequence[tuple[object, Future[int]]]) -> None:
     for _, future in batch:
         if not future.done():
             future.set_exception(AuditError())

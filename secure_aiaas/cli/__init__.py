@@ -45,6 +45,8 @@ def _root(
     """secure_aiaas: secure inference service."""
     # Everything the service writes (stores, keys, caches) is private to its user.
     os.umask(0o077)
+    if actor:  # read back by the admin commands' audit records (one CLI process, one actor)
+        os.environ[_common.ACTOR_ENV] = actor
 
 
 @keys_app.command("init")

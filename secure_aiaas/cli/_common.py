@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
-import click
 import typer
 
 from secure_aiaas.config import Settings, get_settings
@@ -41,12 +40,12 @@ def run_service_call(func: Any, *args: Any, **kwargs: Any) -> Any:
         fail(f"error: {exc.public_message}")
 
 
+ACTOR_ENV = "SAIAAS_ACTOR"
+
+
 def claimed_actor() -> str | None:
-    """``--actor`` given to the root command (who the operator says they are), if any."""
-    ctx = click.get_current_context(silent=True)
-    root = ctx.find_root() if ctx is not None else None
-    value = root.params.get("actor") if root is not None else None
-    return value if isinstance(value, str) and value else None
+    """Who the operator says they are: ``--actor`` (or ``SAIAAS_ACTOR``), if given."""
+    return os.environ.get(ACTOR_ENV) or None
 
 
 def os_account() -> dict[str, object]:

@@ -61,7 +61,7 @@ class PolicyEngine:
         self._confirmed_at = 0.0
         self._watching = False
         self._current: LoadedPolicy | None = None
-        self._cache: dict[tuple[str, ...], Decision] = {}
+        self._cache: dict[tuple[str | bool, ...], Decision] = {}
         # Casbin's role manager creates role nodes lazily during enforce(): serialise it.
         self._lock = threading.Lock()
         self._stamp: tuple[tuple[str, float, int], ...] = ()

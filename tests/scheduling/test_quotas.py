@@ -150,9 +150,12 @@ def test_unreachable_redis_refuses_limited_tenants_only() -> None:
 
 def test_pipeline_without_quota_backend_refuses_limited_tenants() -> None:
     from secure_aiaas.pipeline import Pipeline
-    from secure_aiaas.scheduling import current_priority
-
-    from secure_aiaas.scheduling import AnonymousBudget, AnonymousLimiter, RefusalTally
+    from secure_aiaas.scheduling import (
+        AnonymousBudget,
+        AnonymousLimiter,
+        RefusalTally,
+        current_priority,
+    )
 
     pipeline = Pipeline(registry=None, policy=None, audit=None,  # type: ignore[arg-type]
                         anonymous=AnonymousLimiter(AnonymousBudget()),

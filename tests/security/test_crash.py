@@ -92,7 +92,7 @@ def test_kill_9_under_load_ten_times(tmp_path: Path, keys_dir: Path, policy_dir:
     # A lean server (no models, no HE, no scrubber): what is under test is the audit path.
     env = service_env(tmp_path, keys_dir, policy_dir, SAIAAS_HE__ENABLED="false",
                       SAIAAS_MODELS_DIR=str(tmp_path / "no-models"),
-                      SAIAAS_PRIVACY__SPACY_MODEL="not_installed_model")
+                      SAIAAS_PRIVACY__ENABLED="false")
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     seen: list[tuple[str, int]] = []
     cut = 0

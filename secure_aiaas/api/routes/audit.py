@@ -99,10 +99,10 @@ async def create_export(
     await write_ahead(request)  # the attempt is durable before anything leaves the service
     workdir = Path(tempfile.mkdtemp(prefix="saiaas-export-"))
     writer = pipeline.audit
-    request = ExportRequest(since=body.since, until=body.until, tenant=scope, fmt=body.format)
+    wanted = ExportRequest(since=body.since, until=body.until, tenant=scope, fmt=body.format)
 
     def build() -> tuple[Path, dict[str, Any]]:
-        manifest = export_range(writer.store, workdir / "export", request,
+        manifest = export_range(writer.store, workdir / "export", wanted,
                                 signing_key=writer.signing_key, key_id=writer.key_id,
                                 created_at=utc_now())
         return archive(workdir / "export", workdir / "audit-export.tar.gz"), manifest
