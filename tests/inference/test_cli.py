@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,21 @@ def test_errors_are_one_json_object(data_dir: Path) -> None:
     assert error["error"] == "integrity_check_failed"
 
 
-def test_register_and_remove(data_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def audited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Keys and an audit store: `register` and `remove` are audited admin actions."""
+    from secure_aiaas.config import get_settings
+    from secure_aiaas.crypto import init_keys
+
+    init_keys(tmp_path / "keys")
+    monkeypatch.setenv("SAIAAS_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("SAIAAS_DATA_DIR", str(tmp_path / "service"))
+    get_settings.cache_clear()
+    yield tmp_path / "service" / "audit.db"
+    get_settings.cache_clear()
+
+
+def test_register_and_remove(data_dir: Path, tmp_path: Path, audited: Path) -> None:
     source = data_dir / "models" / "digits-mlp" / "1"
     manifest = json.loads((source / "manifest.json").read_text())
     manifest.update(name="my-digits", version="3", weights_sha256="", curve_file=None)
@@ -61,6 +76,14 @@ def test_register_and_remove(data_dir: Path, tmp_path: Path) -> None:
     removed = _json(["remove", "my-digits", "--yes", "--data-dir", str(data_dir)])
     assert removed == {"removed": {"name": "my-digits", "versions": ["3"]}}
     assert ModelRegistry(data_dir).versions("my-digits") == []
+    from secure_aiaas.audit import SqlAuditStore
+
+    store = SqlAuditStore(f"sqlite:///{audited}")
+    actions = [(r["action"], r["decision"]) for r in store.iter_records()]
+    store.dispose()
+    assert actions == [("models.register", "attempt"), ("models.register", "allow"),
+                       ("models.register", "attempt"), ("models.register", "error"),
+                       ("models.remove", "attempt"), ("models.remove", "allow")]
 
 
 def test_remove_asks_first(data_dir: Path) -> None:
