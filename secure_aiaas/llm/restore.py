@@ -72,49 +72,91 @@ def _normal(text: str) -> str:
     return "".join(c for c in text if c.isalnum()).upper()
 
 
+_WORD = "[A-Za-z]+"
+_SEPARATOR = r"(?:\\_|[_ -])"
+
+
 class Restorer:
-    """Restores the placeholders of one `PlaceholderMap` in text."""
+    """Restores the placeholders of one `PlaceholderMap` in text.
+
+    One generic pattern finds placeholder-shaped words followed by a number (bounded
+    repetition: linear in the text, whatever the number of placeholders); a dictionary of
+    normal forms (letters and digits, upper case) then decides which are ours.
+    """
 
     def __init__(self, mapping: PlaceholderMap) -> None:
         self._values: dict[str, tuple[str, str]] = {}  # normal form -> (value, entity type)
         self._exact: dict[str, tuple[str, str]] = {}  # keys matched literally
-        alternatives: list[str] = []
+        words = 1
         for key, value in mapping._items():
             parsed = _KEY.match(key)
-            if parsed is None:
-                self._exact[key] = (value, "OTHER")
+            if parsed is None or not all(w.isalpha() for w in parsed.group(1).split("_")):
+                self._exact[key] = (value, _entity_type(key))
                 continue
-            words, number = parsed.group(1).split("_"), parsed.group(2)
-            underscored = r"(?:_|\\_)".join(map(re.escape, words)) + r"(?:_|\\_)?" + number
-            capitals = r"[ -]".join(re.escape(w.upper()) for w in words) + r"[ -]?" + number
-            alternatives.append(f"(?i:{underscored})|{capitals}")
+            words = max(words, parsed.group(1).count("_") + 1)
             self._values.setdefault(_normal(key), (value, parsed.group(1).upper()))
-        alternatives += [re.escape(k) for k in sorted(self._exact, key=len, reverse=True)]
-        self._pattern = (
-            re.compile("(?<![A-Za-z0-9])(?:" + "|".join(alternatives) + ")(?![A-Za-z0-9])")
-            if alternatives else None
+        self._pattern = re.compile(
+            rf"(?<![A-Za-z0-9]){_WORD}(?:{_SEPARATOR}{_WORD}){{0,{words}}}{_SEPARATOR}?[0-9]+"
+            r"(?![A-Za-z0-9])"
+        )
+        self._literal = (
+            re.compile("|".join(re.escape(k) for k in sorted(self._exact, key=len, reverse=True)))
+            if self._exact else None
         )  # fmt: skip
-        self.cores = frozenset(self._values)  # normal forms, for the stream's hold-back
+        self.prefixes = frozenset(
+            core[:i] for core in [*self._values, *map(_normal, self._exact)]
+            for i in range(1, len(core) + 1)
+        )  # fmt: skip
+        self.cores = frozenset(self._values)
         self.longest = max((len(k) for k, _ in mapping._items()), default=0)
         self.counts: Counter[str] = Counter()  # restored placeholders by entity type
 
+    @property
+    def empty(self) -> bool:
+        return not self._values and not self._exact
+
     def restore(self, text: str) -> str:
         """`text` with every matched placeholder replaced by its value."""
-        if self._pattern is None or not text:
+        if self.empty or not text:
             return text
+        spans = sorted(self._find(text))
         out: list[str] = []
         done = 0
-        for match in self._pattern.finditer(text):
-            found = self._exact.get(match.group()) or self._values.get(_normal(match.group()))
-            if found is None:
-                continue
-            start, end = _consume_wrappers(text, match.start(), match.end(), floor=done)
+        for start, end, value, entity in spans:
+            if start < done:
+                continue  # overlaps one already replaced
+            start, end = _consume_wrappers(text, start, end, floor=done)
             out.append(text[done:start])
-            out.append(found[0])
-            self.counts[found[1]] += 1
+            out.append(value)
+            self.counts[entity] += 1
             done = end
         out.append(text[done:])
         return "".join(out)
+
+    def _find(self, text: str) -> Iterator[tuple[int, int, str, str]]:
+        if self._values:
+            for match in self._pattern.finditer(text):
+                found = self._ours(match.group(), match.start())
+                if found is not None:
+                    yield found
+        if self._literal is not None:
+            for match in self._literal.finditer(text):
+                value, entity = self._exact[match.group()]
+                yield match.start(), match.end(), value, entity
+
+    def _ours(self, core: str, offset: int) -> tuple[int, int, str, str] | None:
+        # The match may begin with prose words ("about PERSON_1"): try each later word start.
+        for word in re.finditer(_WORD, core):
+            candidate = core[word.start() :]
+            found = self._values.get(_normal(candidate))
+            if found is None:
+                continue
+            spaced = any(c in " -" for c in candidate)
+            letters = "".join(c for c in candidate if c.isalpha())
+            if spaced and not letters.isupper():
+                return None  # "person 1" is prose; "PERSON 1" is a placeholder
+            return offset + word.start(), offset + len(core), found[0], found[1]
+        return None
 
     def stream(self) -> StreamRestorer:
         """A restorer for one streamed answer."""
@@ -161,7 +203,7 @@ class StreamRestorer:
         return self._restorer.restore(held)
 
     def _safe_cut(self, buffer: str) -> int:
-        if not self._restorer.cores and self._restorer._pattern is None:
+        if self._restorer.empty:
             return len(buffer)
         for i in range(max(0, len(buffer) - self._window), len(buffer)):
             c = buffer[i]
@@ -185,9 +227,4 @@ class StreamRestorer:
             return j == len(tail)  # only openers so far
         if core in self._restorer.cores:
             return True  # complete, but a digit or a closing wrapper may still follow
-        if j < len(tail):
-            return False
-        exact = self._restorer._exact
-        return any(c.startswith(core) for c in self._restorer.cores) or any(
-            _normal(k).startswith(core) for k in exact
-        )
+        return j == len(tail) and core in self._restorer.prefixes

@@ -75,3 +75,47 @@ def save_tiny(directory: Path, model_type: str = "llama", seed: int = 0,
     if chat_template:
         (directory / "chat_template.jinja").write_text(CHAT_TEMPLATE)
     return directory
+
+
+class ScriptedLM:
+    """A stand-in causal LM that always answers with `script` (one stream at a time).
+
+    For the service's orchestration tests only (restoration needs an answer that contains
+    placeholders); the engine's own logic is tested on the random models above. It keeps a
+    one-layer KV cache so the engine's cache handling runs unchanged.
+    """
+
+    def __init__(self, script: list[int], vocab_size: int = VOCAB) -> None:
+        import torch
+
+        self.script = script
+        self.vocab_size = vocab_size
+        self._weight = torch.nn.Parameter(torch.zeros((vocab_size, 1)))
+        self._prompt = 0
+
+    def parameters(self) -> Any:
+        return iter([self._weight])
+
+    def get_output_embeddings(self) -> Any:
+        import torch
+
+        return torch.nn.Linear(1, self.vocab_size, bias=False)
+
+    def __call__(self, *, input_ids: Any, cache: Any, **_: Any) -> Any:
+        import torch
+
+        batch, length = input_ids.shape
+        if cache.get_seq_length() == 0:
+            self._prompt = length
+        state = torch.zeros((batch, 1, length, 1))
+        cache.update(state, state, 0)
+        index = min(cache.get_seq_length() - self._prompt, len(self.script) - 1)
+        logits = torch.full((batch, 1, self.vocab_size), -1e4)
+        logits[:, :, self.script[index]] = 1e4
+
+        class Out:
+            pass
+
+        out = Out()
+        out.logits = logits  # type: ignore[attr-defined]
+        return out
