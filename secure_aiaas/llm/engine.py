@@ -541,6 +541,7 @@ class LLMEngine:
         nothing_yet = torch.zeros((1, self._vocab), device=self._device)
         token = choose(apply_penalties(logits, nothing_yet, row), row)[0]
         self._batch.join(sequence, cache, token)
+        self._batch.counts[-1, token] += 1.0
         self._emit_token(len(self._batch) - 1, token)
         self._retire_done()
 
@@ -554,6 +555,8 @@ class LLMEngine:
         batch.mask = mask
         rows = [s.sampler for s in batch.sequences]
         tokens = choose(apply_penalties(out.logits[:, -1, :].float(), batch.counts, rows), rows)
+        every_row = torch.arange(len(tokens), device=self._device)
+        batch.counts[every_row, torch.tensor(tokens, device=self._device)] += 1.0
         for row, token in enumerate(tokens):
             self._emit_token(row, token)
         self._retire_done()
@@ -571,7 +574,6 @@ class LLMEngine:
         sequence.last_token_at = now
         sequence.generated.append(token)
         self._batch.next_tokens[row] = token
-        self._batch.counts[row, token] += 1.0
         self._tokens += 1
         params = sequence.params
         if token in self._eos and not params.ignore_eos:

@@ -5,7 +5,7 @@ audit; everything after that is here. A request goes through three calls::
 
     service = chat_pool.get(body.model)                        # NotFoundError
     texts = await scrub(body.message_texts())                  # one batch: placeholders agree
-    prompt = service.prepare_chat(body, texts)                 # tokens counted, limits checked
+    prompt = await asyncio.to_thread(service.prepare_chat, body, texts)  # tokenizes: off the loop
     #   quotas: prompt.prompt_tokens now, prompt.max_tokens at most later
     generation = service.submit(prompt, restore=mapping_or_None, priority=...)  # 503 if full
     if body.stream:
