@@ -7,6 +7,7 @@
       AuthorizationError         403
       InputError                 422 (400 for malformed requests)
         CiphertextError          422  (bad bytes, parameter mismatch)
+        ContextLengthError       422  (prompt + max_tokens beyond a chat model's context)
         PayloadTooLargeError     413
       NotFoundError              404
       RateLimitedError           429 (+ Retry-After)
@@ -59,6 +60,11 @@ class InputError(ServiceError):
 class CiphertextError(InputError):
     code = "invalid_ciphertext"
     public_message = "invalid ciphertext"
+
+
+class ContextLengthError(InputError):
+    code = "context_length_exceeded"  # OpenAI's code for the same refusal
+    public_message = "prompt and max_tokens exceed the model's context length"
 
 
 class PayloadTooLargeError(InputError):

@@ -25,7 +25,10 @@ Datatype = Literal[
     "FP16", "FP32", "FP64", "BYTES",
 ]  # fmt: skip
 WeightsFormat = Literal["safetensors", "torchscript"]
-Task = Literal["classification", "binary-classification", "regression", "embedding"]
+# text-generation models are served by `secure_aiaas.llm`, not by the predictors here.
+Task = Literal[
+    "classification", "binary-classification", "regression", "embedding", "text-generation"
+]
 
 
 class TensorSpec(BaseModel):

@@ -147,7 +147,8 @@ class ModelPool:
 
     def _targets(self) -> list[tuple[str, str | None]]:
         if self._wanted is None:
-            return [(name, None) for name in self.registry.names()]
+            # Chat models have their own engine (`secure_aiaas.llm`): not predictors to batch here.
+            return [(n, None) for n in self.registry.names() if not self._is_chat_model(n)]
         targets: list[tuple[str, str | None]] = []
         for entry in self._wanted:
             name, _, version = entry.partition(":")
@@ -157,6 +158,12 @@ class ModelPool:
     def serves(self, name: str) -> bool:
         """Whether some version of ``name`` is loaded and served."""
         return bool(self._served.get(name))
+
+    def _is_chat_model(self, name: str) -> bool:
+        try:
+            return self.registry.show(name).task == "text-generation"
+        except ServiceError:
+            return False  # an unreadable manifest fails (and is reported) when loaded
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         """The served model (latest loaded version unless given); NotFoundError otherwise."""

@@ -186,6 +186,8 @@ def load_predictor(
     from secure_aiaas.inference.device import select_device
     from secure_aiaas.inference.registry import _integrity_error, sha256_bytes
 
+    if manifest.task == "text-generation":
+        raise ValueError("text-generation models are loaded by secure_aiaas.llm, not as predictors")
     target = device if isinstance(device, torch.device) else select_device(device)
     data = (directory / manifest.weights_file).read_bytes()
     if sha256_bytes(data) != manifest.weights_sha256:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +125,7 @@ class ModelRegistry:
         curve: Path | None = None,
         overwrite: bool = False,
         validate: bool = True,
+        validator: Callable[[Manifest, Path], None] | None = None,
     ) -> Manifest:
         """Copy a model into the registry, record its SHA-256s, and prove it loads.
 
@@ -135,6 +136,8 @@ class ModelRegistry:
             curve: training curve PNG, stored as ``curve.png``.
             overwrite: replace an existing version instead of refusing.
             validate: build the model on CPU and run a forward pass before committing.
+            validator: how to prove the staged copy loads, instead of building a predictor
+                (``secure_aiaas.llm`` passes its own); it raises InputError or ValueError.
 
         Raises:
             InputError: invalid manifest, mismatched digest, or weights that don't load.
@@ -176,7 +179,10 @@ class ModelRegistry:
                 from secure_aiaas.inference.predictor import load_predictor
 
                 try:
-                    load_predictor(final, staging, device="cpu", validate=True)
+                    if validator is not None:
+                        validator(final, staging)
+                    else:
+                        load_predictor(final, staging, device="cpu", validate=True)
                 except (ValueError, RuntimeError) as exc:
                     raise InputError(f"weights: {_short(exc)}") from exc
             if target.exists():
