@@ -2,10 +2,11 @@
 working tree — `GET /v1/whoami` under wrk at 1/16/64 clients, durable audit appends/s with
 8 writers (group commit), and what a write-ahead attempt record costs a request.
 
-    python -m benchmarks.compare_spine --baseline 064a592 [--seconds 8] [--rounds 2]
+    python -m benchmarks.compare_spine --baseline 064a592 [--current REF] [--seconds 8]
 
-Each side runs its own code (a temporary git worktree for the baseline) with its own
-default settings, on the same machine, alternating, so a busy moment hits both.
+Each side runs its own code (a temporary git worktree per commit; the working tree when
+``--current`` is not given) with its own default settings, on the same machine,
+alternating, so a busy moment hits both.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def _appends(tree: Path, url: str, work: Path, pairs: bool, writers: int) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--baseline", default="064a592")
+    parser.add_argument("--current", default=None, help="a commit (default: working tree)")
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
@@ -138,12 +140,20 @@ def main() -> None:
     assert WRK is not None, "wrk is needed (apt-get install wrk)"
     tmp = Path(tempfile.mkdtemp(prefix="saiaas-compare-"))
     base_tree = tmp / "baseline"
+    trees = [base_tree]
     subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), args.baseline],
                    cwd=REPO, check=True, capture_output=True)
-    results: dict[str, Any] = {"baseline": args.baseline, "whoami": [], "appends": []}
+    current_tree = REPO
+    if args.current:
+        current_tree = tmp / "current"
+        trees.append(current_tree)
+        subprocess.run(["git", "worktree", "add", "--detach", str(current_tree), args.current],
+                       cwd=REPO, check=True, capture_output=True)
+    results: dict[str, Any] = {"baseline": args.baseline, "current": args.current or "HEAD+",
+                               "whoami": [], "appends": []}
     sides: list[Side] = []
     try:
-        sides = [Side("baseline", base_tree, tmp / "b"), Side("current", REPO, tmp / "c")]
+        sides = [Side("baseline", base_tree, tmp / "b"), Side("current", current_tree, tmp / "c")]
         for _ in range(args.rounds):
             for clients in (1, 16, 64):
                 for side in sides:
@@ -157,7 +167,7 @@ def main() -> None:
         sides = []
         for backend, url_of in (("sqlite", lambda w: f"sqlite:///{w / 'bench-audit.db'}"),
                                 ("postgresql", None)):
-            for name, tree in (("baseline", base_tree), ("current", REPO)):
+            for name, tree in (("baseline", base_tree), ("current", current_tree)):
                 for pairs in ((False, True) if name == "current" else (False,)):
                     work = tmp / f"a-{backend}-{name}-{pairs}"
                     work.mkdir()
@@ -170,8 +180,9 @@ def main() -> None:
     finally:
         for side in sides:
             side.stop()
-        subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=REPO,
-                       capture_output=True)
+        for tree in trees:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
+                           capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
