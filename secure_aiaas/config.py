@@ -50,6 +50,22 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
 
 
+class LimitsSettings(BaseModel):
+    """Bounds every request meets before any work starts (413 for bytes, 422 otherwise)."""
+
+    # Bodies of the routes that take text (scrub, embeddings, chat): smaller than the rest.
+    text_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    # JSON bodies: nesting depth and values (strings, numbers, … and containers) in total.
+    json_max_depth: int = Field(default=32, ge=2, le=128)
+    json_max_values: int = Field(default=200_000, gt=0)
+    # Texts: per request (scrub, embeddings, messages), characters per text and in total.
+    max_texts: int = Field(default=256, gt=0, le=2048)
+    max_text_chars: int = Field(default=20_000, gt=0, le=100_000)
+    max_request_chars: int = Field(default=400_000, gt=0)
+    # Tensor elements per v2 request (all inputs).
+    max_tensor_elements: int = Field(default=1 << 20, gt=0)
+
+
 class InferenceSettings(BaseModel):
     # "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
     device: str = "auto"
@@ -148,6 +164,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     audit: AuditSettings = AuditSettings()
     server: ServerSettings = ServerSettings()
+    limits: LimitsSettings = LimitsSettings()
     inference: InferenceSettings = InferenceSettings()
     he: HESettings = HESettings()
     privacy: PrivacySettings = PrivacySettings()

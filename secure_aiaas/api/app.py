@@ -15,6 +15,7 @@ import structlog
 from fastapi import FastAPI
 
 from secure_aiaas import __version__
+from secure_aiaas.api.docs import ERROR_RESPONSES, install_docs
 from secure_aiaas.api.errors import install_error_handlers
 from secure_aiaas.api.middleware import AuditMiddleware
 from secure_aiaas.api.routes import (
@@ -232,9 +233,14 @@ def create_app(settings: Settings) -> FastAPI:
             log.info("service.stopped")
 
     app = FastAPI(title="secure_aiaas", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  description="Privacy-focused secure inference. Every route but the health "
+                              "probes and these docs needs `Authorization: Bearer saiaas_…`.",
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+                  responses=ERROR_RESPONSES)
     app.state.readiness_probes: dict[str, Callable[[], Any]] = {}  # type: ignore[misc]
+    app.state.limits = settings.limits
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(identity.router)
     app.include_router(admin.router)
@@ -244,7 +250,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(privacy.router)
     app.include_router(audit.router)
     app.include_router(ops.router)
+    text_bytes = settings.limits.text_body_bytes
     app.add_middleware(AuditMiddleware, pipeline_getter=lambda: app.state.pipeline,
                        max_body_bytes=settings.server.max_body_bytes,
-                       large_body_prefixes={"/v1/he/": settings.he.max_body_bytes})
+                       large_body_prefixes={"/v1/he/": settings.he.max_body_bytes,
+                                            "/v1/privacy/": text_bytes,
+                                            "/v1/embeddings": text_bytes,
+                                            "/v1/chat/": text_bytes,
+                                            "/v1/completions": text_bytes})
     return app

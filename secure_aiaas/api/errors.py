@@ -7,6 +7,10 @@ never user input, key material or an internal exception's text.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -38,6 +42,37 @@ def status_for(exc: e.ServiceError) -> int:
     return 500
 
 
+_UNION_TAG = re.compile(r"[\[\]-]|^(str|int|float|bool|none|list|dict|json)$")
+
+
+def _where(loc: Sequence[object]) -> str:
+    """``("body", "input", "list[constrained-str]", 0)`` → ``input[0]`` (union tags dropped)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part != "body" and not _UNION_TAG.search(str(part)):
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """Pydantic's errors as ``field: problem``, at most three, naming fields and never
+    echoing values; of a union's alternatives the most specific (deepest) is kept."""
+    best: dict[str, tuple[int, str]] = {}
+    order: list[str] = []
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        depth = sum(1 for p in loc if isinstance(p, int) or not _UNION_TAG.search(str(p)))
+        field = _where(loc)
+        root = field.split("[", 1)[0].split(".", 1)[0]
+        if root not in best:
+            order.append(root)
+        if root not in best or depth > best[root][0]:
+            best[root] = (depth, f"{field}: {err.get('msg', 'invalid')}")
+    return "; ".join(best[r][1] for r in order[:3]) or "invalid request"
+
+
 def error_body(message: str, code: str, request_id: str | None) -> dict[str, object]:
     return {"error": message, "code": code, "request_id": request_id}
 
@@ -65,12 +100,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Name the field, never echo the value that was sent.
-        problems = []
-        for err in exc.errors()[:5]:
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        return JSONResponse(error_body("; ".join(problems) or "invalid request", "invalid_input",
+        return JSONResponse(error_body(validation_message(exc.errors()), "invalid_input",
                                        _request_id(request)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

@@ -23,16 +23,25 @@ import structlog
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from secure_aiaas.api.errors import error_body
+from secure_aiaas.api.errors import error_body, status_for
 from secure_aiaas.audit import utc_now
-from secure_aiaas.errors import AuditError, PayloadTooLargeError, RateLimitedError
+from secure_aiaas.errors import (
+    AuditError,
+    AuthenticationError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    StoreUnavailableError,
+)
 from secure_aiaas.pipeline import Pipeline
 from secure_aiaas.scheduling import Admission
 from secure_aiaas.types import AuditEvent, Decision, Outcome, Principal
 
 log = structlog.get_logger(__name__)
 
-UNAUDITED_PREFIXES = ("/v2/health/",)
+# Public and unaudited: the probes (no identity) and the API's own documentation (the same
+# for everyone, no tenant data): the OpenAPI document, the interactive docs and their assets.
+UNAUDITED_PREFIXES = ("/v2/health/", "/docs-assets/")
+UNAUDITED_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 # Recorded as sent; any other method (a token the caller made up) is recorded as "OTHER".
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Query parameters that would put a credential into URLs, proxies' logs and browser history.
@@ -109,7 +118,8 @@ class AuditMiddleware:
         return self._max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(UNAUDITED_PREFIXES):
+        if scope["type"] != "http" or scope["path"] in UNAUDITED_PATHS \
+                or scope["path"].startswith(UNAUDITED_PREFIXES):
             await self.app(scope, receive, send)
             return
         cap = self._cap(scope["path"])
@@ -127,6 +137,17 @@ class AuditMiddleware:
             if refusal is not None:
                 await exchange.respond(*refusal)
                 return
+            # Every route but the probes and the docs needs a key: authenticate first, so an
+            # anonymous caller's body is never read and its path never routed.
+            try:
+                principal = await pipeline.authenticate(_bearer_token(scope))
+            except (AuthenticationError, StoreUnavailableError) as exc:
+                headers = (((b"www-authenticate", b"Bearer"),)
+                           if isinstance(exc, AuthenticationError) else ())
+                await exchange.respond(status_for(exc), exc.public_message, exc.code, headers)
+                return
+            exchange.ctx.principal = principal
+            scope["state"]["principal"] = principal
             try:
                 await self.app(scope, exchange.receive, exchange.send)
             except PayloadTooLargeError:
@@ -212,9 +233,11 @@ class _AuditedExchange:
             self.ctx.route = matched.path
         await self._pipeline.record(self.ctx.attempt_event(latency))
 
-    async def respond(self, status: int, message: str, code: str) -> None:
+    async def respond(self, status: int, message: str, code: str,
+                      headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         """Answer without calling the app (still audited like any response)."""
         start, body = _json_response(status, error_body(message, code, self.ctx.request_id))
+        start["headers"].extend(headers)
         await self.send(start)
         await self.send(body)
 
@@ -269,6 +292,17 @@ class _AuditedExchange:
                                     tenant=event.tenant, details=event.details)
         except Exception:
             log.exception("metrics.observe_failed")
+
+
+def _bearer_token(scope: Scope) -> str:
+    """The API key from ``Authorization: Bearer …`` (AuthenticationError otherwise)."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            break
+    raise AuthenticationError()
 
 
 def _refuse_early(scope: Scope, max_body: int) -> tuple[int, str, str] | None:

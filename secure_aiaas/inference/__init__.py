@@ -33,6 +33,7 @@ from secure_aiaas.inference.v2 import (
     encode_infer_response,
     model_metadata,
     parse_infer_request,
+    split_infer_body,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ __all__ = [
     "coerce_texts",
     "configure_torch_threads",
     "decode_infer_body",
+    "split_infer_body",
     "encode_infer_response",
     "load_predictor",
     "model_metadata",

@@ -124,7 +124,8 @@ def _parse_bytes(data: object, shape: list[int], where: str) -> list[str]:
 
 
 def parse_infer_request(
-    body: object, manifest: Manifest, *, max_batch: int = 1024, binary: bytes = b""
+    body: object, manifest: Manifest, *, max_batch: int = 1024, binary: bytes = b"",
+    max_elements: int = MAX_ELEMENTS,
 ) -> InferRequest:
     """Validate a v2 infer body against `manifest`.
 
@@ -133,6 +134,7 @@ def parse_infer_request(
         manifest: the target model.
         max_batch: the largest batch dim accepted (the batcher's ``max_batch_size``).
         binary: the bytes after the JSON header (`decode_infer_body`), if any.
+        max_elements: the most tensor elements all inputs together may hold.
 
     Raises:
         InputError: naming the offending field.
@@ -144,6 +146,7 @@ def parse_infer_request(
         raise InputError("inputs: expected a non-empty list")
     specs = {s.name: s for s in manifest.inputs}
     cursor = 0
+    elements = 0
     parsed: dict[str, Any] = {}
     rows: int | None = None
     for index, raw in enumerate(raw_inputs):
@@ -162,6 +165,9 @@ def parse_infer_request(
         if not isinstance(params, Mapping):
             raise InputError(f"{where}.parameters: expected an object")
         shape = _parse_shape(raw.get("shape"), spec, where, max_batch)
+        elements += math.prod(shape)
+        if elements > max_elements:
+            raise InputError(f"{where}.shape: more than {max_elements} elements in the request")
         if "binary_data_size" in params:
             size = params["binary_data_size"]
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -259,6 +265,23 @@ def _parse_binary(chunk: bytes, spec: TensorSpec, shape: list[int], where: str) 
     if spec.datatype.startswith("FP") and not np.isfinite(array).all():
         raise InputError(f"{where}.data: values must be finite")
     return np.ascontiguousarray(array)
+
+
+def split_infer_body(raw: bytes, header_length: int | str | None = None) -> tuple[bytes, bytes]:
+    """Split a request body into (JSON bytes, binary tail) at ``Inference-Header-Content-Length``.
+
+    Raises:
+        InputError: a header length that is not an integer or lies outside the body.
+    """
+    if header_length is None:
+        return raw, b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        raise InputError("Inference-Header-Content-Length: expected an integer") from None
+    if not 0 <= length <= len(raw):
+        raise InputError("Inference-Header-Content-Length: outside the body")
+    return raw[:length], raw[length:]
 
 
 def decode_infer_body(raw: bytes, header_length: int | str | None = None) -> tuple[object, bytes]:

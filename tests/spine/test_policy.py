@@ -141,10 +141,21 @@ def test_policy_explain_cli(server: Server) -> None:
     assert "DENY as user: no allow line matches (deny by default)" in default.stdout
 
 
+# Public: the probes and the API's own documentation (see api/docs.py).
+PUBLIC_PATHS = {"/openapi.json", "/docs", "/redoc", "/docs-assets"}
+
+
 def test_every_route_but_health_is_authorized(tmp_path: Path, policy_dir: Path) -> None:
+    from secure_aiaas.api.middleware import UNAUDITED_PATHS, UNAUDITED_PREFIXES
+
     app = create_app(Settings(data_dir=tmp_path, keys_dir=tmp_path / "k", policy_dir=policy_dir))
     checked = 0
     for route in api_routes(app):
+        path = getattr(route, "path", "")
+        if path in PUBLIC_PATHS:
+            # Public on purpose, and the middleware exempts exactly these (and the probes).
+            assert path in UNAUDITED_PATHS or f"{path}/" in UNAUDITED_PREFIXES, path
+            continue
         assert isinstance(route, APIRoute), f"non-API route {route} bypasses authorization"
         if route.path.startswith("/v2/health/"):
             continue
@@ -161,6 +172,8 @@ def test_every_route_refuses_anonymous_and_unprivileged_callers(server: Server) 
     app = make(Settings(data_dir=server.data_dir, keys_dir=server.keys_dir,
                         policy_dir=server.policy_dir))
     for route in api_routes(app):
+        if getattr(route, "path", "") in PUBLIC_PATHS:
+            continue
         assert isinstance(route, APIRoute)
         if route.path.startswith("/v2/health/"):
             continue
@@ -168,6 +181,10 @@ def test_every_route_refuses_anonymous_and_unprivileged_callers(server: Server) 
         for method in route.methods:
             anonymous = httpx.request(method, server.base_url + path)
             assert anonymous.status_code == 401, (method, path)
+    # The documentation is public and served by the service itself (no CDN).
+    for path in ("/openapi.json", "/docs", "/docs-assets/swagger-ui-bundle.js"):
+        assert httpx.get(server.base_url + path).status_code == 200, path
+    assert "cdn" not in httpx.get(server.base_url + "/docs").text.lower()
 
 
 def _wait_for(predicate: object, timeout: float = 2.0) -> float:

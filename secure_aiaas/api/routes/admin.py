@@ -6,14 +6,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter
 
+from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.deps import PipelineDep, authorize
 from secure_aiaas.errors import PolicyUnavailableError
+from secure_aiaas.schemas import PolicyView
 from secure_aiaas.types import Principal
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], route_class=BoundedRoute)
 
 
-@router.get("/v1/admin/policy")
+@router.get("/v1/admin/policy", response_model=PolicyView)
 async def current_policy(
     _principal: Annotated[Principal, authorize("admin:policy", "read")], pipeline: PipelineDep
 ) -> dict[str, Any]:

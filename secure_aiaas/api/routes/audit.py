@@ -17,20 +17,22 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
+from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize, write_ahead
 from secure_aiaas.api.middleware import AuditContext
 from secure_aiaas.audit import utc_now
-from secure_aiaas.audit.export import ExportRequest, archive, export_range
+from secure_aiaas.audit.export import ExportRequest as ExportRange
+from secure_aiaas.audit.export import archive, export_range
 from secure_aiaas.audit.query import EventFilter, query_events
 from secure_aiaas.crypto.keystore import public_key_pem
 from secure_aiaas.errors import AuthorizationError
 from secure_aiaas.pipeline import Pipeline
+from secure_aiaas.schemas import AuditEventsPage, ExportRequest, PublicKeys
 from secure_aiaas.types import Principal
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], route_class=BoundedRoute)
 Gate = Annotated[Principal, authorize("audit:own", "read")]
 
 
@@ -57,7 +59,7 @@ async def _scope(pipeline: Pipeline, ctx: AuditContext, principal: Principal,
     return tenant
 
 
-@router.get("/v1/audit/events")
+@router.get("/v1/audit/events", response_model=AuditEventsPage)
 async def list_events(
     principal: Gate,
     pipeline: PipelineDep,
@@ -83,23 +85,18 @@ async def list_events(
     return {"tenant": scope, "records": records, "next_cursor": next_cursor}
 
 
-class ExportBody(BaseModel):
-    since: str | None = Field(default=None, max_length=40)
-    until: str | None = Field(default=None, max_length=40)
-    tenant: str | None = Field(default=None, max_length=128)
-    format: Literal["jsonl", "csv"] = "jsonl"
-
-
-@router.post("/v1/audit/exports")
+@router.post("/v1/audit/exports", response_class=FileResponse, responses={200: {
+    "description": "A .tar.gz archive: records, manifest, signature.",
+    "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
 async def create_export(
-    body: ExportBody, request: Request, principal: Gate, pipeline: PipelineDep, ctx: AuditDep
+    body: ExportRequest, request: Request, principal: Gate, pipeline: PipelineDep, ctx: AuditDep
 ) -> FileResponse:
     """A signed export of a range (records + manifest + signature) as a .tar.gz archive."""
     scope = await _scope(pipeline, ctx, principal, body.tenant)
     await write_ahead(request)  # the attempt is durable before anything leaves the service
     workdir = Path(tempfile.mkdtemp(prefix="saiaas-export-"))
     writer = pipeline.audit
-    wanted = ExportRequest(since=body.since, until=body.until, tenant=scope, fmt=body.format)
+    wanted = ExportRange(since=body.since, until=body.until, tenant=scope, fmt=body.format)
 
     def build() -> tuple[Path, dict[str, Any]]:
         manifest = export_range(writer.store, workdir / "export", wanted,
@@ -122,7 +119,7 @@ async def create_export(
                         background=BackgroundTask(shutil.rmtree, workdir, True))
 
 
-@router.get("/v1/audit/public-key")
+@router.get("/v1/audit/public-key", response_model=PublicKeys)
 async def public_key(
     _principal: Annotated[Principal, authorize("audit:public-key", "read")],
     pipeline: PipelineDep,

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize, write_ahead
 from secure_aiaas.api.middleware import AuditContext
 from secure_aiaas.crypto.he_wire import CONTENT_TYPE
@@ -27,9 +28,12 @@ from secure_aiaas.errors import (
 )
 from secure_aiaas.he import TenantLimitError, request_cap
 from secure_aiaas.pipeline import Pipeline
+from secure_aiaas.schemas import HE_CONTENT_TYPE, ContextCreated, binary_body
 from secure_aiaas.types import Decision, Principal
 
-router = APIRouter(tags=["encrypted inference (CKKS)"])
+router = APIRouter(tags=["encrypted inference (CKKS)"], route_class=BoundedRoute)
+_FRAME = {"200": {"description": "The encrypted result frame.", "content": {
+    HE_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 def owner_of(principal: Principal) -> str:
@@ -71,7 +75,9 @@ def _not_owner(pipeline: Pipeline, audit: AuditContext, context_id: str) -> None
                               policy_version=pipeline.policy.version or "-")
 
 
-@router.get("/v1/he/models/{name}")
+@router.get("/v1/he/models/{name}", responses={200: {
+    "description": "The model's CKKS evaluation plan (JSON).",
+    "content": {"application/json": {"schema": {"type": "object"}}}}})
 async def plan(name: str, _principal: Annotated[Principal, authorize("he-model:{name}", "read")],
                pipeline: PipelineDep, audit: AuditDep) -> Response:
     """The model's CKKS evaluation plan, from which the SDK builds a matching context."""
@@ -80,7 +86,9 @@ async def plan(name: str, _principal: Annotated[Principal, authorize("he-model:{
     return Response(he_plan.to_json(), media_type="application/json")
 
 
-@router.post("/v1/he/contexts", status_code=201)
+@router.post("/v1/he/contexts", status_code=201, response_model=ContextCreated,
+             openapi_extra=binary_body("A public TenSEAL context (no secret key) built by the "
+                                       "SDK for the model's plan; at most 16 MiB."))
 async def register_context(
     request: Request, model: str,
     principal: Annotated[Principal, authorize("he-context:register", "write")],
@@ -111,7 +119,7 @@ async def register_context(
             "expires_in_s": pipeline.he_context_ttl_s}
 
 
-@router.delete("/v1/he/contexts/{context_id}", status_code=204)
+@router.delete("/v1/he/contexts/{context_id}", status_code=204, response_class=Response)
 async def delete_context(
     context_id: str, request: Request,
     principal: Annotated[Principal, authorize("he-context:delete", "write")],
@@ -130,7 +138,9 @@ async def delete_context(
     return Response(status_code=204)
 
 
-@router.post("/v1/he/models/{name}/infer")
+@router.post("/v1/he/models/{name}/infer", response_class=Response,
+             openapi_extra={**binary_body("An encrypted request frame (the SDK's wire format)."),
+                            "responses": _FRAME})
 async def infer(
     name: str, request: Request,
     principal: Annotated[Principal, authorize("he-model:{name}", "infer")],

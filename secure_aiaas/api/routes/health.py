@@ -8,16 +8,18 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-router = APIRouter(tags=["health"])
+from secure_aiaas.api.bodies import BoundedRoute
+
+router = APIRouter(tags=["health"], route_class=BoundedRoute)
 
 
-@router.get("/v2/health/live")
+@router.get("/v2/health/live", openapi_extra={"security": []})
 async def live() -> dict[str, bool]:
     """The process is up."""
     return {"live": True}
 
 
-@router.get("/v2/health/ready")
+@router.get("/v2/health/ready", openapi_extra={"security": []})
 async def ready(request: Request) -> JSONResponse:
     """Ready only with a fresh policy, a writable audit store and a reachable identity store.
 

@@ -6,13 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 
+from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.deps import PipelineDep, authorize
+from secure_aiaas.schemas import WhoAmI
 from secure_aiaas.types import Principal
 
-router = APIRouter(tags=["identity"])
+router = APIRouter(tags=["identity"], route_class=BoundedRoute)
 
 
-@router.get("/v1/whoami")
+@router.get("/v1/whoami", response_model=WhoAmI)
 async def whoami(
     principal: Annotated[Principal, authorize("identity", "read")], pipeline: PipelineDep
 ) -> dict[str, Any]:
@@ -22,7 +24,7 @@ async def whoami(
             "operator": principal.operator}
 
 
-@router.get("/v1/openapi.json")
+@router.get("/v1/openapi.json", include_in_schema=False)
 async def openapi_schema(
     request: Request, _principal: Annotated[Principal, authorize("identity", "read")]
 ) -> dict[str, Any]:

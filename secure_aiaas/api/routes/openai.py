@@ -12,16 +12,17 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Request
 
+from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize, authorize_body
-from secure_aiaas.api.routes.privacy import pii_counts, record_pii
-from secure_aiaas.errors import InputError, NotFoundError
-from secure_aiaas.inference import coerce_texts
+from secure_aiaas.api.routes.privacy import pii_counts, record_pii, within_text_limits
+from secure_aiaas.errors import NotFoundError
+from secure_aiaas.schemas import EmbeddingsRequest, EmbeddingsResponse, ModelList
 from secure_aiaas.types import Principal
 
-router = APIRouter(tags=["OpenAI-compatible"])
+router = APIRouter(tags=["OpenAI-compatible"], route_class=BoundedRoute)
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", response_model=ModelList)
 async def list_models(principal: Annotated[Principal, authorize("models", "list")],
                       pipeline: PipelineDep) -> dict[str, Any]:
     """The models this caller may use for plaintext inference."""
@@ -36,31 +37,26 @@ async def list_models(principal: Annotated[Principal, authorize("models", "list"
     return {"object": "list", "data": data}
 
 
-@router.post("/v1/embeddings")
-async def embeddings(request: Request,
+@router.post("/v1/embeddings", response_model=EmbeddingsResponse)
+async def embeddings(body: EmbeddingsRequest, request: Request,
                      principal: Annotated[Principal, authorize_body("model:{}", "model", "infer")],
                      pipeline: PipelineDep, audit: AuditDep) -> dict[str, Any]:
     """Sentence embeddings (OpenAI shape; `encoding_format` float or base64)."""
-    body = await request.json()
-    name = body["model"]
-    served = pipeline.model_pool().get(name)
+    served = pipeline.model_pool().get(body.model)
     if served.manifest.task != "embedding":
         raise NotFoundError("model is not a text-embedding model")
-    audit.details.update(model=name, model_version=served.manifest.version)
-    encoding = body.get("encoding_format", "float")
-    if encoding not in ("float", "base64"):
-        raise InputError("encoding_format: expected 'float' or 'base64'")
-    texts = coerce_texts(body.get("input"), "input")
+    audit.details.update(model=body.model, model_version=served.manifest.version)
+    texts = within_text_limits(body.texts(), request, "input")
     audit.details["rows"] = len(texts)
     # No personal data reaches the model: embed the scrubbed texts.
-    scrubbed = await pipeline.scrub(principal, texts, model=name)
+    scrubbed = await pipeline.scrub(principal, texts, model=body.model)
     record_pii(audit, pii_counts(scrubbed))
     texts = [r.text for r in scrubbed]
     vectors = np.asarray((await served.infer(texts))["embedding"], dtype=np.float32)
     tokens = pipeline.count_tokens(served, texts)
     data = [{"object": "embedding", "index": i,
              "embedding": (base64.b64encode(v.astype("<f4").tobytes()).decode()
-                           if encoding == "base64" else v.tolist())}
+                           if body.encoding_format == "base64" else v.tolist())}
             for i, v in enumerate(vectors)]
-    return {"object": "list", "data": data, "model": name,
+    return {"object": "list", "data": data, "model": body.model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

@@ -11,13 +11,14 @@ import anyio
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.deps import PipelineDep, authorize
 from secure_aiaas.errors import NotFoundError
 from secure_aiaas.metrics import CONTENT_TYPE
 from secure_aiaas.pipeline import Pipeline
 from secure_aiaas.types import Principal
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=BoundedRoute)
 
 
 def sample_metrics(pipeline: Pipeline) -> None:
@@ -31,7 +32,9 @@ def sample_metrics(pipeline: Pipeline) -> None:
     )
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={200: {
+    "description": "Prometheus text exposition format.",
+    "content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def metrics(_principal: Annotated[Principal, authorize("metrics", "read")],
                   pipeline: PipelineDep) -> Response:
     """Prometheus metrics (text exposition format)."""

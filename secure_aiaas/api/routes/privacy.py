@@ -12,12 +12,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 
+from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize
+from secure_aiaas.config import LimitsSettings
 from secure_aiaas.errors import InputError
+from secure_aiaas.schemas import RestoreKey, ScrubRequest, ScrubResponse
 from secure_aiaas.types import Principal
 
-router = APIRouter(tags=["privacy"])
-MAX_TEXTS = 1024
+router = APIRouter(tags=["privacy"], route_class=BoundedRoute)
 
 
 def record_pii(audit: Any, counts: Counter[str] | dict[str, int]) -> None:
@@ -35,36 +37,45 @@ def pii_counts(results: list[Any]) -> Counter[str]:
     return total
 
 
-@router.post("/v1/privacy/scrub")
-async def scrub(request: Request,
+def within_text_limits(texts: list[str], request: Request, field: str) -> list[str]:
+    """``texts`` if within the configured bounds; InputError (422) naming the bound otherwise.
+
+    Checked before any scrubbing or inference starts.
+    """
+    limits: LimitsSettings = request.app.state.limits
+    if len(texts) > limits.max_texts:
+        raise InputError(f"{field}: at most {limits.max_texts} texts per request")
+    total = 0
+    for index, text in enumerate(texts):
+        if len(text) > limits.max_text_chars:
+            raise InputError(f"{field}[{index}]: at most {limits.max_text_chars} characters")
+        if not text.strip():
+            raise InputError(f"{field}[{index}]: must not be empty")
+        total += len(text)
+    if total > limits.max_request_chars:
+        raise InputError(f"{field}: at most {limits.max_request_chars} characters per request")
+    return texts
+
+
+@router.post("/v1/privacy/scrub", response_model=ScrubResponse, response_model_exclude_unset=True,
+             response_model_by_alias=True)
+async def scrub(body: ScrubRequest, request: Request,
                 principal: Annotated[Principal, authorize("privacy:scrub", "infer")],
                 pipeline: PipelineDep, audit: AuditDep) -> dict[str, Any]:
     """Scrub `text`, `texts` or a `json` value with the tenant's privacy profile."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InputError("body: not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InputError("body: expected an object with 'text', 'texts' or 'json'")
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise InputError("model: expected a string")
-    if "json" in body:
-        value, counts = await pipeline.scrub_json(principal, body["json"], model=model)
+    if "json_value" in body.model_fields_set:
+        value, counts = await pipeline.scrub_json(principal, body.json_value, model=body.model)
         record_pii(audit, counts)
         return {"json": value, "entity_counts": counts}
-    texts = body.get("texts", [body["text"]] if "text" in body else None)
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise InputError("texts: expected a non-empty list of strings (or 'text': a string)")
-    if len(texts) > MAX_TEXTS:
-        raise InputError(f"texts: at most {MAX_TEXTS} per request")
-    results = await pipeline.scrub(principal, texts, model=model)
+    texts = within_text_limits([body.text] if body.text is not None else list(body.texts or []),
+                               request, "texts")
+    results = await pipeline.scrub(principal, texts, model=body.model)
     total = pii_counts(results)
     record_pii(audit, total)
     return {"results": [r.to_dict() for r in results], "entity_counts": dict(total)}
 
 
-@router.get("/v1/privacy/restore-key")
+@router.get("/v1/privacy/restore-key", response_model=RestoreKey)
 async def restore_key(principal: Annotated[Principal, authorize("privacy:restore-key", "read")],
                       pipeline: PipelineDep) -> dict[str, str]:
     """The tenant's key for undoing the `encrypt` operator (tenant admins only)."""
