@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from secure_aiaas.privacy import Scrubber, load_policy
-from secure_aiaas.privacy.baseline import presidio_default_scrub
-from secure_aiaas.privacy.evalset import generate
-from secure_aiaas.privacy.evaluate import ScrubBatch, evaluate, ours
+from secure_aiaas.privacy.evaluation.presidio_baseline import presidio_default_scrub
+from secure_aiaas.privacy.evaluation.generated_v1 import generate
+from secure_aiaas.privacy.evaluation.metrics import ScrubBatch, evaluate, ours
 
 POLICY = Path(__file__).resolve().parents[1] / "policies" / "privacy.yaml"
 WORKERS = int(os.environ.get("SAIAAS_BENCH_WORKERS", "2"))

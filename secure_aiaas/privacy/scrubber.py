@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from secure_aiaas.errors import PrivacyError
-from secure_aiaas.privacy import _postprocess as post
+from secure_aiaas.privacy import span_rules as post
 from secure_aiaas.privacy.operators import RequestOperators, TenantKeys
 from secure_aiaas.privacy.profiles import PrivacyPolicy, Profile, ProfileStore
 
@@ -114,7 +114,7 @@ class Scrubber:
         """
         from presidio_anonymizer import AnonymizerEngine
 
-        from secure_aiaas.privacy import _engine
+        from secure_aiaas.privacy import presidio_engine as _engine
 
         try:
             nlp = _engine.load_nlp(model_name or _engine.DEFAULT_MODEL)
@@ -281,13 +281,13 @@ class Scrubber:
     def _detect_local(
         self, texts: list[str], keys_hint: list[str | None], profile: Profile
     ) -> list[list[post.Span]]:
-        from secure_aiaas.privacy._adhoc import adhoc_recognizers
+        from secure_aiaas.privacy.profile_recognizers import profile_recognizers
 
         cached = self._adhoc.get(id(profile))
         if cached is None or cached[0] is not profile:  # per-profile objects, built once
             cached = self._adhoc[id(profile)] = (
                 profile,
-                adhoc_recognizers(profile),
+                profile_recognizers(profile),
                 post.allow_pattern(profile.allow_list),
             )
         _, adhoc, allow = cached

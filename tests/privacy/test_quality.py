@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from secure_aiaas.privacy import Scrubber
-from secure_aiaas.privacy.evalset import generate
-from secure_aiaas.privacy.evaluate import Report, evaluate, ours
+from secure_aiaas.privacy.evaluation.generated_v1 import generate
+from secure_aiaas.privacy.evaluation.metrics import Report, evaluate, ours
 
 RECALL_TARGET = 0.97
 PII_FREE_CHANGED_MAX = 0.05
@@ -42,7 +42,7 @@ def test_every_entity_type_measured(report: Report) -> None:
 
 @pytest.mark.parametrize("a, b", [(a, b) for i, a in enumerate(SPLITS) for b in SPLITS[i + 1 :]])
 def test_splits_share_no_names(a: str, b: str) -> None:
-    from secure_aiaas.privacy._evalbanks import BANKS
+    from secure_aiaas.privacy.evaluation.generated_v1 import BANKS
 
     tune, held = BANKS[a], BANKS[b]
     assert not set(tune.first_names) & set(held.first_names)

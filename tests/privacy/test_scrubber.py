@@ -136,7 +136,7 @@ def test_import_loads_nothing_heavy() -> None:
 
 
 def test_two_workers_give_the_same_result(scrubber: Scrubber) -> None:
-    from secure_aiaas.privacy.evalset import generate
+    from secure_aiaas.privacy.evaluation.generated_v1 import generate
 
     texts = [s.text for s in generate("tune", 60, 10)]
     pooled = Scrubber.build(load_policy(POLICY), workers=2)

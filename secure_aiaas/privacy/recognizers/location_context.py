@@ -11,7 +11,7 @@ import re
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from secure_aiaas.privacy._shapes import CAP_WORD, is_name_candidate, words
+from secure_aiaas.privacy.name_words import CAP_WORD, is_name_candidate, words
 from secure_aiaas.privacy.recognizers._base import RuleRecognizer
 
 _TRIGGER = (

@@ -12,7 +12,7 @@ import re
 from presidio_analyzer import LocalRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from secure_aiaas.privacy._shapes import (
+from secure_aiaas.privacy.name_words import (
     CAP_WORD,
     NAME_WORD,
     is_lowercase_name_candidate,

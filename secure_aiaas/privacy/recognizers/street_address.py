@@ -10,7 +10,7 @@ import re
 
 from presidio_analyzer import Pattern, PatternRecognizer
 
-from secure_aiaas.privacy._shapes import CAP_WORD
+from secure_aiaas.privacy.name_words import CAP_WORD
 
 _SUFFIX = (
     r"Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|"

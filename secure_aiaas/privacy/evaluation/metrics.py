@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from secure_aiaas.privacy.evalset import Sample
+from secure_aiaas.privacy.evaluation.samples import Sample
 
 ScrubBatch = Callable[[Sequence[Sample]], list[str]]
 

@@ -22,7 +22,7 @@ from presidio_analyzer.predefined_recognizers import (
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from secure_aiaas.privacy._offline import make_tldextract_offline
+from secure_aiaas.privacy.offline import make_tldextract_offline
 from secure_aiaas.privacy.recognizers import (
     DateOfBirthRecognizer,
     DiacriticNameRecognizer,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from secure_aiaas.privacy._shapes import (
+from secure_aiaas.privacy.name_words import (
     CAP_WORD,
     COMMON_WORDS,
     NAME_WORD,

@@ -9,7 +9,7 @@ from presidio_analyzer import Pattern, PatternRecognizer
 from secure_aiaas.privacy.profiles import Profile
 
 
-def adhoc_recognizers(profile: Profile) -> list[Any]:
+def profile_recognizers(profile: Profile) -> list[Any]:
     """Presidio recognizers for a profile's custom patterns and deny lists (passed per call)."""
     recognizers: list[Any] = []
     for spec in profile.recognizers:
