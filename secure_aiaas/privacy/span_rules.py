@@ -181,6 +181,23 @@ def extend_addresses(text: str, spans: list[Span]) -> list[Span]:
     return spans
 
 
+_SECONDARY_BEFORE = re.compile(
+    r"(?i:\b(?:apt|apartment|suite|ste|unit|flat|studio|room|rm|floor|fl|bldg|building|block|"
+    r"p\.?\s?o\.?\s?box|box))\.?[ \t]*(?:#?[A-Za-z0-9-]{1,6})?[ \t,]*$"
+)
+
+
+def extend_secondary(text: str, spans: list[Span]) -> list[Span]:
+    """ "Apt. 4B, 221 Elm Street": an apartment, suite or studio just before an address is part of it."""
+    for s in spans:
+        if s.entity_type == "LOCATION" and s.start > 0:
+            window = max(0, s.start - 40)
+            m = _SECONDARY_BEFORE.search(text, window, s.start)
+            if m:
+                s.start = m.start()
+    return spans
+
+
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _DATE_IN_PARENS = re.compile(
     rf"[ \t]*\([ \t]*((?:19|20)\d{{2}}-[01]\d-[0-3]\d|[0-3]?\d[/.][0-3]?\d[/.](?:19|20)\d{{2}}|"
