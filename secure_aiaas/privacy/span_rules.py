@@ -63,6 +63,34 @@ def key_hint(key: str | None, value: str) -> Span | None:
     return None
 
 
+# "user=Veer", "name=Ana%20Lima", "city=Porto" in log lines and query strings: the parameter
+# name says what the value is, as a JSON key does.
+_KEY_VALUE = re.compile(r"(?<![A-Za-z0-9_])([A-Za-z_]{2,20})=([^\s&;,\"'<>]{2,60})")
+
+
+def key_value_pairs(text: str) -> list[Span]:
+    """Spans for ``key=value`` pairs whose key names a person or a place."""
+    if "=" not in text:
+        return []
+    out = []
+    for m in _KEY_VALUE.finditer(text):
+        value = m.group(2).replace("%20", " ").replace("+", " ")
+        hint = key_hint(m.group(1), value)
+        if hint is not None:  # the whole encoded value, whatever its decoded length
+            out.append(Span(hint.entity_type, m.start(2), m.end(2), 0.6, "key_value_pairs"))
+    return out
+
+
+def is_tech_text(text: str) -> bool:
+    """True when the text is about software (a lone capitalised word there is a product)."""
+    return any(w in TECH_WORDS for w in re.findall(r"[a-z]+", text.lower()))
+
+
+def is_camel_case(word: str) -> bool:
+    """``MongoDB``, ``SonarQube``: an inner capital that no name prefix (Mc, Mac, O', De…) explains."""
+    return bool(_CAMEL.match(word.strip()))
+
+
 _TOKEN = re.compile(r"\S+")
 _CODE = re.compile(r"^(?:v?\d+(?:\.\d+)+|[A-Za-z]{2,}-\d[\w-]*|\d[\w:.-]*)$")
 _NEAR_CODE = re.compile(r"^(?:v\d+(?:\.\d+)+|\d+\.\d+\.\d+|[A-Z]{2,}-\d[\w-]*)$")

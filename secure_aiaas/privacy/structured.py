@@ -104,3 +104,51 @@ def _number_text(n: int | float) -> str:
     if isinstance(n, float) and n.is_integer() and abs(n) < 1e19:
         return str(int(n))
     return str(n)
+
+
+# --- JSON sent as text ---------------------------------------------------------------------------
+
+_TOKEN = __import__("re").compile(r'"((?:[^"\\]|\\.)*)"(\s*:)?|(-?\d[\d.eE+-]*)')
+
+
+@dataclass(frozen=True)
+class TextLeaf:
+    """A string's content or a number inside a JSON text, with its offsets in that text."""
+
+    start: int
+    end: int
+    text: str
+    field_name: str | None
+
+
+def json_text_leaves(text: str) -> list[TextLeaf] | None:
+    """The strings (keys and values) and numbers of a text that is a JSON object or array.
+
+    Detection then sees each value alone with its field name as context, as it does for a JSON
+    body, instead of a run of quoted words a model takes for names. None when the text is not
+    JSON. A string with escapes is one leaf whose spans cover the whole string.
+    """
+    import json
+
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "{[" or stripped[-1] not in "}]":
+        return None
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        return None
+    if not isinstance(value, dict | list):
+        return None
+    leaves: list[TextLeaf] = []
+    last_key: str | None = None
+    for m in _TOKEN.finditer(text):
+        if m.group(3) is not None:
+            leaves.append(TextLeaf(m.start(3), m.end(3), m.group(3), last_key))
+            continue
+        content = m.group(1)
+        if m.group(2):  # a key
+            last_key = content
+            leaves.append(TextLeaf(m.start(1), m.end(1), content, None))
+        else:
+            leaves.append(TextLeaf(m.start(1), m.end(1), content, last_key))
+    return leaves

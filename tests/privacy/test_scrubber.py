@@ -81,8 +81,9 @@ def test_engine_failure_is_a_privacy_error_without_input_text(scrubber: Scrubber
                 f"cannot process {list(texts)}"
             )  # a library error that quotes its input
 
-    broken = scrubber.using(load_policy(POLICY))
-    broken._nlp = Broken()  # the real engines, with spaCy failing mid-request
+    broken = Scrubber.build(load_policy(POLICY), pii_model=None)
+    assert broken._detector is not None
+    broken._detector.nlp = Broken()  # the real engines, with spaCy failing mid-request
     with pytest.raises(PrivacyError) as info:
         broken.scrub_texts([SECRET_TEXT], tenant="t")
     assert all(
