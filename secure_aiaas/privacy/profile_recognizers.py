@@ -1,33 +1,26 @@
-"""Per-profile recognizers built from the admin's YAML: custom patterns and deny lists."""
+"""Per-profile recognizers built from the admin's YAML: custom patterns and deny lists (RE2)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from presidio_analyzer import Pattern, PatternRecognizer
-
 from secure_aiaas.privacy.profiles import Profile
+from secure_aiaas.privacy.recognizers.custom_pattern import CustomPatternRecognizer
 
 
 def profile_recognizers(profile: Profile) -> list[Any]:
-    """Presidio recognizers for a profile's custom patterns and deny lists (passed per call)."""
+    """Recognizers for a profile's custom patterns and deny lists (passed per call)."""
     recognizers: list[Any] = []
     for spec in profile.recognizers:
         recognizers.append(
-            PatternRecognizer(
-                supported_entity=spec.entity,
+            CustomPatternRecognizer(
                 name=f"custom:{spec.name}",
-                patterns=[Pattern(p.name, p.regex, p.score) for p in spec.patterns],
+                entity=spec.entity,
+                patterns=[(p.name, p.regex, p.score) for p in spec.patterns],
                 context=list(spec.context),
             )
         )
     for entity, terms in profile.deny_list.items():
-        recognizers.append(
-            PatternRecognizer(
-                supported_entity=entity,
-                name=f"deny:{entity}",
-                deny_list=list(terms),
-                deny_list_score=1.0,
-            )
-        )
+        if terms:
+            recognizers.append(CustomPatternRecognizer.deny_list(entity, list(terms)))
     return recognizers

@@ -321,10 +321,19 @@ class _Validator:
             if "regex" not in pat:
                 self.err(pnode, "pattern needs 'regex'")
             else:
+                regex = self.scalar(pat["regex"][1], "regex") or ""
                 try:
-                    re.compile(self.scalar(pat["regex"][1], "regex") or "")
+                    re.compile(regex)
                 except re.error as exc:
                     self.err(pat["regex"][1], f"invalid regex: {exc.msg}")
+                else:
+                    from secure_aiaas.privacy.recognizers.custom_pattern import compile_linear
+
+                    try:
+                        compile_linear(regex)
+                    except Exception:  # re2.error: lookaround, backreferences, too large
+                        self.err(pat["regex"][1], "regex needs backtracking (lookaround or "
+                                 "backreferences): not allowed, scrubbing must run in linear time")
             if "score" in pat:
                 self.threshold(pat["score"][1])
         if "context" in r:

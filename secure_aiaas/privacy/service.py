@@ -293,15 +293,23 @@ class ScrubberService:
             initargs=(self._config,),
         )
         loop = asyncio.get_running_loop()
+        pids: set[int] = set()
         try:
-            pids = await asyncio.gather(
-                *(loop.run_in_executor(executor, _worker_ping, 0.3) for _ in range(self.processes))
-            )
+            # Until every worker has answered (each has loaded its models): a ping that lands on
+            # a busy or loading worker waits; no request is taken before the pool is complete.
+            for _ in range(20):
+                answers = await asyncio.gather(*(
+                    loop.run_in_executor(executor, _worker_ping, 0.2)
+                    for _ in range(self.processes)
+                ))
+                pids.update(answers)
+                if len(pids) >= self.processes:
+                    break
         except Exception as exc:
             executor.shutdown(wait=False, cancel_futures=True)
             raise PrivacyError() from exc
         self._executor = executor
-        self.worker_pids = tuple(sorted(set(pids)))
+        self.worker_pids = tuple(sorted(pids))
 
     async def _restart_pool(self) -> None:
         old, self._executor = self._executor, None

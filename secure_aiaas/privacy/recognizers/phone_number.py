@@ -15,7 +15,7 @@ from presidio_analyzer import LocalRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 _CANDIDATE = re.compile(
-    r"(?<![\w+/.-])(?:\+|00)?\(?\d[\d \t().-]{5,18}\d(?:[ \t]*(?:x|ext\.?|#)[ \t]*\d{1,5})?(?![\w])"
+    r"(?<![\w+/.-])(?:\+|00)?\(?\d[\d \t().-]{5,18}\d(?:[ \t]{0,8}(?:x|ext\.?|#)[ \t]{0,8}\d{1,5})?(?![\w])"
 )
 # An ISO date, possibly followed by the hour ("2025-03-16 05"), is not a phone number.
 _DATE_PREFIX = re.compile(r"^(?:19|20)\d\d[-/.][01]?\d[-/.][0-3]?\d")
@@ -64,7 +64,7 @@ class PhoneNumberRecognizer(LocalRecognizer):
         out: list[RecognizerResult] = []
         for m in _CANDIDATE.finditer(text):
             candidate = m.group().rstrip(" \t.-")
-            digits = re.sub(r"\D", "", re.split(r"[ \t]*(?:x|ext\.?|#)", candidate)[0])
+            digits = re.sub(r"\D", "", re.split(r"[ \t]{0,8}(?:x|ext\.?|#)", candidate)[0])
             if not 7 <= len(digits) <= 15 or _DATE_PREFIX.match(candidate.strip()):
                 continue
             context = _CONTEXT.search(text, max(0, m.start() - 24), m.start()) is not None
