@@ -20,11 +20,11 @@ from secure_aiaas.privacy.name_words import (
     words,
 )
 
-_NAME_VALUE = re.compile(rf"^\s{0,8}{NAME_WORD}(?:[ \t]{1,8}{NAME_WORD}){{0,3}}\s{0,8}$")
+_NAME_VALUE = re.compile(rf"^\s{{0,8}}{NAME_WORD}(?:[ \t]{{1,8}}{NAME_WORD}){{0,3}}\s{{0,8}}$")
 _PLACE_VALUE = re.compile(
-    rf"^\s{0,8}(?:\d{{1,5}}[A-Za-z]?,?\s{1,8})?{NAME_WORD}(?:[ \t,]{1,8}{NAME_WORD}){{0,5}}\s{0,8}$"
+    rf"^\s{{0,8}}(?:\d{{1,5}}[A-Za-z]?,?\s{{1,8}})?{NAME_WORD}(?:[ \t,]{{1,8}}{NAME_WORD}){{0,5}}\s{{0,8}}$"
 )
-_NEXT_CAP = re.compile(rf"[ \t]{1,8}({CAP_WORD})")
+_NEXT_CAP = re.compile(rf"[ \t]{{1,8}}({CAP_WORD})")
 PERSON_KEYS = words(
     """
     name full_name fullname first_name firstname last_name lastname surname given_name family_name
@@ -196,7 +196,7 @@ def extend_names(text: str, spans: list[Span]) -> list[Span]:
     return spans
 
 
-_CITY_AFTER = re.compile(rf",[ \t]{0,8}({CAP_WORD}(?:[ \t]{1,8}{CAP_WORD})?)")
+_CITY_AFTER = re.compile(rf",[ \t]{{0,8}}({CAP_WORD}(?:[ \t]{{1,8}}{CAP_WORD})?)")
 
 
 def extend_addresses(text: str, spans: list[Span]) -> list[Span]:
@@ -228,8 +228,8 @@ def extend_secondary(text: str, spans: list[Span]) -> list[Span]:
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _DATE_IN_PARENS = re.compile(
-    rf"[ \t]{0,8}\([ \t]{0,8}((?:19|20)\d{{2}}-[01]\d-[0-3]\d|[0-3]?\d[/.][0-3]?\d[/.](?:19|20)\d{{2}}|"
-    rf"[0-3]?\d[ \t]{1,8}{_MONTH}[ \t]{1,8}(?:19|20)\d{{2}}|{_MONTH}[ \t]{1,8}[0-3]?\d,?[ \t]{1,8}(?:19|20)\d{{2}})"
+    rf"[ \t]{{0,8}}\([ \t]{{0,8}}((?:19|20)\d{{2}}-[01]\d-[0-3]\d|[0-3]?\d[/.][0-3]?\d[/.](?:19|20)\d{{2}}|"
+    rf"[0-3]?\d[ \t]{{1,8}}{_MONTH}[ \t]{{1,8}}(?:19|20)\d{{2}}|{_MONTH}[ \t]{{1,8}}[0-3]?\d,?[ \t]{{1,8}}(?:19|20)\d{{2}})"
     r"[ \t]{0,8}[),]"
 )
 

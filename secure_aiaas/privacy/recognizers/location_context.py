@@ -22,11 +22,11 @@ _TRIGGER = (
     r"calling from|writing from"
 )
 _AFTER_TRIGGER = re.compile(
-    rf"(?i:\b(?:{_TRIGGER}))[ \t]{1,8}(?:the[ \t]{1,8})?((?:{CAP_WORD})(?:[ \t]{1,8}{CAP_WORD}){{0,2}})"
+    rf"(?i:\b(?:{_TRIGGER}))[ \t]{{1,8}}(?:the[ \t]{{1,8}})?((?:{CAP_WORD})(?:[ \t]{{1,8}}{CAP_WORD}){{0,2}})"
 )
 # "the Leeds clinic", "our Porto office": a capitalised place before a site noun.
 _BEFORE_SITE = re.compile(
-    rf"\b(?:the|our|your|their|in|at|from)[ \t]{1,8}((?:{CAP_WORD})(?:[ \t]{1,8}{CAP_WORD}){{0,2}})[ \t]{1,8}"
+    rf"\b(?:the|our|your|their|in|at|from)[ \t]{{1,8}}((?:{CAP_WORD})(?:[ \t]{{1,8}}{CAP_WORD}){{0,2}})[ \t]{{1,8}}"
     r"(?:clinic|hospital|office|branch|store|warehouse|campus|site|practice|surgery)\b"
 )
 _NOT_PLACE = words(

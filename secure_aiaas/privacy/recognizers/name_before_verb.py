@@ -16,7 +16,7 @@ from secure_aiaas.privacy.name_words import CAP_WORD, TECH_WORDS, is_name_candid
 from secure_aiaas.privacy.recognizers._base import RuleRecognizer
 
 _SUBJECT = re.compile(
-    rf"(?:^|(?<=[.:;!?\n]))[ \t]{0,8}((?:{CAP_WORD})[ \t]{1,8}(?:{CAP_WORD}))[ \t]{1,8}"
+    rf"(?:^|(?<=[.:;!?\n]))[ \t]{{0,8}}((?:{CAP_WORD})[ \t]{{1,8}}(?:{CAP_WORD}))[ \t]{{1,8}}"
     r"(?=[a-z]+(?:ed|s)\b)",
     re.MULTILINE,
 )

@@ -24,16 +24,16 @@ _GERMANIC = r"[^\W\d_]{1,40}(?:straße|strasse|str\.|gasse|weg|platz|allee|laan|
 PATTERNS = [
     Pattern(
         "house number + words + street type",
-        rf"\b\d{{1,5}}[A-Za-z]?,?\s{1,8}(?:{CAP_WORD}\s{1,8}){{1,3}}(?:{_SUFFIX})(?![\w])",
+        rf"\b\d{{1,5}}[A-Za-z]?,?\s{{1,8}}(?:{CAP_WORD}\s{{1,8}}){{1,3}}(?:{_SUFFIX})(?![\w])",
         0.7,
     ),
     Pattern(
         "house number + continental street prefix",
-        rf"\b\d{{1,5}}[A-Za-z]?,?\s{1,8}(?:{_PREFIX})\s{1,8}(?:{_JOINER}\s{1,8})?{CAP_WORD}(?:\s{1,8}{CAP_WORD})?",
+        rf"\b\d{{1,5}}[A-Za-z]?,?\s{{1,8}}(?:{_PREFIX})\s{{1,8}}(?:{_JOINER}\s{{1,8}})?{CAP_WORD}(?:\s{{1,8}}{CAP_WORD})?",
         0.7,
     ),
-    Pattern("house number + compound street name", rf"\b\d{{1,5}}[A-Za-z]?,?\s{1,8}{_GERMANIC}\b", 0.7),
-    Pattern("street name + house number", rf"\b{_GERMANIC}\s{1,8}\d{{1,5}}[A-Za-z]?\b", 0.6),
+    Pattern("house number + compound street name", rf"\b\d{{1,5}}[A-Za-z]?,?\s{{1,8}}{_GERMANIC}\b", 0.7),
+    Pattern("street name + house number", rf"\b{_GERMANIC}\s{{1,8}}\d{{1,5}}[A-Za-z]?\b", 0.6),
 ]
 
 
