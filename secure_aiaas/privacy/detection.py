@@ -105,12 +105,12 @@ class Detector:
     ) -> list[list[rules.Span]]:
         from secure_aiaas.privacy.profile_recognizers import profile_recognizers
 
-        key = repr(profile)
-        cached = self._per_profile.get(key)
+        cache_key = repr(profile)
+        cached = self._per_profile.get(cache_key)
         if cached is None:
             if len(self._per_profile) >= 64:  # hot reloads: keep the cache bounded
                 self._per_profile.clear()
-            cached = self._per_profile[key] = (
+            cached = self._per_profile[cache_key] = (
                 profile_recognizers(profile),
                 rules.allow_pattern(profile.allow_list),
             )

@@ -93,7 +93,7 @@ class PiiModel:
     def __init__(
         self, precision: str = "int8", path: Path | None = None, graph: bytes | None = None
     ) -> None:
-        import onnxruntime
+        import onnxruntime  # type: ignore[import-untyped]
         from tokenizers import Tokenizer
 
         base = path or model_path()
@@ -171,7 +171,7 @@ class PiiModel:
             labels, scores = probs.argmax(axis=-1), probs.max(axis=-1)
             p_name = probs[:, :, name_ids].sum(axis=-1)
             p_place = probs[:, :, place_ids].sum(axis=-1)
-            for row, (index, ids, offsets, words) in enumerate(batch):
+            for row, (index, _ids, offsets, words) in enumerate(batch):
                 for k, ((s, e), word) in enumerate(zip(offsets, words)):
                     if e > s:
                         label = self.id2label.get(int(labels[row, k + 1]), "O")
@@ -255,7 +255,10 @@ def int8_graph(q4_graph: bytes) -> bytes:
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import (  # type: ignore[import-untyped]
+        QuantType,
+        quantize_dynamic,
+    )
 
     model = onnx.load_from_string(q4_graph)
     inits = {i.name: i for i in model.graph.initializer}

@@ -19,10 +19,10 @@ from spacy.tokens import Doc
 from secure_aiaas.privacy.offline import make_tldextract_offline
 from secure_aiaas.privacy.recognizers import (
     DateOfBirthRecognizer,
-    EmailAddressRecognizer,
-    IbanCodeRecognizer,
     DiacriticNameRecognizer,
+    EmailAddressRecognizer,
     FullNamePhraseRecognizer,
+    IbanCodeRecognizer,
     LocationContextRecognizer,
     NameBeforeVerbRecognizer,
     PaymentCardRecognizer,

