@@ -48,12 +48,12 @@ def total(pids: Sequence[int]) -> dict[str, object]:
 
 async def _measure(processes: int, pii_model: str | None) -> dict[str, object]:
     from secure_aiaas.privacy import ScrubberService, load_policy
-    from secure_aiaas.privacy.evaluation.faker_sets import generate
+    from secure_aiaas.privacy.evaluation.generated_v1 import generate
 
     service = await ScrubberService.start(load_policy(POLICY), processes=processes,
                                           pii_model=pii_model)
     try:
-        texts = [s.text for s in generate("faker-dev", 200, 50)]
+        texts = [s.text for s in generate("tune", 200, 50)]
         await asyncio.gather(*(service.scrub_texts(texts[i : i + 10], tenant="m")
                                for i in range(0, len(texts), 10)))
         figures = total([os.getpid(), *service.worker_pids])

@@ -119,3 +119,15 @@ def test_unloadable_model_refuses_at_start() -> None:
     with pytest.raises(PrivacyError):
         asyncio.run(ScrubberService.start(load_policy(POLICY), processes=1,
                                           model_name="en_core_web_nonexistent", pii_model=None))
+
+
+def test_detection_does_not_depend_on_other_texts_in_the_batch(scrubber: Scrubber) -> None:
+    """Batches mix requests of several tenants: one text's result must not change with them."""
+    target = "can you send it to marta kowalczyk, she's in gdańsk now"
+    others = ["Quarterly revenue grew by 4 percent.", "hey it's joão silva " * 30,
+              '{"a": "b"}', "x" * 2000]
+    alone = scrubber.detect([target], tenant="t")[0]
+    for i in range(len(others)):
+        mixed = scrubber.detect(others[:i] + [target] + others[i:], tenant="t")[i]
+        assert [(s.entity_type, s.start, s.end) for s in mixed] == [
+            (s.entity_type, s.start, s.end) for s in alone]
