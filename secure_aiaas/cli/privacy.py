@@ -66,8 +66,8 @@ def evaluate_cmd(
 ) -> None:
     """Per-entity recall and PII-free texts changed on the generated evaluation set."""
     from secure_aiaas.privacy import Scrubber, load_policy
-    from secure_aiaas.privacy.evalset import generate
-    from secure_aiaas.privacy.evaluate import evaluate, ours
+    from secure_aiaas.privacy.evaluation.generated_v1 import generate
+    from secure_aiaas.privacy.evaluation.metrics import evaluate, ours
 
     scrubber = Scrubber.build(load_policy(policy), workers=workers)
     splits = ["tune", "heldout"] if split == "both" else [split]
@@ -76,7 +76,7 @@ def evaluate_cmd(
             samples = generate(name)  # type: ignore[arg-type]
             typer.echo(json.dumps(evaluate("ours", name, samples, ours(scrubber)).summary()))
             if baseline:
-                from secure_aiaas.privacy.baseline import presidio_default_scrub
+                from secure_aiaas.privacy.evaluation.presidio_baseline import presidio_default_scrub
 
                 typer.echo(
                     json.dumps(

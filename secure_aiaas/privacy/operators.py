@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -40,6 +40,11 @@ class RequestOperators:
         self._keys = keys or TenantKeys()
         self._numbers: dict[tuple[str, str], int] = {}
         self._counters: dict[str, int] = {}
+        self._values: dict[str, str] = {}  # placeholder -> first original spelling
+
+    def placeholders(self) -> PlaceholderMap:
+        """The placeholders given out so far and the values they stand for (trusted code only)."""
+        return PlaceholderMap(dict(self._values))
 
     def function(
         self, operator: str, entity_type: str, mask_char: str = "*"
@@ -64,7 +69,9 @@ class RequestOperators:
         if key not in self._numbers:
             self._counters[entity_type] = self._counters.get(entity_type, 0) + 1
             self._numbers[key] = self._counters[entity_type]
-        return f"<{entity_type}_{self._numbers[key]}>"
+        placeholder = f"<{entity_type}_{self._numbers[key]}>"
+        self._values.setdefault(placeholder, value)
+        return placeholder
 
     @staticmethod
     def _require(key: bytes | None, operator: str) -> bytes:
@@ -72,6 +79,39 @@ class RequestOperators:
             # Fail closed: a profile that asks for a keyed operator never falls back to plaintext.
             raise PrivacyError(code=f"privacy_missing_{operator}_key")
         return key
+
+
+class PlaceholderMap(Mapping[str, str]):
+    """Placeholder (``<PERSON_1>``) -> the original value, for one request or conversation.
+
+    A value for trusted code (the chat pipeline restores names in a model's answer with
+    ``restore_placeholders``). It is never stored, logged or audited; its ``repr`` shows the
+    placeholders only, so an accidental log line carries no values.
+    """
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = values
+
+    def __getitem__(self, placeholder: str) -> str:
+        return self._values[placeholder]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"PlaceholderMap({sorted(self._values)})"
+
+    def restore(self, text: str) -> str:
+        """Replace every placeholder of this map in ``text`` by its original value."""
+        if not self._values:
+            return text
+        return _PLACEHOLDER.sub(lambda m: self._values.get(m.group(0), m.group(0)), text)
+
+
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
 
 
 def keyed_hash(key: bytes, tenant: str, value: str) -> str:

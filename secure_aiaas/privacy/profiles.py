@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from secure_aiaas.privacy.operators import OPERATORS
 
@@ -35,7 +35,9 @@ KNOWN_ENTITIES = frozenset(
     }
 )
 _ENTITY_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+TIERS = ("accurate", "fast")
 _PROFILE_KEYS = {
+    "tier",
     "entities",
     "operator",
     "operators",
@@ -72,6 +74,8 @@ class Profile:
 
     name: str
     thresholds: dict[str, float]
+    # accurate: rules + spaCy + the PII model (default); fast: rules + spaCy only.
+    tier: str = "accurate"
     operator: str = "placeholder"
     operators: dict[str, str] = field(default_factory=dict)
     mask_char: str = "*"
@@ -183,6 +187,7 @@ def _build(doc: dict[str, Any]) -> PrivacyPolicy:
         profiles[name] = Profile(
             name=name,
             thresholds={e: float(t) for e, t in entities.items()},
+            tier=spec.get("tier", "accurate"),
             operator=spec.get("operator", "placeholder"),
             operators=dict(spec.get("operators") or {}),
             mask_char=spec.get("mask_char", "*"),
@@ -285,6 +290,8 @@ class _Validator:
                 self.err(knode, f"entity name '{ent}' must be UPPER_SNAKE_CASE")
             for term in self.seq(vnode, "deny_list terms"):
                 self.scalar(term, "a deny_list term")
+        if "tier" in p and self.scalar(p["tier"][1], "tier") not in TIERS:
+            self.err(p["tier"][1], f"unknown tier '{p['tier'][1].value}' (one of {', '.join(TIERS)})")
         if "operator" in p:
             self.operator(p["operator"][1])
         if "operators" in p:
@@ -314,10 +321,19 @@ class _Validator:
             if "regex" not in pat:
                 self.err(pnode, "pattern needs 'regex'")
             else:
+                regex = self.scalar(pat["regex"][1], "regex") or ""
                 try:
-                    re.compile(self.scalar(pat["regex"][1], "regex") or "")
+                    re.compile(regex)
                 except re.error as exc:
                     self.err(pat["regex"][1], f"invalid regex: {exc.msg}")
+                else:
+                    from secure_aiaas.privacy.recognizers.custom_pattern import compile_linear
+
+                    try:
+                        compile_linear(regex)
+                    except Exception:  # re2.error: lookaround, backreferences, too large
+                        self.err(pat["regex"][1], "regex needs backtracking (lookaround or "
+                                 "backreferences): not allowed, scrubbing must run in linear time")
             if "score" in pat:
                 self.threshold(pat["score"][1])
         if "context" in r:

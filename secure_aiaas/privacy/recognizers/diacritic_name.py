@@ -13,7 +13,7 @@ import unicodedata
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from secure_aiaas.privacy._shapes import CAP_WORD, words
+from secure_aiaas.privacy.name_words import CAP_WORD, words
 from secure_aiaas.privacy.recognizers._base import RuleRecognizer
 
 _WORD = re.compile(rf"(?<![^\W\d_])(?:{CAP_WORD})(?![^\W\d_])")

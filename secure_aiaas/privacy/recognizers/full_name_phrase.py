@@ -12,7 +12,7 @@ import re
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from secure_aiaas.privacy._shapes import CAP_WORD, TECH_WORDS, is_name_candidate, words
+from secure_aiaas.privacy.name_words import CAP_WORD, TECH_WORDS, is_name_candidate, words
 from secure_aiaas.privacy.recognizers._base import RuleRecognizer
 
 _LEAD = (
@@ -21,10 +21,10 @@ _LEAD = (
     r"regarding|re|says|said|wrote|per|via"
 )
 _PAIR = re.compile(
-    rf"(?<![\w.])(?:{_LEAD})[ \t]+((?:{CAP_WORD})[ \t]+(?:{CAP_WORD}))(?![ \t]+[A-Z])(?![\w'’-])"
+    rf"(?<![\w.])(?:{_LEAD})[ \t]{{1,8}}((?:{CAP_WORD})[ \t]{{1,8}}(?:{CAP_WORD}))(?![ \t]{{1,8}}[A-Z])(?![\w'’-])"
 )
 # A single first name after the same words, when punctuation or a lowercase word follows.
-_SINGLE = re.compile(rf"(?<![\w.])(?:{_LEAD})[ \t]+({CAP_WORD})(?=[ \t]*[,;.!?)]|[ \t]+[a-z])")
+_SINGLE = re.compile(rf"(?<![\w.])(?:{_LEAD})[ \t]{{1,8}}({CAP_WORD})(?=[ \t]{{0,8}}[,;.!?)]|[ \t]{{1,8}}[a-z])")
 _NOT_NAMES = words(
     """
     monday tuesday wednesday thursday friday saturday sunday january february march april may june

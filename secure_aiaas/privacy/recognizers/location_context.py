@@ -11,22 +11,22 @@ import re
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from secure_aiaas.privacy._shapes import CAP_WORD, is_name_candidate, words
+from secure_aiaas.privacy.name_words import CAP_WORD, is_name_candidate, words
 from secure_aiaas.privacy.recognizers._base import RuleRecognizer
 
 _TRIGGER = (
     r"relocated to|relocating to|moved to|moving to|move to|lives in|live in|living in|resides in|"
     r"residing in|resident of|based in|located in|born in|grew up in|be in|i'm in|we're in|"
     r"travell?ing to|flying to|flew to|trip to|visiting|office in|branch in|clinic in|hospital in|"
-    r"city\s*[:=]|town\s*[:=]|i'm from|i am from|is from|are from|comes? from|came from|originally from|"
+    r"city\s{0,8}[:=]|town\s{0,8}[:=]|i'm from|i am from|is from|are from|comes? from|came from|originally from|"
     r"calling from|writing from"
 )
 _AFTER_TRIGGER = re.compile(
-    rf"(?i:\b(?:{_TRIGGER}))[ \t]+(?:the[ \t]+)?((?:{CAP_WORD})(?:[ \t]+{CAP_WORD}){{0,2}})"
+    rf"(?i:\b(?:{_TRIGGER}))[ \t]{{1,8}}(?:the[ \t]{{1,8}})?((?:{CAP_WORD})(?:[ \t]{{1,8}}{CAP_WORD}){{0,2}})"
 )
 # "the Leeds clinic", "our Porto office": a capitalised place before a site noun.
 _BEFORE_SITE = re.compile(
-    rf"\b(?:the|our|your|their|in|at|from)[ \t]+((?:{CAP_WORD})(?:[ \t]+{CAP_WORD}){{0,2}})[ \t]+"
+    rf"\b(?:the|our|your|their|in|at|from)[ \t]{{1,8}}((?:{CAP_WORD})(?:[ \t]{{1,8}}{CAP_WORD}){{0,2}})[ \t]{{1,8}}"
     r"(?:clinic|hospital|office|branch|store|warehouse|campus|site|practice|surgery)\b"
 )
 _NOT_PLACE = words(

@@ -12,11 +12,11 @@ import re
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from secure_aiaas.privacy._shapes import CAP_WORD, TECH_WORDS, is_name_candidate
+from secure_aiaas.privacy.name_words import CAP_WORD, TECH_WORDS, is_name_candidate
 from secure_aiaas.privacy.recognizers._base import RuleRecognizer
 
 _SUBJECT = re.compile(
-    rf"(?:^|(?<=[.:;!?\n]))[ \t]*((?:{CAP_WORD})[ \t]+(?:{CAP_WORD}))[ \t]+"
+    rf"(?:^|(?<=[.:;!?\n]))[ \t]{{0,8}}((?:{CAP_WORD})[ \t]{{1,8}}(?:{CAP_WORD}))[ \t]{{1,8}}"
     r"(?=[a-z]+(?:ed|s)\b)",
     re.MULTILINE,
 )

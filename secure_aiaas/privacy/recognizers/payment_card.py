@@ -12,10 +12,10 @@ import re
 from presidio_analyzer import Pattern, PatternRecognizer
 
 # Visa 4; Mastercard 51–55 and 2221–2720; Amex 34/37; Discover 6011/65/644–649; Diners 36/38/300–305;
-# JCB 3528–3589; UnionPay 62; Maestro 50/56–58/6304/67.
+# JCB 3528–3589 and the 15-digit 1800/2131; UnionPay 62; Maestro 50/56–58/6304/67.
 _IIN = re.compile(
     r"^(?:4|5[1-5]|222[1-9]|22[3-9]\d|2[3-6]\d\d|27[01]\d|2720|3[47]|6011|65|64[4-9]|3[68]|30[0-5]|35"
-    r"|62|5[06-8]|6304|67)"
+    r"|62|5[06-8]|6304|67|1800|2131)"
 )
 PATTERNS = [Pattern("card number", r"\b\d(?:[ -]?\d){12,18}\b", 0.3)]
 

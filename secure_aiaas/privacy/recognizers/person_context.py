@@ -12,7 +12,7 @@ import re
 from presidio_analyzer import LocalRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from secure_aiaas.privacy._shapes import (
+from secure_aiaas.privacy.name_words import (
     CAP_WORD,
     NAME_WORD,
     is_lowercase_name_candidate,
@@ -20,7 +20,7 @@ from secure_aiaas.privacy._shapes import (
 )
 
 # After these, lowercase names count too (people type "i'm maria lopez").
-_STRONG = r"my name is|name is|name's|names|i'm|i am|im|this is|it's|it is|call me|name\s*[:=]|full name\s*[:=]"
+_STRONG = r"my name is|name is|name's|names|i'm|i am|im|this is|it's|it is|call me|name\s{0,8}[:=]|full name\s{0,8}[:=]"
 # After these only capitalised words count ("thanks for" is not a name).
 _WEAK = (
     r"dear|hi|hello|hey|thanks|thank you|regards,|cheers,|best,|sincerely,|yours,|"
@@ -30,20 +30,20 @@ _WEAK = (
     r"account holder|cardholder|holder|contact:|cc:|attn:?|from:|to:|interview with|meeting with|"
     r"mr\.?|mrs\.?|ms\.?|miss|dr\.?|prof\.?|sr\.?|sra\.?|herr|frau|mme\.?|mlle\.?"
 )
-_STRONG_RE = re.compile(rf"(?i:\b(?:{_STRONG}))[ \t]+((?:{NAME_WORD})(?:[ \t]+{NAME_WORD}){{0,2}})")
+_STRONG_RE = re.compile(rf"(?i:\b(?:{_STRONG}))[ \t]{{1,8}}((?:{NAME_WORD})(?:[ \t]{{1,8}}{NAME_WORD}){{0,2}})")
 _WEAK_RE = re.compile(
-    rf"(?i:(?<![\w.])(?:{_WEAK}))[ \t\n]+((?:{CAP_WORD})(?:[ \t]+{CAP_WORD}){{0,2}})"
+    rf"(?i:(?<![\w.])(?:{_WEAK}))[ \t\n]{{1,8}}((?:{CAP_WORD})(?:[ \t]{{1,8}}{CAP_WORD}){{0,2}})"
 )
 # `user "Jane Doe"`, `by "Jane Doe"`: a quoted run of capitalised words after a role word.
 _QUOTED_RE = re.compile(
-    rf"(?i:\b(?:user|by|name|owner|author))\s*[:=]?\s*\"((?:{CAP_WORD})(?:[ \t]+{CAP_WORD}){{0,3}})\""
+    rf"(?i:\b(?:user|by|name|owner|author))\s{{0,8}}[:=]?\s{{0,8}}\"((?:{CAP_WORD})(?:[ \t]{{1,8}}{CAP_WORD}){{0,3}})\""
 )
 # Forms and notes: "Referral letter: Emeka Lewis, ..." (two name words after a colon, then punctuation).
 _LABELLED_RE = re.compile(
-    rf":[ \t]*((?:{CAP_WORD})[ \t]+(?:{CAP_WORD}))(?=[ \t]*(?:[,;.)(]|$))", re.MULTILINE
+    rf":[ \t]{{0,8}}((?:{CAP_WORD})[ \t]{{1,8}}(?:{CAP_WORD}))(?=[ \t]{{0,8}}(?:[,;.)(]|$))", re.MULTILINE
 )
 # "Kofi here - ..." at the start of a message.
-_HERE_RE = re.compile(rf"^\s*({CAP_WORD})\s+here\b")
+_HERE_RE = re.compile(rf"^\s{{0,8}}({CAP_WORD})\s{{1,8}}here\b")
 
 
 class PersonContextRecognizer(LocalRecognizer):

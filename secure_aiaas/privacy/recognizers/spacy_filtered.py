@@ -10,7 +10,7 @@ from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
-from secure_aiaas.privacy._postprocess import NER_SOURCE, Span, filter_ner
+from secure_aiaas.privacy.span_rules import NER_SOURCE, Span, filter_ner
 
 
 class FilteredSpacyRecognizer(SpacyRecognizer):

@@ -10,7 +10,7 @@ import re
 
 from presidio_analyzer import Pattern, PatternRecognizer
 
-from secure_aiaas.privacy._shapes import CAP_WORD
+from secure_aiaas.privacy.name_words import CAP_WORD
 
 _SUFFIX = (
     r"Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|"
@@ -19,21 +19,21 @@ _SUFFIX = (
 )
 _PREFIX = r"Rue|Avenue|Boulevard|Via|Viale|Corso|Piazza|Calle|Avenida|Plaza|Paseo|Gran|Rua|Praça|Ulica|ul\."
 _JOINER = r"(?:de|del|de la|des|du|di|da|do|la|le|von|van|der)"
-_GERMANIC = r"[^\W\d_]+(?:straße|strasse|str\.|gasse|weg|platz|allee|laan|gracht|gatan|vägen|gade|vej|veien)"
+_GERMANIC = r"[^\W\d_]{1,40}(?:straße|strasse|str\.|gasse|weg|platz|allee|laan|gracht|gatan|vägen|gade|vej|veien)"
 
 PATTERNS = [
     Pattern(
         "house number + words + street type",
-        rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:{CAP_WORD}\s+){{1,3}}(?:{_SUFFIX})(?![\w])",
+        rf"\b\d{{1,5}}[A-Za-z]?,?\s{{1,8}}(?:{CAP_WORD}\s{{1,8}}){{1,3}}(?:{_SUFFIX})(?![\w])",
         0.7,
     ),
     Pattern(
         "house number + continental street prefix",
-        rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:{_PREFIX})\s+(?:{_JOINER}\s+)?{CAP_WORD}(?:\s+{CAP_WORD})?",
+        rf"\b\d{{1,5}}[A-Za-z]?,?\s{{1,8}}(?:{_PREFIX})\s{{1,8}}(?:{_JOINER}\s{{1,8}})?{CAP_WORD}(?:\s{{1,8}}{CAP_WORD})?",
         0.7,
     ),
-    Pattern("house number + compound street name", rf"\b\d{{1,5}}[A-Za-z]?,?\s+{_GERMANIC}\b", 0.7),
-    Pattern("street name + house number", rf"\b{_GERMANIC}\s+\d{{1,5}}[A-Za-z]?\b", 0.6),
+    Pattern("house number + compound street name", rf"\b\d{{1,5}}[A-Za-z]?,?\s{{1,8}}{_GERMANIC}\b", 0.7),
+    Pattern("street name + house number", rf"\b{_GERMANIC}\s{{1,8}}\d{{1,5}}[A-Za-z]?\b", 0.6),
 ]
 
 

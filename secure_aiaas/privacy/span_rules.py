@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from secure_aiaas.privacy._shapes import (
+from secure_aiaas.privacy.name_words import (
     CAP_WORD,
     COMMON_WORDS,
     NAME_WORD,
@@ -20,11 +20,11 @@ from secure_aiaas.privacy._shapes import (
     words,
 )
 
-_NAME_VALUE = re.compile(rf"^\s*{NAME_WORD}(?:[ \t]+{NAME_WORD}){{0,3}}\s*$")
+_NAME_VALUE = re.compile(rf"^\s{{0,8}}{NAME_WORD}(?:[ \t]{{1,8}}{NAME_WORD}){{0,3}}\s{{0,8}}$")
 _PLACE_VALUE = re.compile(
-    rf"^\s*(?:\d{{1,5}}[A-Za-z]?,?\s+)?{NAME_WORD}(?:[ \t,]+{NAME_WORD}){{0,5}}\s*$"
+    rf"^\s{{0,8}}(?:\d{{1,5}}[A-Za-z]?,?\s{{1,8}})?{NAME_WORD}(?:[ \t,]{{1,8}}{NAME_WORD}){{0,5}}\s{{0,8}}$"
 )
-_NEXT_CAP = re.compile(rf"[ \t]+({CAP_WORD})")
+_NEXT_CAP = re.compile(rf"[ \t]{{1,8}}({CAP_WORD})")
 PERSON_KEYS = words(
     """
     name full_name fullname first_name firstname last_name lastname surname given_name family_name
@@ -61,6 +61,34 @@ def key_hint(key: str | None, value: str) -> Span | None:
     if k in PLACE_KEYS and _PLACE_VALUE.match(value):
         return Span("LOCATION", 0, len(value.rstrip()), 0.7)
     return None
+
+
+# "user=Veer", "name=Ana%20Lima", "city=Porto" in log lines and query strings: the parameter
+# name says what the value is, as a JSON key does.
+_KEY_VALUE = re.compile(r"(?<![A-Za-z0-9_])([A-Za-z_]{2,20})=([^\s&;,\"'<>]{2,60})")
+
+
+def key_value_pairs(text: str) -> list[Span]:
+    """Spans for ``key=value`` pairs whose key names a person or a place."""
+    if "=" not in text:
+        return []
+    out = []
+    for m in _KEY_VALUE.finditer(text):
+        value = m.group(2).replace("%20", " ").replace("+", " ")
+        hint = key_hint(m.group(1), value)
+        if hint is not None:  # the whole encoded value, whatever its decoded length
+            out.append(Span(hint.entity_type, m.start(2), m.end(2), 0.6, "key_value_pairs"))
+    return out
+
+
+def is_tech_text(text: str) -> bool:
+    """True when the text is about software (a lone capitalised word there is a product)."""
+    return any(w in TECH_WORDS for w in re.findall(r"[a-z]+", text.lower()))
+
+
+def is_camel_case(word: str) -> bool:
+    """``MongoDB``, ``SonarQube``: an inner capital that no name prefix (Mc, Mac, O', De…) explains."""
+    return bool(_CAMEL.match(word.strip()))
 
 
 _TOKEN = re.compile(r"\S+")
@@ -168,7 +196,7 @@ def extend_names(text: str, spans: list[Span]) -> list[Span]:
     return spans
 
 
-_CITY_AFTER = re.compile(rf",[ \t]*({CAP_WORD}(?:[ \t]+{CAP_WORD})?)")
+_CITY_AFTER = re.compile(rf",[ \t]{{0,8}}({CAP_WORD}(?:[ \t]{{1,8}}{CAP_WORD})?)")
 
 
 def extend_addresses(text: str, spans: list[Span]) -> list[Span]:
@@ -181,11 +209,28 @@ def extend_addresses(text: str, spans: list[Span]) -> list[Span]:
     return spans
 
 
+_SECONDARY_BEFORE = re.compile(
+    r"(?i:\b(?:apt|apartment|suite|ste|unit|flat|studio|room|rm|floor|fl|bldg|building|block|"
+    r"p\.?\s?o\.?\s?box|box))\.?[ \t]{0,8}(?:#?[A-Za-z0-9-]{1,6})?[ \t,]{0,8}$"
+)
+
+
+def extend_secondary(text: str, spans: list[Span]) -> list[Span]:
+    """ "Apt. 4B, 221 Elm Street": an apartment, suite or studio just before an address is part of it."""
+    for s in spans:
+        if s.entity_type == "LOCATION" and s.start > 0:
+            window = max(0, s.start - 40)
+            m = _SECONDARY_BEFORE.search(text, window, s.start)
+            if m:
+                s.start = m.start()
+    return spans
+
+
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _DATE_IN_PARENS = re.compile(
-    rf"[ \t]*\([ \t]*((?:19|20)\d{{2}}-[01]\d-[0-3]\d|[0-3]?\d[/.][0-3]?\d[/.](?:19|20)\d{{2}}|"
-    rf"[0-3]?\d[ \t]+{_MONTH}[ \t]+(?:19|20)\d{{2}}|{_MONTH}[ \t]+[0-3]?\d,?[ \t]+(?:19|20)\d{{2}})"
-    r"[ \t]*[),]"
+    rf"[ \t]{{0,8}}\([ \t]{{0,8}}((?:19|20)\d{{2}}-[01]\d-[0-3]\d|[0-3]?\d[/.][0-3]?\d[/.](?:19|20)\d{{2}}|"
+    rf"[0-3]?\d[ \t]{{1,8}}{_MONTH}[ \t]{{1,8}}(?:19|20)\d{{2}}|{_MONTH}[ \t]{{1,8}}[0-3]?\d,?[ \t]{{1,8}}(?:19|20)\d{{2}})"
+    r"[ \t]{0,8}[),]"
 )
 
 

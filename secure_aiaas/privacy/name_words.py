@@ -9,8 +9,8 @@ def words(text: str) -> frozenset[str]:
 
 
 # A name word: letters of any Latin script (diacritics included), inner apostrophe or hyphen.
-NAME_WORD = r"[^\W\d_](?:[^\W\d_]|['’-](?=[^\W\d_]))*"
-CAP_WORD = r"(?:[A-ZÀ-ÖØ-ÞĀ-Ž]|Ł|Ś|Ż|Ź|Ć|Ń)(?:[^\W\d_]|['’-](?=[^\W\d_]))*"
+NAME_WORD = r"[^\W\d_](?:[^\W\d_]|['’-](?=[^\W\d_])){0,40}"
+CAP_WORD = r"(?:[A-ZÀ-ÖØ-ÞĀ-Ž]|Ł|Ś|Ż|Ź|Ć|Ń)(?:[^\W\d_]|['’-](?=[^\W\d_])){0,40}"
 
 # Words that follow "I'm", "this is", "thanks" etc. in ordinary speech and are not names.
 COMMON_WORDS = words(
