@@ -35,7 +35,12 @@ if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
     from secure_aiaas.inference import ModelPool
     from secure_aiaas.metrics import Metrics
-    from secure_aiaas.privacy import Scrubber, ScrubResult, TenantKeys
+    from secure_aiaas.privacy import (
+        ConversationResult,
+        ScrubberService,
+        ScrubResult,
+        TenantKeys,
+    )
 
 
 class Pipeline:
@@ -53,7 +58,7 @@ class Pipeline:
         self.models: ModelPool | None = None
         self.he: HEPool | None = None
         self.he_context_ttl_s: float = 0.0
-        self.scrubber: Scrubber | None = None
+        self.scrubber: ScrubberService | None = None
         self.privacy_keys: Callable[[str], TenantKeys] | None = None
         # Compute scheduling and observability, plugged in by the lifespan.
         self.quotas: Quotas | None = None
@@ -157,22 +162,32 @@ class Pipeline:
         Fail closed: without a working scrubber the request is refused (PrivacyError, 503),
         never passed on unscrubbed.
         """
-        if self.scrubber is None or self.privacy_keys is None:
+        scrubber, keys = self._scrubber_for(principal)
+        return await scrubber.scrub_texts(texts, tenant=principal.tenant, model=model,
+                                          keys=keys)
+
+    async def scrub_conversation(self, principal: Principal, texts: list[str], *,
+                                 model: str | None = None) -> ConversationResult:
+        """`scrub` for the messages of one conversation: one placeholder map for all of them.
+
+        The result's ``placeholders`` (placeholder → original value) is for restoring values
+        in this request's answer only: never logged, recorded or stored.
+        """
+        scrubber, keys = self._scrubber_for(principal)
+        return await scrubber.scrub_conversation(texts, tenant=principal.tenant, model=model,
+                                                 keys=keys)
+
+    def _scrubber_for(self, principal: Principal) -> tuple[ScrubberService, TenantKeys]:
+        if self.scrubber is None or not self.scrubber.ready or self.privacy_keys is None:
             raise PrivacyError()
-        keys = self.privacy_keys(principal.tenant)
-        return await anyio.to_thread.run_sync(
-            lambda: self.scrubber.scrub_texts(  # type: ignore[union-attr]
-                texts, tenant=principal.tenant, model=model, keys=keys))
+        return self.scrubber, self.privacy_keys(principal.tenant)
 
     async def scrub_json(self, principal: Principal, obj: object, *,
                          model: str | None = None) -> tuple[object, dict[str, int]]:
-        """`scrub` for a JSON value, field by field (keys kept)."""
-        if self.scrubber is None or self.privacy_keys is None:
-            raise PrivacyError()
-        keys = self.privacy_keys(principal.tenant)
-        result = await anyio.to_thread.run_sync(
-            lambda: self.scrubber.scrub_json(  # type: ignore[union-attr]
-                obj, tenant=principal.tenant, model=model, keys=keys))
+        """`scrub` for a JSON value: every string, number and key (a number holding a card or
+        phone number comes back as a redacted string)."""
+        scrubber, keys = self._scrubber_for(principal)
+        result = await scrubber.scrub_json(obj, tenant=principal.tenant, model=model, keys=keys)
         return result.value, result.counts
 
     def he_pool(self) -> HEPool:

@@ -47,7 +47,7 @@ from secure_aiaas.scheduling import (
 
 if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
-    from secure_aiaas.privacy import Scrubber, TenantKeys
+    from secure_aiaas.privacy import ScrubberService, TenantKeys
 from secure_aiaas.pipeline import Pipeline
 from secure_aiaas.policy import PolicyEngine, PolicyValidationError
 
@@ -87,18 +87,25 @@ def build_pipeline(settings: Settings) -> Pipeline:
                     object_key=derive_tenant_key(keys.data_key, "audit-object", "*"))
 
 
-def build_scrubber(settings: Settings) -> Scrubber:
-    """Presidio + spaCy, loaded once; refuses to start on an invalid profile file."""
-    from secure_aiaas.privacy import ProfileStore, Scrubber
+async def build_scrubber(settings: Settings) -> ScrubberService:
+    """Detection in worker processes (spaCy, the PII model, Presidio, our rules), models
+    loaded once per worker; refuses to start on an invalid profile file."""
+    from secure_aiaas.privacy import ProfileStore, ScrubberService, ScrubLimits
 
     path = settings.policy_dir / settings.privacy.profiles_file
     try:
         store = ProfileStore(path)
     except ValueError as exc:
         raise ConfigurationError(f"privacy profiles cannot be loaded: {exc}") from exc
-    return Scrubber.build(store, model_name=settings.privacy.spacy_model,
-                          batch_size=settings.privacy.batch_size,
-                          workers=settings.privacy.workers)
+    limits = settings.limits
+    cfg = settings.privacy
+    return await ScrubberService.start(
+        store, model_name=cfg.spacy_model, processes=cfg.processes or None,
+        batch_size=cfg.batch_size, pii_model=cfg.pii_model,
+        limits=ScrubLimits(max_text_chars=limits.max_text_chars,
+                           max_request_chars=limits.max_request_chars,
+                           max_texts=limits.max_texts, max_json_depth=limits.json_max_depth,
+                           max_json_leaves=limits.max_json_leaves))
 
 
 def tenant_privacy_keys(data_key: bytes) -> Callable[[str], TenantKeys]:
@@ -193,14 +200,15 @@ def create_app(settings: Settings) -> FastAPI:
             pipeline.metrics = Metrics()  # a registry of its own per app (tests build several)
         try:
             if settings.privacy.enabled:
-                pipeline.scrubber = await asyncio.to_thread(build_scrubber, settings)
+                pipeline.scrubber = await build_scrubber(settings)
         except PrivacyError:
             # Serve on, but every route that takes plaintext text answers 503 (fail closed);
             # readiness reports it.
             log.error("privacy.scrubber_unavailable", model=settings.privacy.spacy_model)
         pipeline.privacy_keys = tenant_privacy_keys(load_keys(settings.keys_dir).data_key)
         if settings.privacy.enabled:
-            app.state.readiness_probes["scrubber"] = lambda: pipeline.scrubber is not None
+            app.state.readiness_probes["scrubber"] = lambda: bool(
+                pipeline.scrubber is not None and pipeline.scrubber.ready)
         pipeline.models = build_model_pool(settings, pipeline.metrics)
         app.state.readiness_probes["models"] = lambda: bool(
             pipeline.models and pipeline.models.ready)
@@ -221,7 +229,7 @@ def create_app(settings: Settings) -> FastAPI:
             await _final_flush(pipeline)
             await pipeline.models.close()
             if pipeline.scrubber is not None:
-                pipeline.scrubber.close()
+                await pipeline.scrubber.close()
             if pipeline.he is not None:
                 await asyncio.to_thread(pipeline.he.close)
             pipeline.policy.stop_watching()

@@ -19,7 +19,7 @@ from secure_aiaas import __version__
 from secure_aiaas.api.bodies import BoundedRoute, parse_bounded
 from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize
 from secure_aiaas.api.errors import validation_message
-from secure_aiaas.api.routes.privacy import pii_counts, record_pii, within_text_limits
+from secure_aiaas.api.routes.privacy import pii_counts, record_pii
 from secure_aiaas.errors import InputError
 from secure_aiaas.inference import (
     encode_infer_response,
@@ -105,7 +105,6 @@ async def infer(name: str, request: Request, principal: Infer, pipeline: Pipelin
     audit.details["rows"] = parsed.rows
     item = parsed.single
     if isinstance(item, list):  # BYTES input: text never reaches the model unscrubbed
-        item = within_text_limits(item, request, "inputs[0].data")
         scrubbed = await pipeline.scrub(principal, item, model=name)
         record_pii(audit, pii_counts(scrubbed))
         item = [r.text for r in scrubbed]

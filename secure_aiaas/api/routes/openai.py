@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 
 from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize, authorize_body
-from secure_aiaas.api.routes.privacy import pii_counts, record_pii, within_text_limits
+from secure_aiaas.api.routes.privacy import pii_counts, record_pii
 from secure_aiaas.errors import NotFoundError
 from secure_aiaas.schemas import EmbeddingsRequest, EmbeddingsResponse, ModelList
 from secure_aiaas.types import Principal
@@ -46,7 +46,7 @@ async def embeddings(body: EmbeddingsRequest, request: Request,
     if served.manifest.task != "embedding":
         raise NotFoundError("model is not a text-embedding model")
     audit.details.update(model=body.model, model_version=served.manifest.version)
-    texts = within_text_limits(body.texts(), request, "input")
+    texts = body.texts()
     audit.details["rows"] = len(texts)
     # No personal data reaches the model: embed the scrubbed texts.
     scrubbed = await pipeline.scrub(principal, texts, model=body.model)

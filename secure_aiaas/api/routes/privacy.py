@@ -14,7 +14,6 @@ from fastapi import APIRouter, Request
 
 from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize
-from secure_aiaas.config import LimitsSettings
 from secure_aiaas.errors import InputError
 from secure_aiaas.schemas import RestoreKey, ScrubRequest, ScrubResponse
 from secure_aiaas.types import Principal
@@ -37,26 +36,6 @@ def pii_counts(results: list[Any]) -> Counter[str]:
     return total
 
 
-def within_text_limits(texts: list[str], request: Request, field: str) -> list[str]:
-    """``texts`` if within the configured bounds; InputError (422) naming the bound otherwise.
-
-    Checked before any scrubbing or inference starts.
-    """
-    limits: LimitsSettings = request.app.state.limits
-    if len(texts) > limits.max_texts:
-        raise InputError(f"{field}: at most {limits.max_texts} texts per request")
-    total = 0
-    for index, text in enumerate(texts):
-        if len(text) > limits.max_text_chars:
-            raise InputError(f"{field}[{index}]: at most {limits.max_text_chars} characters")
-        if not text.strip():
-            raise InputError(f"{field}[{index}]: must not be empty")
-        total += len(text)
-    if total > limits.max_request_chars:
-        raise InputError(f"{field}: at most {limits.max_request_chars} characters per request")
-    return texts
-
-
 @router.post("/v1/privacy/scrub", response_model=ScrubResponse, response_model_exclude_unset=True,
              response_model_by_alias=True)
 async def scrub(body: ScrubRequest, request: Request,
@@ -67,8 +46,7 @@ async def scrub(body: ScrubRequest, request: Request,
         value, counts = await pipeline.scrub_json(principal, body.json_value, model=body.model)
         record_pii(audit, counts)
         return {"json": value, "entity_counts": counts}
-    texts = within_text_limits([body.text] if body.text is not None else list(body.texts or []),
-                               request, "texts")
+    texts = [body.text] if body.text is not None else list(body.texts or [])
     results = await pipeline.scrub(principal, texts, model=body.model)
     total = pii_counts(results)
     record_pii(audit, total)
