@@ -61,7 +61,7 @@ class LimitsSettings(BaseModel):
     # Texts: per request (scrub, embeddings, messages), characters per text and in total.
     max_texts: int = Field(default=256, gt=0, le=2048)
     max_text_chars: int = Field(default=20_000, gt=0, le=100_000)
-    max_request_chars: int = Field(default=400_000, gt=0)
+    max_request_chars: int = Field(default=100_000, gt=0)
     # Tensor elements per v2 request (all inputs).
     max_tensor_elements: int = Field(default=1 << 20, gt=0)
     # JSON scrubbing: strings, numbers and keys scrubbed per request.
