@@ -19,8 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class AuthSettings(BaseModel):
-    # Accept the key only from this header; a key in a query string is refused outright.
-    header: str = "authorization"
+    # How long a resolved API key is reused without a registry lookup. A revoked key stops
+    # working within this long (on every replica); at most 1 s.
+    principal_cache_s: float = Field(default=0.5, ge=0, le=1.0)
 
 
 class PolicySettings(BaseModel):

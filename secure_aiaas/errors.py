@@ -32,6 +32,10 @@ class ServiceError(Exception):
 
     code: str = "internal_error"
     public_message: str = "internal error"
+    # The request's audit facts when the error was raised (set by the layer that knew them;
+    # the HTTP layer hands them to the audit record). An `AuditFacts`; typed loosely here
+    # because this module imports nothing from the package.
+    facts: object | None = None
 
     def __init__(self, public_message: str | None = None, *, code: str | None = None) -> None:
         if public_message is not None:
@@ -39,6 +43,11 @@ class ServiceError(Exception):
         if code is not None:
             self.code = code
         super().__init__(self.public_message)
+
+    def with_facts(self, facts: object) -> ServiceError:
+        """This error, carrying the audit facts known when it was raised."""
+        self.facts = facts
+        return self
 
 
 class AuthenticationError(ServiceError):
@@ -55,6 +64,17 @@ class AuthorizationError(ServiceError):
 class InputError(ServiceError):
     code = "invalid_input"
     public_message = "invalid input"
+
+
+class MalformedRequestError(InputError):
+    code = "malformed_request"
+    public_message = "malformed request"
+
+
+class CredentialsInQueryError(MalformedRequestError):
+    code = "credentials_in_query"
+    public_message = ("credentials in the query string are refused; use the Authorization "
+                      "header")
 
 
 class CiphertextError(InputError):

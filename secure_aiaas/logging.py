@@ -41,32 +41,40 @@ def redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, A
 
 
 def configure_logging(level: str = "INFO", *, json_logs: bool = True) -> None:
-    """Route structlog and the standard library through one JSON renderer on stderr."""
+    """One JSON line per event on stderr, for our loggers and the standard library's alike.
+
+    Our own events take structlog's native path (a filtering logger that drops levels below
+    ``level`` before any processor runs, writing rendered lines straight to the stream):
+    the request log line is on every request's path. Libraries' stdlib records go through
+    the same processors via `ProcessorFormatter`.
+    """
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_processor,
     ]
     renderer: Any = (structlog.processors.JSONRenderer() if json_logs
                      else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info,
-                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(lambda record: not record.name.startswith("casbin"))
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[*shared[:1], structlog.stdlib.add_log_level, *shared[2:]],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, renderer],
     ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(numeric)
     # uvicorn's access log would print paths with query strings (a key someone put there):
     # the audit store records requests, so the access log stays off.
     logging.getLogger("uvicorn.access").disabled = True

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import builtins
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Literal
 
 TrustLevel = Literal["trusted", "sensitive"]
@@ -76,4 +79,45 @@ class AuditEvent:
     rule: str | None = None
     policy_version: str | None = None
     # Small, non-personal facts only: model version, entity type counts, ciphertext digests.
-    details: dict[str, object] = field(default_factory=dict)
+    details: dict[str, builtins.object] = field(default_factory=dict)
+
+
+def _no_details() -> Mapping[str, builtins.object]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFacts:
+    """What the steps of a request established, for its audit record: an immutable value.
+
+    Each step returns a new one (``facts.decided(...)``, ``facts.detail(...)``) instead of
+    writing into a shared object; the route layer hands the last one back and the
+    middleware stores it with what only it knows (request id, route, status, latency).
+    """
+
+    principal: Principal | None = None
+    action: str | None = None
+    object: str | None = None
+    decision: Decision | None = None
+    details: Mapping[str, builtins.object] = field(default_factory=_no_details)
+
+    def authenticated(self, principal: Principal) -> AuditFacts:
+        return replace(self, principal=principal)
+
+    def decided(self, obj: str, act: str, decision: Decision | None) -> AuditFacts:
+        return replace(self, object=obj, action=act, decision=decision)
+
+    def detail(self, **more: builtins.object) -> AuditFacts:
+        """These facts plus ``more`` (a ``None`` value removes nothing and adds nothing)."""
+        added = {k: v for k, v in more.items() if v is not None}
+        return replace(self, details=MappingProxyType({**self.details, **added})) if added \
+            else self
+
+    def counted(self, key: str, counts: Mapping[str, int]) -> AuditFacts:
+        """Add ``counts`` (e.g. PII entity types) to the counts already under ``key``."""
+        if not counts:
+            return self
+        merged = dict(self.details.get(key, {}))  # type: ignore[call-overload]
+        for name, n in counts.items():
+            merged[name] = merged.get(name, 0) + n
+        return self.detail(**{key: dict(sorted(merged.items()))})

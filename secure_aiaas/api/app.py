@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import FastAPI
@@ -32,7 +33,7 @@ from secure_aiaas.api.routes import (
 from secure_aiaas.audit import AuditWriter, SqlAuditStore
 from secure_aiaas.auth import Registry
 from secure_aiaas.config import Settings
-from secure_aiaas.crypto import load_keys
+from secure_aiaas.crypto import ServerKeys, load_keys
 from secure_aiaas.crypto.keystore import derive_tenant_key, known_audit_public_keys
 from secure_aiaas.errors import ConfigurationError, PrivacyError, ServiceError
 from secure_aiaas.inference import BatchingConfig, ModelPool, ModelRegistry
@@ -48,14 +49,26 @@ from secure_aiaas.scheduling import (
 if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
     from secure_aiaas.privacy import ScrubberService, TenantKeys
-from secure_aiaas.pipeline import Pipeline
+from secure_aiaas.pipeline import Capabilities, Pipeline
 from secure_aiaas.policy import PolicyEngine, PolicyValidationError
 
 log = structlog.get_logger(__name__)
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
-    """Keys, registry, policy and audit store, checked and ready (nothing started yet)."""
+@dataclass(frozen=True)
+class Spine:
+    """What every request needs: identities, policy, audit — checked and ready, not started."""
+
+    keys: ServerKeys
+    registry: Registry
+    policy: PolicyEngine
+    audit: AuditWriter
+    anonymous: AnonymousLimiter
+    refusals: RefusalTally
+
+
+def build_spine(settings: Settings) -> Spine:
+    """Keys, registry, policy and audit store, checked (ConfigurationError otherwise)."""
     keys = load_keys(settings.keys_dir)
     registry = Registry(settings.resolved_database_url(), keys.apikey_hmac_key,
                         timeout_s=settings.audit.write_timeout_s)
@@ -82,9 +95,9 @@ def build_pipeline(settings: Settings) -> Pipeline:
                         audit_bytes_per_s=sched.anonymous_audit_bytes_per_s),
         redis_url=settings.redis_url, key_prefix=sched.key_prefix,
         timeout_s=sched.redis_timeout_s)
-    return Pipeline(registry=registry, policy=policy, audit=writer, anonymous=anonymous,
-                    refusals=RefusalTally(derive_tenant_key(keys.data_key, "audit-address", "*")),
-                    object_key=derive_tenant_key(keys.data_key, "audit-object", "*"))
+    return Spine(keys=keys, registry=registry, policy=policy, audit=writer,
+                 anonymous=anonymous,
+                 refusals=RefusalTally(derive_tenant_key(keys.data_key, "audit-address", "*")))
 
 
 async def build_scrubber(settings: Settings) -> ScrubberService:
@@ -188,56 +201,58 @@ async def _final_flush(pipeline: Pipeline) -> None:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pipeline = build_pipeline(settings)
-        app.state.pipeline = pipeline
-        pipeline.audit.start()
-        pipeline.policy.start_watching()
+        spine = build_spine(settings)
+        spine.audit.start()
+        spine.policy.start_watching()
         sched = settings.scheduling
-        pipeline.quotas = build_quotas(settings.redis_url, prefix=sched.key_prefix,
-                                       lease_ttl_s=sched.lease_ttl_s,
-                                       timeout_s=sched.redis_timeout_s)
-        if settings.metrics.enabled:
-            pipeline.metrics = Metrics()  # a registry of its own per app (tests build several)
+        quotas = build_quotas(settings.redis_url, prefix=sched.key_prefix,
+                              lease_ttl_s=sched.lease_ttl_s, timeout_s=sched.redis_timeout_s)
+        # A registry of its own per app (tests build several in one process).
+        metrics = Metrics() if settings.metrics.enabled else None
+        scrubber = None
         try:
             if settings.privacy.enabled:
-                pipeline.scrubber = await build_scrubber(settings)
+                scrubber = await build_scrubber(settings)
         except PrivacyError:
             # Serve on, but every route that takes plaintext text answers 503 (fail closed);
             # readiness reports it.
             log.error("privacy.scrubber_unavailable", model=settings.privacy.spacy_model)
-        pipeline.privacy_keys = tenant_privacy_keys(load_keys(settings.keys_dir).data_key)
-        if settings.privacy.enabled:
-            app.state.readiness_probes["scrubber"] = lambda: bool(
-                pipeline.scrubber is not None and pipeline.scrubber.ready)
-        pipeline.models = build_model_pool(settings, pipeline.metrics)
-        app.state.readiness_probes["models"] = lambda: bool(
-            pipeline.models and pipeline.models.ready)
-        await pipeline.models.start()
-        if settings.he.enabled:
-            pipeline.he = await asyncio.to_thread(build_he_pool, settings, pipeline.models,
-                                                  pipeline.metrics)
-            pipeline.he_context_ttl_s = settings.he.context_ttl_s
-        log.info("service.started", policy_version=pipeline.policy.version,
-                 quotas=pipeline.quotas.backend,
-                 models=[m.id for m in pipeline.models.manifests()],
-                 model_failures=sorted(pipeline.models.failures))
+        models = build_model_pool(settings, metrics)
+        await models.start()
+        he_pool = (await asyncio.to_thread(build_he_pool, settings, models, metrics)
+                   if settings.he.enabled else None)
+        capabilities = Capabilities(
+            models=models, he=he_pool, scrubber=scrubber,
+            privacy_keys=tenant_privacy_keys(spine.keys.data_key),
+            he_context_ttl_s=settings.he.context_ttl_s,
+            expected=frozenset({"models", *(["scrubber"] if settings.privacy.enabled else []),
+                                *(["he"] if settings.he.enabled else [])}))
+        pipeline = Pipeline(
+            registry=spine.registry, policy=spine.policy, audit=spine.audit, quotas=quotas,
+            anonymous=spine.anonymous, refusals=spine.refusals,
+            object_key=derive_tenant_key(spine.keys.data_key, "audit-object", "*"),
+            capabilities=capabilities, metrics=metrics,
+            principal_ttl_s=settings.auth.principal_cache_s)
+        app.state.pipeline = pipeline
+        log.info("service.started", policy_version=spine.policy.version,
+                 quotas=quotas.backend, models=[m.id for m in models.manifests()],
+                 model_failures=sorted(models.failures))
         flusher = asyncio.create_task(_flush_refusals(pipeline, sched.anonymous_flush_s))
         try:
             yield
         finally:
             flusher.cancel()
             await _final_flush(pipeline)
-            await pipeline.models.close()
-            if pipeline.scrubber is not None:
-                await pipeline.scrubber.close()
-            if pipeline.he is not None:
-                await asyncio.to_thread(pipeline.he.close)
-            pipeline.policy.stop_watching()
-            if pipeline.quotas is not None:
-                await pipeline.quotas.close()
-            pipeline.audit.close()  # drains appends and signs a final checkpoint
-            pipeline.audit.store.dispose()
-            pipeline.registry.dispose()
+            await models.close()
+            if scrubber is not None:
+                await scrubber.close()
+            if he_pool is not None:
+                await asyncio.to_thread(he_pool.close)
+            spine.policy.stop_watching()
+            await quotas.close()
+            spine.audit.close()  # drains appends and signs a final checkpoint
+            spine.audit.store.dispose()
+            spine.registry.dispose()
             log.info("service.stopped")
 
     app = FastAPI(title="secure_aiaas", version=__version__, lifespan=lifespan,
@@ -245,7 +260,6 @@ def create_app(settings: Settings) -> FastAPI:
                               "probes and these docs needs `Authorization: Bearer saiaas_…`.",
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json",
                   responses=ERROR_RESPONSES)
-    app.state.readiness_probes: dict[str, Callable[[], Any]] = {}  # type: ignore[misc]
     app.state.limits = settings.limits
     install_error_handlers(app)
     install_docs(app)

@@ -18,7 +18,8 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from secure_aiaas.config import LimitsSettings
-from secure_aiaas.errors import InputError
+from secure_aiaas.errors import InputError, ServiceError
+from secure_aiaas.types import AuditFacts
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -75,19 +76,24 @@ def _is_json(request: Request) -> bool:
 
 
 class BoundedRoute(APIRoute):
-    """An APIRoute whose JSON body is parsed under the app's `LimitsSettings`."""
+    """The route class of every route: its declared JSON body is parsed under the app's
+    `LimitsSettings`, and an error that carries audit facts hands them to the record."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if self.body_field is None:
-            return handler  # the route reads its body itself (binary frames, KServe v2)
+        parses_json = self.body_field is not None  # others read their bodies themselves
 
         async def bounded(request: Request) -> Response:
-            if request.method in _BODY_METHODS and _is_json(request):
+            if parses_json and request.method in _BODY_METHODS and _is_json(request):
                 raw = await request.body()
                 if raw:
                     limits: LimitsSettings = request.app.state.limits
                     request._json = parse_bounded(raw, limits)  # Starlette's json() cache
-            return await handler(request)
+            try:
+                return await handler(request)
+            except ServiceError as exc:
+                if isinstance(exc.facts, AuditFacts):
+                    request.scope["state"]["facts"] = exc.facts
+                raise
 
         return bounded

@@ -1,7 +1,11 @@
-"""FastAPI dependencies: authentication and authorization for every non-health route.
+"""FastAPI dependencies: authorization for every non-health route, and the hand-back.
 
 `authorize(obj, act)` is the one gate: a route that does not depend on it is caught by the
 route-table test. ``obj`` may name path parameters: ``authorize("model:{name}", "infer")``.
+It returns an `Authorized` value: the caller, the pipeline, and the request's audit facts
+so far (an immutable `AuditFacts`: principal, object, action, decision). The route passes
+those facts through the pipeline's steps, each returning new facts, and ends with
+``return auth.hand_back(facts, body)``: the one place the facts reach the audit record.
 
 The trail holds only identifiers the service vouches for: a model name in an object is
 recorded only once it is known to exist (``model:<name>``); anything else is recorded as a
@@ -13,38 +17,47 @@ from __future__ import annotations
 
 import string
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
-from secure_aiaas.api.middleware import AuditContext
 from secure_aiaas.errors import AuthenticationError, AuthorizationError, InputError, NotFoundError
 from secure_aiaas.pipeline import Pipeline
 from secure_aiaas.scheduling import QuotaExceededError
-from secure_aiaas.types import Principal
+from secure_aiaas.types import AuditFacts, Principal
+
+T = TypeVar("T")
 
 
-def get_pipeline(request: Request) -> Pipeline:
+@dataclass(frozen=True)
+class Authorized:
+    """What the gate established: who calls, what may be done, and the audit facts so far."""
+
+    principal: Principal
+    facts: AuditFacts
+    pipeline: Pipeline
+    _state: dict[str, Any]
+
+    def hand_back(self, facts: AuditFacts, body: T) -> T:
+        """Return ``body`` as the route's answer, with ``facts`` for its audit record."""
+        self._state["facts"] = facts
+        return body
+
+    async def write_ahead(self, facts: AuditFacts) -> None:
+        """Commit the *attempt* record of a side effect before it happens (AuditError → 503:
+        the side effect must then not happen). Every route with a side effect calls this
+        immediately before it; the outcome record follows as for any request."""
+        commit: Callable[[AuditFacts], Awaitable[None]] = self._state["write_ahead"]
+        await commit(facts)
+
+
+async def get_pipeline(request: Request) -> Pipeline:
     pipeline: Pipeline = request.app.state.pipeline
     return pipeline
 
 
-def audit_context(request: Request) -> AuditContext:
-    ctx: AuditContext = request.scope["state"]["audit"]
-    return ctx
-
-
-async def write_ahead(request: Request) -> None:
-    """Commit the request's *attempt* record before its side effect (AuditError → 503).
-
-    Every route with a side effect calls this immediately before it; if the record cannot be
-    committed the side effect never happens. The outcome record follows as for any request.
-    """
-    commit: Callable[[], Awaitable[None]] = request.scope["state"]["write_ahead"]
-    await commit()
-
-
-def principal_of(request: Request) -> Principal:
+def _principal(request: Request) -> Principal:
     """The caller, authenticated by the middleware before routing."""
     principal = request.scope.get("state", {}).get("principal")
     if not isinstance(principal, Principal):
@@ -52,38 +65,43 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
-async def _gate(request: Request, obj_of: Any, act: str, template: str) -> Principal:
-    pipeline = get_pipeline(request)
-    ctx = audit_context(request)
-    ctx.action = act
-    principal = principal_of(request)
-    try:
-        ctx.object = await obj_of(request)
-    except NotFoundError:
-        ctx.object = pipeline.unvouched(template.split(":", 1)[0], _raw_value(request))
-        raise
-    decision = pipeline.authorize(principal, ctx.object, act)
-    ctx.decision = decision
+def _kind(template: str) -> str:
+    return template.split(":", 1)[0]
+
+
+def _vouched(pipeline: Pipeline, template: str, values: dict[str, Any]) -> str | None:
+    """``template`` filled with ``values`` once each is a known identifier, else None."""
+    kind = _kind(template)
+    for value in values.values():
+        if not (isinstance(value, str) and pipeline.knows(kind, value)):
+            return None
+    return template.format(**values)
+
+
+async def _gate(request: Request, template: str, act: str,
+                values: dict[str, Any] | None) -> Authorized:
+    pipeline: Pipeline = request.app.state.pipeline
+    state = request.scope["state"]
+    principal = _principal(request)
+    base: AuditFacts = state.get("facts") or AuditFacts(principal=principal)
+    obj = template if values is None else _vouched(pipeline, template, values)
+    if obj is None:
+        named = "/".join(str(v) for v in values.values()) if values else ""
+        state["facts"] = base.decided(pipeline.unvouched(_kind(template), named), act, None)
+        raise NotFoundError(f"unknown {_kind(template)}")
+    decision = pipeline.authorize(principal, obj, act)
+    facts = base.decided(obj, act, decision)
+    state["facts"] = facts
     if not decision.allowed:
         raise AuthorizationError()
     # Quotas after the policy (a denied call costs no quota), before the handler runs; the
     # middleware releases the concurrency slot once the response is sent.
     try:
-        ctx.admission = await pipeline.admit(principal)
+        state["admission"] = await pipeline.admit(principal)
     except QuotaExceededError as exc:
-        ctx.details["quota"] = exc.limit  # which limit refused: audited and counted
+        state["facts"] = facts.detail(quota=exc.limit)  # which limit refused: audited, counted
         raise
-    return principal
-
-
-def _vouched(pipeline: Pipeline, template: str, values: dict[str, Any]) -> str:
-    """``template`` filled with ``values`` once each is a known identifier; NotFoundError
-    (recorded with the marker instead) for anything the service does not know."""
-    kind = template.split(":", 1)[0]
-    for value in values.values():
-        if not (isinstance(value, str) and pipeline.knows(kind, value)):
-            raise NotFoundError(f"unknown {kind}")
-    return template.format(**values)
+    return Authorized(principal=principal, facts=facts, pipeline=pipeline, _state=state)
 
 
 def _placeholders(template: str) -> list[str]:
@@ -91,38 +109,27 @@ def _placeholders(template: str) -> list[str]:
 
 
 def authorize(obj: str, act: str) -> Any:
-    """A dependency that authenticates the caller and enforces (obj, act) for it."""
+    """A dependency that enforces (obj, act) for the authenticated caller → `Authorized`."""
     names = _placeholders(obj)
 
-    async def object_from_path(request: Request) -> str:
-        if not names:
-            return obj
-        values = {name: request.path_params.get(name) for name in names}
-        return _vouched(get_pipeline(request), obj, values)
-
-    async def dependency(request: Request) -> Principal:
-        return await _gate(request, object_from_path, act, obj)
+    async def dependency(request: Request) -> Authorized:
+        values = {name: request.path_params.get(name) for name in names} if names else None
+        return await _gate(request, obj, act, values)
 
     dependency.__authorization__ = (obj, act)  # type: ignore[attr-defined]
     return Depends(dependency)
 
 
-def _raw_value(request: Request) -> str:
-    """What the caller named (for the keyed hash only; never recorded as such)."""
-    named = request.scope.get("state", {}).get("named_object")
-    if isinstance(named, str):
-        return named
-    return "/".join(str(v) for v in request.path_params.values())
-
-
 def authorize_body(obj: str, field: str, act: str) -> Any:
     """Like `authorize`, for routes naming their object in a JSON body field.
 
-    ``authorize_body("model:{}", "model", "infer")`` reads ``body["model"]`` (after the caller
-    is authenticated: an anonymous caller's body is never parsed).
+    ``authorize_body("model:{}", "model", "infer")`` reads ``body["model"]`` (the body was
+    parsed under bounds by `BoundedRoute`, after the middleware authenticated the caller: an
+    anonymous caller's body is never read).
     """
+    template = obj.replace("{}", "{value}")
 
-    async def object_from_body(request: Request) -> str:
+    async def dependency(request: Request) -> Authorized:
         try:
             body = await request.json()
         except ValueError:
@@ -130,16 +137,10 @@ def authorize_body(obj: str, field: str, act: str) -> Any:
         value = body.get(field) if isinstance(body, dict) else None
         if not isinstance(value, str):
             raise InputError(f"{field}: expected a model name")
-        request.scope["state"]["named_object"] = value
-        return _vouched(get_pipeline(request), obj.replace("{}", "{value}"), {"value": value})
-
-    async def dependency(request: Request) -> Principal:
-        return await _gate(request, object_from_body, act, obj)
+        return await _gate(request, template, act, {"value": value})
 
     dependency.__authorization__ = (obj, act)  # type: ignore[attr-defined]
     return Depends(dependency)
 
 
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
-AuditDep = Annotated[AuditContext, Depends(audit_context)]
-WriteAhead = Callable[[], Awaitable[None]]

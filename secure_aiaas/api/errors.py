@@ -23,6 +23,7 @@ STATUS: dict[type[e.ServiceError], int] = {
     e.AuthorizationError: 403,
     e.NotFoundError: 404,
     e.PayloadTooLargeError: 413,
+    e.MalformedRequestError: 400,
     e.InputError: 422,
     e.RateLimitedError: 429,
     e.OverloadedError: 503,

@@ -15,35 +15,31 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from secure_aiaas.api.bodies import BoundedRoute
-from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize, write_ahead
-from secure_aiaas.api.middleware import AuditContext
+from secure_aiaas.api.deps import Authorized, authorize
 from secure_aiaas.audit import utc_now
 from secure_aiaas.audit.export import ExportRequest as ExportRange
 from secure_aiaas.audit.export import archive, export_range
 from secure_aiaas.audit.query import EventFilter, query_events
 from secure_aiaas.crypto.keystore import public_key_pem
 from secure_aiaas.errors import AuthorizationError
-from secure_aiaas.pipeline import Pipeline
 from secure_aiaas.schemas import AuditEventsPage, ExportRequest, PublicKeys
-from secure_aiaas.types import Principal
+from secure_aiaas.types import AuditFacts
 
 router = APIRouter(tags=["audit"], route_class=BoundedRoute)
-Gate = Annotated[Principal, authorize("audit:own", "read")]
+Gate = Annotated[Authorized, authorize("audit:own", "read")]
 
 
-async def _scope(pipeline: Pipeline, ctx: AuditContext, principal: Principal,
-                 tenant: str | None) -> str | None:
-    """The tenant the caller may read (None: every tenant), as the policy decides.
-
-    A tenant that does not exist is recorded as a marker, never as typed.
-    """
+async def _scope(auth: Authorized, tenant: str | None) -> tuple[str | None, AuditFacts]:
+    """The tenant the caller may read (None: every tenant), as the policy decides, and the
+    facts naming what was asked. A tenant that does not exist is recorded as a marker."""
+    pipeline, principal = auth.pipeline, auth.principal
     if tenant == principal.tenant:
-        return tenant
+        return tenant, auth.facts
     if tenant is None:
         obj = "audit:all"
     elif await anyio.to_thread.run_sync(pipeline.tenant_exists, tenant):
@@ -52,18 +48,16 @@ async def _scope(pipeline: Pipeline, ctx: AuditContext, principal: Principal,
         obj = pipeline.unvouched("audit:tenant", tenant)
     decision = pipeline.authorize(principal, obj, "read")
     if tenant is None and not decision.allowed:
-        return principal.tenant  # no tenant asked for: one's own, as the gate allowed
-    ctx.object, ctx.decision = obj, decision
+        return principal.tenant, auth.facts  # no tenant asked for: one's own, as allowed
+    facts = auth.facts.decided(obj, "read", decision)
     if not decision.allowed:
-        raise AuthorizationError()
-    return tenant
+        raise AuthorizationError().with_facts(facts)
+    return tenant, facts
 
 
 @router.get("/v1/audit/events", response_model=AuditEventsPage)
 async def list_events(
-    principal: Gate,
-    pipeline: PipelineDep,
-    ctx: AuditDep,
+    auth: Gate,
     tenant: str | None = None,
     subject: str | None = None,
     action: str | None = None,
@@ -76,26 +70,25 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Audit records matching the filters, oldest first, one page per call."""
-    scope = await _scope(pipeline, ctx, principal, tenant)
+    scope, facts = await _scope(auth, tenant)
     flt = EventFilter(tenant=scope, subject=subject, action=action, decision=decision,
                       model=model, status=status, since=since, until=until)
+    store = auth.pipeline.audit.store
     records, next_cursor = await anyio.to_thread.run_sync(
-        lambda: query_events(pipeline.audit.store, flt, cursor=cursor, limit=limit))
-    ctx.details["returned"] = len(records)
-    return {"tenant": scope, "records": records, "next_cursor": next_cursor}
+        lambda: query_events(store, flt, cursor=cursor, limit=limit))
+    return auth.hand_back(facts.detail(returned=len(records)),
+                          {"tenant": scope, "records": records, "next_cursor": next_cursor})
 
 
 @router.post("/v1/audit/exports", response_class=FileResponse, responses={200: {
     "description": "A .tar.gz archive: records, manifest, signature.",
     "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
-async def create_export(
-    body: ExportRequest, request: Request, principal: Gate, pipeline: PipelineDep, ctx: AuditDep
-) -> FileResponse:
+async def create_export(body: ExportRequest, auth: Gate) -> FileResponse:
     """A signed export of a range (records + manifest + signature) as a .tar.gz archive."""
-    scope = await _scope(pipeline, ctx, principal, body.tenant)
-    await write_ahead(request)  # the attempt is durable before anything leaves the service
+    scope, facts = await _scope(auth, body.tenant)
+    await auth.write_ahead(facts)  # durable before anything leaves the service
     workdir = Path(tempfile.mkdtemp(prefix="saiaas-export-"))
-    writer = pipeline.audit
+    writer = auth.pipeline.audit
     wanted = ExportRange(since=body.since, until=body.until, tenant=scope, fmt=body.format)
 
     def build() -> tuple[Path, dict[str, Any]]:
@@ -110,25 +103,25 @@ async def create_export(
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     # The export is itself audited: what range left the service, and which manifest.
-    ctx.details["export"] = {"tenant": scope, "count": manifest["count"],
-                             "first_seq": manifest["first_seq"],
-                             "last_seq": manifest["last_seq"],
-                             "manifest_sha256": manifest["manifest_sha256"]}
-    return FileResponse(path, media_type="application/gzip", filename="audit-export.tar.gz",
-                        headers={"X-Manifest-SHA256": manifest["manifest_sha256"]},
-                        background=BackgroundTask(shutil.rmtree, workdir, True))
+    facts = facts.detail(export={"tenant": scope, "count": manifest["count"],
+                                 "first_seq": manifest["first_seq"],
+                                 "last_seq": manifest["last_seq"],
+                                 "manifest_sha256": manifest["manifest_sha256"]})
+    return auth.hand_back(facts, FileResponse(
+        path, media_type="application/gzip", filename="audit-export.tar.gz",
+        headers={"X-Manifest-SHA256": manifest["manifest_sha256"]},
+        background=BackgroundTask(shutil.rmtree, workdir, True)))
 
 
 @router.get("/v1/audit/public-key", response_model=PublicKeys)
-async def public_key(
-    _principal: Annotated[Principal, authorize("audit:public-key", "read")],
-    pipeline: PipelineDep,
-) -> dict[str, Any]:
+async def public_key(auth: Annotated[Authorized, authorize("audit:public-key", "read")],
+                     ) -> dict[str, Any]:
     """The audit signing key's public half (and retired ones), for offline verification."""
-    writer = pipeline.audit
+    writer = auth.pipeline.audit
     keys = writer.public_keys()
     pems = {key_id: public_key_pem(key).decode() for key_id, key in sorted(keys.items())}
     entries = [{"key_id": key_id, "current": key_id == writer.key_id, "pem": pem}
                for key_id, pem in pems.items()]
-    return {"algorithm": "Ed25519", "current_key_id": writer.key_id, "keys": entries,
-            "pem_bundle": "".join(pems.values())}
+    return auth.hand_back(auth.facts, {
+        "algorithm": "Ed25519", "current_key_id": writer.key_id, "keys": entries,
+        "pem_bundle": "".join(pems.values())})

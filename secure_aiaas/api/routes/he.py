@@ -17,8 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from secure_aiaas.api.bodies import BoundedRoute
-from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize, write_ahead
-from secure_aiaas.api.middleware import AuditContext
+from secure_aiaas.api.deps import Authorized, authorize
 from secure_aiaas.crypto.he_wire import CONTENT_TYPE
 from secure_aiaas.errors import (
     AuthorizationError,
@@ -29,7 +28,7 @@ from secure_aiaas.errors import (
 from secure_aiaas.he import TenantLimitError, request_cap
 from secure_aiaas.pipeline import Pipeline
 from secure_aiaas.schemas import HE_CONTENT_TYPE, ContextCreated, binary_body
-from secure_aiaas.types import Decision, Principal
+from secure_aiaas.types import AuditFacts, Decision, Principal
 
 router = APIRouter(tags=["encrypted inference (CKKS)"], route_class=BoundedRoute)
 _FRAME = {"200": {"description": "The encrypted result frame.", "content": {
@@ -68,22 +67,22 @@ def _declared_length(request: Request) -> int | None:
     return int(declared) if declared is not None and declared.isdigit() else None
 
 
-def _not_owner(pipeline: Pipeline, audit: AuditContext, context_id: str) -> None:
-    """Record an unresolved context id as a denial with a marker instead of the id."""
-    audit.object = pipeline.unvouched("he-context", context_id)
-    audit.decision = Decision(allowed=False, rule=NOT_OWNER,
-                              policy_version=pipeline.policy.version or "-")
+def _not_owner(pipeline: Pipeline, facts: AuditFacts, context_id: str) -> AuditFacts:
+    """An unresolved context id, recorded as a denial with a marker instead of the id."""
+    return facts.decided(pipeline.unvouched("he-context", context_id), facts.action or "",
+                         Decision(allowed=False, rule=NOT_OWNER,
+                                  policy_version=pipeline.policy.version or "-"))
 
 
 @router.get("/v1/he/models/{name}", responses={200: {
     "description": "The model's CKKS evaluation plan (JSON).",
     "content": {"application/json": {"schema": {"type": "object"}}}}})
-async def plan(name: str, _principal: Annotated[Principal, authorize("he-model:{name}", "read")],
-               pipeline: PipelineDep, audit: AuditDep) -> Response:
+async def plan(name: str,
+               auth: Annotated[Authorized, authorize("he-model:{name}", "read")]) -> Response:
     """The model's CKKS evaluation plan, from which the SDK builds a matching context."""
-    he_plan = pipeline.he_pool().plan(name)
-    audit.details.update(model=name)
-    return Response(he_plan.to_json(), media_type="application/json")
+    he_plan = auth.pipeline.he_pool().plan(name)
+    return auth.hand_back(auth.facts.detail(model=name),
+                          Response(he_plan.to_json(), media_type="application/json"))
 
 
 @router.post("/v1/he/contexts", status_code=201, response_model=ContextCreated,
@@ -91,51 +90,54 @@ async def plan(name: str, _principal: Annotated[Principal, authorize("he-model:{
                                        "SDK for the model's plan; at most 16 MiB."))
 async def register_context(
     request: Request, model: str,
-    principal: Annotated[Principal, authorize("he-context:register", "write")],
-    pipeline: PipelineDep, audit: AuditDep,
+    auth: Annotated[Authorized, authorize("he-context:register", "write")],
 ) -> dict[str, Any]:
     """Register a public evaluation context (no secret key) for one model."""
+    pipeline, principal = auth.pipeline, auth.principal
     pool = pipeline.he_pool()
     if not pipeline.knows("he-model", model):  # 404 before reading megabytes
         raise NotFoundError("model has no HE plan")
     # The context is only useful for inference: require that right on the model too.
     decision = pipeline.authorize(principal, f"he-model:{model}", "infer")
+    facts = auth.facts.detail(model=model)
     if not decision.allowed:
-        audit.decision = decision
-        raise AuthorizationError()
-    audit.details.update(model=model)
-    async with pool.reserve(principal.tenant):
-        # The tenant's own limits are checked before a byte of the body is buffered.
-        allowance = await asyncio.to_thread(pool.upload_allowance, principal.tenant,
-                                            _declared_length(request))
-        too_large = (PayloadTooLargeError if allowance >= pool.limits.max_context_bytes
-                     else TenantLimitError)
-        body = await read_capped(request, allowance, too_large)
-        await write_ahead(request)  # the attempt is durable before the context is stored
-        context_id = await pool.register_context(model, body, owner=owner_of(principal))
-    audit.details.update(he={"context_id": context_id, "context_bytes": len(body),
+        raise AuthorizationError().with_facts(
+            facts.decided(f"he-model:{model}", "infer", decision))
+    try:
+        async with pool.reserve(principal.tenant):
+            # The tenant's own limits are checked before a byte of the body is buffered.
+            allowance = await asyncio.to_thread(pool.upload_allowance, principal.tenant,
+                                                _declared_length(request))
+            too_large = (PayloadTooLargeError if allowance >= pool.limits.max_context_bytes
+                         else TenantLimitError)
+            body = await read_capped(request, allowance, too_large)
+            await auth.write_ahead(facts)  # durable before the context is stored
+            context_id = await pool.register_context(model, body, owner=owner_of(principal))
+    except ServiceError as exc:
+        exc.with_facts(facts)
+        raise
+    facts = facts.detail(he={"context_id": context_id, "context_bytes": len(body),
                              "context_sha256": hashlib.sha256(body).hexdigest()})
-    return {"context_id": context_id, "model": model,
-            "expires_in_s": pipeline.he_context_ttl_s}
+    return auth.hand_back(facts, {"context_id": context_id, "model": model,
+                                  "expires_in_s": pipeline.he_context_ttl_s})
 
 
 @router.delete("/v1/he/contexts/{context_id}", status_code=204, response_class=Response)
 async def delete_context(
-    context_id: str, request: Request,
-    principal: Annotated[Principal, authorize("he-context:delete", "write")],
-    pipeline: PipelineDep, audit: AuditDep,
+    context_id: str,
+    auth: Annotated[Authorized, authorize("he-context:delete", "write")],
 ) -> Response:
     """Delete one of the caller's contexts."""
+    pipeline = auth.pipeline
     pool = pipeline.he_pool()
     try:
-        await asyncio.to_thread(pool.owned_context, context_id, owner_of(principal))
-    except NotFoundError:
-        _not_owner(pipeline, audit, context_id)
-        raise
-    audit.details.update(he={"context_id": context_id})  # resolved: the caller's own id
-    await write_ahead(request)  # the attempt is durable before the context is deleted
+        await asyncio.to_thread(pool.owned_context, context_id, owner_of(auth.principal))
+    except NotFoundError as exc:
+        raise exc.with_facts(_not_owner(pipeline, auth.facts, context_id)) from None
+    facts = auth.facts.detail(he={"context_id": context_id})  # resolved: the caller's own id
+    await auth.write_ahead(facts)  # durable before the context is deleted
     await asyncio.to_thread(pool.delete_owned, context_id)
-    return Response(status_code=204)
+    return auth.hand_back(facts, Response(status_code=204))
 
 
 @router.post("/v1/he/models/{name}/infer", response_class=Response,
@@ -143,26 +145,31 @@ async def delete_context(
                             "responses": _FRAME})
 async def infer(
     name: str, request: Request,
-    principal: Annotated[Principal, authorize("he-model:{name}", "infer")],
-    pipeline: PipelineDep, audit: AuditDep,
+    auth: Annotated[Authorized, authorize("he-model:{name}", "infer")],
 ) -> Response:
     """Evaluate the model on ciphertexts under a registered context; ciphertexts back."""
+    pipeline = auth.pipeline
     pool = pipeline.he_pool()
     he_plan = pool.plan(name)
-    async with pool.reserve(principal.tenant):
-        body = await read_capped(request, request_cap(he_plan, pool.limits))
-        frame = pool.decode(name, body)
-        # Audit what was asked: model, packing, size, digest; the context once resolved.
-        facts: dict[str, Any] = {"plan": he_plan.fingerprint, "packing": frame.packing,
-                                 "samples": frame.n_samples, "bytes": len(body),
-                                 "ciphertext_sha256": hashlib.sha256(body).hexdigest()}
-        audit.details.update(model=name, he=facts)
-        try:
-            record = await asyncio.to_thread(pool.context_for, name, frame.context_id,
-                                             owner_of(principal))
-        except NotFoundError:
-            _not_owner(pipeline, audit, frame.context_id)
-            raise
-        facts["context_id"] = record.context_id
-        reply = await pool.evaluate(name, frame, record)
-    return Response(reply, media_type=CONTENT_TYPE)
+    facts = auth.facts.detail(model=name)
+    try:
+        async with pool.reserve(auth.principal.tenant):
+            body = await read_capped(request, request_cap(he_plan, pool.limits))
+            frame = pool.decode(name, body)
+            # What was asked: model, packing, size, digest; the context once resolved.
+            asked = {"plan": he_plan.fingerprint, "packing": frame.packing,
+                     "samples": frame.n_samples, "bytes": len(body),
+                     "ciphertext_sha256": hashlib.sha256(body).hexdigest()}
+            facts = facts.detail(he=asked)
+            try:
+                record = await asyncio.to_thread(pool.context_for, name, frame.context_id,
+                                                 owner_of(auth.principal))
+            except NotFoundError as exc:
+                raise exc.with_facts(_not_owner(pipeline, facts, frame.context_id)) from None
+            facts = facts.detail(he={**asked, "context_id": record.context_id})
+            reply = await pool.evaluate(name, frame, record)
+    except ServiceError as exc:
+        if exc.facts is None:  # what was known when it failed goes to the record
+            exc.with_facts(facts)
+        raise
+    return auth.hand_back(facts, Response(reply, media_type=CONTENT_TYPE))

@@ -34,8 +34,7 @@ async def ready(request: Request) -> JSONResponse:
                         and await anyio.to_thread.run_sync(pipeline.audit.store.ping)),
         "identity_store": await anyio.to_thread.run_sync(pipeline.registry.ping),
     }
-    for name, probe in request.app.state.readiness_probes.items():
-        checks[name] = probe()
+    checks.update(pipeline.capabilities.readiness())
     is_ready = (policy["loaded"] and policy["fresh"] and checks["audit_store"]
                 and checks["identity_store"]
                 and all(v for k, v in checks.items()

@@ -10,53 +10,50 @@ import base64
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from secure_aiaas.api.bodies import BoundedRoute
-from secure_aiaas.api.deps import AuditDep, PipelineDep, authorize, authorize_body
-from secure_aiaas.api.routes.privacy import pii_counts, record_pii
+from secure_aiaas.api.deps import Authorized, authorize, authorize_body
 from secure_aiaas.errors import NotFoundError
 from secure_aiaas.schemas import EmbeddingsRequest, EmbeddingsResponse, ModelList
-from secure_aiaas.types import Principal
 
 router = APIRouter(tags=["OpenAI-compatible"], route_class=BoundedRoute)
 
 
 @router.get("/v1/models", response_model=ModelList)
-async def list_models(principal: Annotated[Principal, authorize("models", "list")],
-                      pipeline: PipelineDep) -> dict[str, Any]:
+async def list_models(auth: Annotated[Authorized, authorize("models", "list")]) -> dict[str, Any]:
     """The models this caller may use for plaintext inference."""
-    pool = pipeline.model_pool()
+    pipeline = auth.pipeline
     data = []
-    for manifest in sorted(pool.manifests(), key=lambda m: (m.name, m.version)):
-        if pipeline.authorize(principal, f"model:{manifest.name}", "infer").allowed:
+    for manifest in sorted(pipeline.model_pool().manifests(), key=lambda m: (m.name, m.version)):
+        if pipeline.authorize(auth.principal, f"model:{manifest.name}", "infer").allowed:
             data.append({"id": manifest.name, "object": "model",
                          "created": int(manifest.created_at.timestamp()),
                          "owned_by": "secure_aiaas", "version": manifest.version,
                          "task": manifest.task})
-    return {"object": "list", "data": data}
+    return auth.hand_back(auth.facts, {"object": "list", "data": data})
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingsResponse)
-async def embeddings(body: EmbeddingsRequest, request: Request,
-                     principal: Annotated[Principal, authorize_body("model:{}", "model", "infer")],
-                     pipeline: PipelineDep, audit: AuditDep) -> dict[str, Any]:
+async def embeddings(
+    body: EmbeddingsRequest,
+    auth: Annotated[Authorized, authorize_body("model:{}", "model", "infer")],
+) -> dict[str, Any]:
     """Sentence embeddings (OpenAI shape; `encoding_format` float or base64)."""
-    served = pipeline.model_pool().get(body.model)
+    pipeline = auth.pipeline
+    served, facts = pipeline.served_model(body.model, None, auth.facts)
     if served.manifest.task != "embedding":
-        raise NotFoundError("model is not a text-embedding model")
-    audit.details.update(model=body.model, model_version=served.manifest.version)
+        raise NotFoundError("model is not a text-embedding model").with_facts(facts)
     texts = body.texts()
-    audit.details["rows"] = len(texts)
-    # No personal data reaches the model: embed the scrubbed texts.
-    scrubbed = await pipeline.scrub(principal, texts, model=body.model)
-    record_pii(audit, pii_counts(scrubbed))
-    texts = [r.text for r in scrubbed]
-    vectors = np.asarray((await served.infer(texts))["embedding"], dtype=np.float32)
-    tokens = pipeline.count_tokens(served, texts)
+    facts = facts.detail(rows=len(texts))
+    # No personal data reaches the model: the pipeline embeds the scrubbed texts.
+    scrubbed, facts = await pipeline.scrub(auth.principal, texts, facts, model=body.model)
+    clean = [r.text for r in scrubbed]
+    vectors = np.asarray((await served.infer(clean))["embedding"], dtype=np.float32)
+    tokens = pipeline.count_tokens(served, clean)
     data = [{"object": "embedding", "index": i,
              "embedding": (base64.b64encode(v.astype("<f4").tobytes()).decode()
                            if body.encoding_format == "base64" else v.tolist())}
             for i, v in enumerate(vectors)]
-    return {"object": "list", "data": data, "model": body.model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return auth.hand_back(facts, {"object": "list", "data": data, "model": body.model,
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})

@@ -12,11 +12,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from secure_aiaas.api.bodies import BoundedRoute
-from secure_aiaas.api.deps import PipelineDep, authorize
+from secure_aiaas.api.deps import Authorized, authorize
 from secure_aiaas.errors import NotFoundError
 from secure_aiaas.metrics import CONTENT_TYPE
 from secure_aiaas.pipeline import Pipeline
-from secure_aiaas.types import Principal
 
 router = APIRouter(tags=["operations"], route_class=BoundedRoute)
 
@@ -28,20 +27,21 @@ def sample_metrics(pipeline: Pipeline) -> None:
     pipeline.metrics.sample(
         batchers=pipeline.models.stats() if pipeline.models is not None else [],
         he=pipeline.he.stats() if pipeline.he is not None else None,
-        audit_last_commit_ms=getattr(pipeline.audit, "last_commit_ms", None),
+        audit_last_commit_ms=pipeline.audit.last_commit_ms,
     )
 
 
 @router.get("/metrics", response_class=Response, responses={200: {
     "description": "Prometheus text exposition format.",
     "content": {"text/plain": {"schema": {"type": "string"}}}}})
-async def metrics(_principal: Annotated[Principal, authorize("metrics", "read")],
-                  pipeline: PipelineDep) -> Response:
+async def metrics(auth: Annotated[Authorized, authorize("metrics", "read")]) -> Response:
     """Prometheus metrics (text exposition format)."""
+    pipeline = auth.pipeline
     if pipeline.metrics is None:
         raise NotFoundError("metrics are disabled")
     sample_metrics(pipeline)
-    return Response(pipeline.metrics.render(), media_type=CONTENT_TYPE)
+    return auth.hand_back(auth.facts, Response(pipeline.metrics.render(),
+                                               media_type=CONTENT_TYPE))
 
 
 def _memory() -> dict[str, int | None]:
@@ -66,14 +66,15 @@ def _memory() -> dict[str, int | None]:
 
 
 @router.get("/v1/admin/resources")
-async def resources(_principal: Annotated[Principal, authorize("admin:resources", "read")],
-                    pipeline: PipelineDep) -> dict[str, Any]:
+async def resources(auth: Annotated[Authorized, authorize("admin:resources", "read")],
+                    ) -> dict[str, Any]:
     """Devices, memory, loaded models, queue depths and pool sizes of this replica."""
+    pipeline = auth.pipeline
     models = (await anyio.to_thread.run_sync(pipeline.models.resources)
               if pipeline.models is not None else None)
     quotas = pipeline.quotas
     ping = getattr(quotas, "ping", None)
-    return {
+    return auth.hand_back(auth.facts, {
         "pid": os.getpid(),
         "cpu": {"count": os.cpu_count(),
                 "usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -84,5 +85,5 @@ async def resources(_principal: Annotated[Principal, authorize("admin:resources"
         "he": pipeline.he.stats() if pipeline.he is not None else None,
         "quotas": {"backend": quotas.backend if quotas is not None else None,
                    "reachable": (await ping()) if ping is not None else quotas is not None},
-        "audit": {"last_commit_ms": getattr(pipeline.audit, "last_commit_ms", None)},
-    }
+        "audit": {"last_commit_ms": pipeline.audit.last_commit_ms},
+    })
