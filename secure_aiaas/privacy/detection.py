@@ -21,7 +21,11 @@ from secure_aiaas.privacy import span_rules as rules
 from secure_aiaas.privacy.normalization import Folded, fold
 from secure_aiaas.privacy.pii_model import ModelSpan, PiiModel, Prediction
 from secure_aiaas.privacy.profiles import Profile
-from secure_aiaas.privacy.word_evidence import initial_names, word_evidence
+from secure_aiaas.privacy.word_evidence import (
+    initial_names,
+    lower_after_person_verb,
+    word_evidence,
+)
 
 MODEL_SOURCE = "PiiModel"
 NER_SUPPORT = 0.05  # the PII model's probability that corroborates a spaCy NER span
@@ -162,11 +166,12 @@ class Detector:
                     evidence += word_evidence(f.text, prediction.person, prediction.place,
                                               self.lexicon, key_context)
                     evidence += initial_names(f.text, self.lexicon)
+                    evidence += lower_after_person_verb(f.text, self.lexicon)
                     if context and NON_PERSONAL_KEYS.intersection(context):
-                        # {"runtime": "Phoenix"}, {"product": "Kalos 7"}: the field says what
-                        # a lone word is, and it is no person or place.
-                        evidence = [s for s in evidence if " " in f.text[s.start : s.end].strip()
-                                    or s.entity_type not in ("PERSON", "LOCATION")]
+                        # {"runtime": "Phoenix"}, {"product": "Tunis 14 SE"}: the field says
+                        # what the value is, and it is no person or place.
+                        evidence = [s for s in evidence
+                                    if s.entity_type not in ("PERSON", "LOCATION")]
                         spans = [s for s in spans if s.source != rules.NER_SOURCE
                                  or s.entity_type not in ("PERSON", "LOCATION")]
                     spans.extend(
@@ -202,6 +207,7 @@ def _finish(
 
 
 _DIGIT = re.compile(r"\d")
+_ALPHA_WORD = re.compile(r"[^\W\d_]+")
 
 
 _SECONDARY_WORD = re.compile(
@@ -233,7 +239,9 @@ def model_evidence(
     out: list[rules.Span] = []
     for s in spans:
         value = text[s.start : s.end]
-        if s.entity_type in ("PERSON", "LOCATION") and " " not in value.strip():
+        # One word, perhaps with a number ("Swift 6", "Zolara 5"): in a text about software,
+        # a product.
+        if s.entity_type in ("PERSON", "LOCATION") and len(_ALPHA_WORD.findall(value)) <= 1:
             if tech_text is None:
                 tech_text = rules.is_tech_text(text + " " + context)
             if tech_text:

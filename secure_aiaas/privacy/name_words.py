@@ -29,7 +29,7 @@ COMMON_WORDS = words(
     review see note send make build test fix merge roll try convert explain write compare summarise
     summarize translate draft give show list find describe generate apply take avoid rewrite
     refactor debug optimise optimize suggest recommend outline plan scale bump start stop pause
-    resume kill drain rotate provision spin tear
+    resume kill drain rotate provision spin tear meet welcome introducing discover
     """
 )
 
@@ -68,7 +68,10 @@ TECH_WORDS = words(
     proxy load balancer staging production prod runtime patch app application software platform
     firmware wifi browser button page screen click export import upload download login logout
     password replicas replica batch framework frameworks compiler interpreter bindings parser
-    codebase toolchain stdlib repl benchmark benchmarks
+    codebase toolchain stdlib repl benchmark benchmarks programming language languages code coding
+    script scripts syntax tuple tuples array arrays hash hashes function functions method methods
+    variable variables struct regex lambda async concurrency thread threads compile compiled
+    laptop smartphone tablet headphones earbuds smartwatch router
     """
 )
 

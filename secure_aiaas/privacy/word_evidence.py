@@ -21,7 +21,8 @@ never on mixed-final) as the lowest value that adds no change to their PII-free 
 Words in texts about software, words with digits, CamelCase and words inside URLs, paths,
 e-mail addresses or ``key=value`` pairs are never evidence. Adjacent words of one type join.
 
-Also here: an initial before a surname ("M. Lund", "J. R. de la Cruz"), a person by shape.
+Also here, persons by shape: an initial before a surname ("M. Lund", "J. R. de la Cruz"), and a
+lower-case word that is no English word right after a verb that takes a person ("owe seda").
 """
 
 from __future__ import annotations
@@ -141,6 +142,27 @@ def initial_names(text: str, lexicon: frozenset[str]) -> list[rules.Span]:
             if not led and (after.islower() or not after):
                 continue
         out.append(rules.Span("PERSON", m.start(1), m.end(2), SCORE, "InitialName"))
+    return out
+
+
+_PERSON_VERBS = (
+    "paid|pay|pays|paying|owe|owes|owed|owing|tell|tells|told|ask|asks|asked|thank|thanks|thanked|"
+    "meet|meets|met|call|calls|called|text|texts|texted|ping|pinged|dm|message|messaged|email|"
+    "emailed|remind|reminded|invite|invited|tag|tagged|miss|missed|hug|visit|visited|cc"
+)
+_AFTER_PERSON_VERB = re.compile(
+    rf"(?<![\w'’-])(?i:{_PERSON_VERBS})[ \t]{{1,8}}({NAME_WORD})(?=[\s,.;:!?)]|$)"
+)
+
+
+def lower_after_person_verb(text: str, lexicon: frozenset[str]) -> list[rules.Span]:
+    """ "paid styrger back", "tell kovu to wait": a lower-case word that is no English word, right
+    after a verb that takes a person, is one, whatever the model's probability."""
+    out: list[rules.Span] = []
+    for m in _AFTER_PERSON_VERB.finditer(text):
+        word = m.group(1)
+        if word.islower() and not _never_a_name(word, lexicon) and not rules.is_tech_text(text):
+            out.append(rules.Span("PERSON", m.start(1), m.end(1), SCORE, "PersonVerb"))
     return out
 
 
