@@ -50,9 +50,13 @@ SCORE = 0.6  # a context-rule score: passes the default profile's 0.5, not a str
 _WORD = re.compile(
     rf"(?<![^\s(\"'“‘\[])({NAME_WORD})(?=[\s,.;:!?)\"'”’\]]|$)(?![.]\w)"
 )
-_PARTICLES = "|".join(map(re.escape, sorted(NAME_PARTICLES, key=len, reverse=True)))
+# Particles are followed by a space, except those ending in an apostrophe or hyphen ("d'",
+# "al-"): one way to read every run of them, so no backtracking blow-up ("delladella…").
+_SPACED = "|".join(sorted((re.escape(p) for p in NAME_PARTICLES if p[-1] not in "'-"),
+                          key=len, reverse=True))
+_JOINED = "|".join(re.escape(p) for p in NAME_PARTICLES if p[-1] in "'-")
 _INITIAL = re.compile(
-    rf"(?<![\w.'’-])((?:[A-Z]\.[ \t]?){{1,3}}[ \t](?:(?:{_PARTICLES})[ \t]?)*"
+    rf"(?<![\w.'’-])((?:[A-Z]\.[ \t]?){{1,3}}[ \t](?:(?:{_SPACED})[ \t]|{_JOINED}){{0,4}}"
     rf"({CAP_WORD}))(?![\w'’-])"
 )
 _LEAD_WORDS = frozenset(
