@@ -19,8 +19,13 @@ from typing import Any
 
 from secure_aiaas.privacy import span_rules as rules
 from secure_aiaas.privacy.normalization import Folded, fold
-from secure_aiaas.privacy.pii_model import ModelSpan, PiiModel
+from secure_aiaas.privacy.pii_model import ModelSpan, PiiModel, Prediction
 from secure_aiaas.privacy.profiles import Profile
+from secure_aiaas.privacy.word_evidence import (
+    initial_names,
+    lower_after_person_verb,
+    word_evidence,
+)
 
 MODEL_SOURCE = "PiiModel"
 NER_SUPPORT = 0.05  # the PII model's probability that corroborates a spaCy NER span
@@ -122,7 +127,10 @@ class Detector:
         out: list[list[rules.Span]] = []
         with self.lock:
             use_model = profile.tier == "accurate" and self.pii_model is not None
-            model_spans = self.pii_model.predict(plain) if use_model and self.pii_model else None
+            model_spans = (
+                _predict_with_keys(self.pii_model, plain, keys_hint)
+                if use_model and self.pii_model else None
+            )
             docs: Iterator[Any] = self.nlp.pipe(plain, batch_size=self.batch_size)
             for i, (f, doc, key) in enumerate(zip(folded, docs, keys_hint)):
                 context = _key_words(key)
@@ -152,8 +160,22 @@ class Detector:
                         or s.entity_type not in ("PERSON", "LOCATION")
                         or prediction.support(s.entity_type, s.start, s.end) >= NER_SUPPORT
                     ]
+                    key_context = " ".join(context)
+                    evidence = model_evidence(f.text, prediction.spans, self.lexicon,
+                                              key_context)
+                    evidence += word_evidence(f.text, prediction.person, prediction.place,
+                                              self.lexicon, key_context)
+                    evidence += initial_names(f.text, self.lexicon)
+                    evidence += lower_after_person_verb(f.text, self.lexicon)
+                    if context and NON_PERSONAL_KEYS.intersection(context):
+                        # {"runtime": "Phoenix"}, {"product": "Tunis 14 SE"}: the field says
+                        # what the value is, and it is no person or place.
+                        evidence = [s for s in evidence
+                                    if s.entity_type not in ("PERSON", "LOCATION")]
+                        spans = [s for s in spans if s.source != rules.NER_SOURCE
+                                 or s.entity_type not in ("PERSON", "LOCATION")]
                     spans.extend(
-                        s for s in model_evidence(f.text, prediction.spans, self.lexicon)
+                        s for s in evidence
                         if s.score >= profile.thresholds.get(s.entity_type, 1.01)
                     )
                 out.append(_finish(f, spans, key, profile, allow))
@@ -185,6 +207,7 @@ def _finish(
 
 
 _DIGIT = re.compile(r"\d")
+_ALPHA_WORD = re.compile(r"[^\W\d_]+")
 
 
 _SECONDARY_WORD = re.compile(
@@ -200,7 +223,7 @@ LEXICON_WORD_SCORE = 0.95
 
 
 def model_evidence(
-    text: str, spans: list[ModelSpan], lexicon: frozenset[str] = frozenset()
+    text: str, spans: list[ModelSpan], lexicon: frozenset[str] = frozenset(), context: str = ""
 ) -> list[rules.Span]:
     """The model's spans that we trust, as rule spans.
 
@@ -216,11 +239,15 @@ def model_evidence(
     out: list[rules.Span] = []
     for s in spans:
         value = text[s.start : s.end]
-        if s.entity_type in ("PERSON", "LOCATION") and " " not in value.strip():
+        # One word, perhaps with a number ("Swift 6", "Zolara 5"): in a text about software,
+        # a product.
+        if s.entity_type in ("PERSON", "LOCATION") and len(_ALPHA_WORD.findall(value)) <= 1:
             if tech_text is None:
-                tech_text = rules.is_tech_text(text)
+                tech_text = rules.is_tech_text(text + " " + context)
             if tech_text:
                 continue
+        if s.start > 0 and text[s.start - 1] in "/\\" and s.entity_type in ("PERSON", "LOCATION"):
+            continue  # a path segment ("/api/v1/jobs 201")
         if s.entity_type in ("PERSON", "LOCATION") and value.islower() and " " not in value and (
             s.score < LOWER_WORD_SCORE
             or (s.score < LEXICON_WORD_SCORE and _is_english_word(value, lexicon))
@@ -247,6 +274,37 @@ def model_evidence(
     return out
 
 
+# JSON field names whose values are products, software or settings, never people or places.
+NON_PERSONAL_KEYS = frozenset(
+    """
+    product products sku model models runtime language lang framework version package library
+    engine browser os platform tool brand device app plugin mode status type kind category
+    """.split()
+)
+
+
+def _predict_with_keys(
+    model: PiiModel, texts: Sequence[str], keys: Sequence[str | None]
+) -> list[Prediction]:
+    """Predictions, a JSON leaf read after its field name ("given name: Ujamaa").
+
+    Alone, "Ujamaa" or "Chukwuemeka Obi-Okoro" is a word without context and the model hardly
+    sees a name; after its field name it does. Offsets are mapped back onto the leaf.
+    """
+    prefixes = [f"{' '.join(_key_words(k))}: " if k and _key_words(k) else "" for k in keys]
+    predictions = model.predict([p + t for p, t in zip(prefixes, texts)])
+    return [_shift(pred, len(p)) if p else pred for pred, p in zip(predictions, prefixes)]
+
+
+def _shift(pred: Prediction, n: int) -> Prediction:
+    def tokens(items: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+        return [(s - n, e - n, p) for s, e, p in items if s >= n]
+
+    spans = [ModelSpan(s.entity_type, s.part, s.start - n, s.end - n, s.score)
+             for s in pred.spans if s.start >= n]
+    return Prediction(spans, tokens(pred.person), tokens(pred.place))
+
+
 def _is_english_word(word: str, lexicon: frozenset[str]) -> bool:
     w = word.strip(".,;:!?'\"()")
     if w in lexicon:
@@ -257,7 +315,11 @@ def _is_english_word(word: str, lexicon: frozenset[str]) -> bool:
     return False
 
 
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
 def _key_words(key: str | None) -> list[str]:
+    """ "givenName", "first_name", "e-mail" -> their words, lower-case."""
     if not key:
         return []
-    return [w for w in re.split(r"[^a-z0-9]+", key.lower()) if w]
+    return [w for w in re.split(r"[^a-z0-9]+", _CAMEL_BOUNDARY.sub("_", key).lower()) if w]

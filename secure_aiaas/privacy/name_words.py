@@ -29,7 +29,28 @@ COMMON_WORDS = words(
     review see note send make build test fix merge roll try convert explain write compare summarise
     summarize translate draft give show list find describe generate apply take avoid rewrite
     refactor debug optimise optimize suggest recommend outline plan scale bump start stop pause
-    resume kill drain rotate provision spin tear
+    resume kill drain rotate provision spin tear meet welcome introducing discover
+    """
+)
+
+
+# Chat and note shorthand, apostrophe-less contractions and abbreviations: never names, but
+# missing from the English lexicon, so a model's weak name probability must not make them one.
+INFORMAL_WORDS = words(
+    """
+    lol lmao omg omw smh btw pls plz thx thnx ty tyvm u ur im ive id ill dont doesnt didnt cant
+    couldnt wont wouldnt shouldnt isnt arent wasnt werent hasnt havent hadnt youre theyre were
+    thats whats wheres whos hows its yo ya yea yeah yep yup nope ok okay kk idk imo imho tbh
+    asap fyi brb gonna wanna gotta gimme lemme cuz coz tho rn bc nvm np gn gm gr8 xoxo xx haha
+    hehe hmm ugh qty attn iban eta fwd cc bcc pm am etc aka vs approx dept tel fax ref misc info
+    admin tmrw tmr tonite pic pics msg msgs txt
+    """
+)
+
+# Lower-case particles inside names ("Jan van der Berg", "Maria dos Santos").
+NAME_PARTICLES = words(
+    """
+    van der den de del della di da do dos das du la le von zu ter ten bin ben al el d' al-
     """
 )
 
@@ -46,7 +67,11 @@ TECH_WORDS = words(
     instance database schema query index broker operator daemon cron webhook ssl tls http https dns
     proxy load balancer staging production prod runtime patch app application software platform
     firmware wifi browser button page screen click export import upload download login logout
-    password replicas replica batch
+    password replicas replica batch framework frameworks compiler interpreter bindings parser
+    codebase toolchain stdlib repl benchmark benchmarks programming language languages code coding
+    script scripts syntax tuple tuples array arrays hash hashes function functions method methods
+    variable variables struct regex lambda async concurrency thread threads compile compiled
+    laptop smartphone tablet headphones earbuds smartwatch router
     """
 )
 

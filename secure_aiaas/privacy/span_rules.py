@@ -40,6 +40,9 @@ PLACE_KEYS = words(
 )
 
 
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])")  # "givenName" -> "given_Name"
+
+
 @dataclass
 class Span:
     """A detection on the original text."""
@@ -55,7 +58,7 @@ def key_hint(key: str | None, value: str) -> Span | None:
     """A whole-value span when the JSON key names a person or a place and the value fits."""
     if key is None:
         return None
-    k = re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_")
+    k = re.sub(r"[^a-z0-9]+", "_", _CAMEL_BOUNDARY.sub("_", key).lower()).strip("_")
     if k in PERSON_KEYS and _NAME_VALUE.match(value):
         return Span("PERSON", 0, len(value.rstrip()), 0.7)
     if k in PLACE_KEYS and _PLACE_VALUE.match(value):

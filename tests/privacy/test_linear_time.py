@@ -99,6 +99,32 @@ def test_recognizers_grow_linearly(scrubber: Scrubber, case: str) -> None:
             raise AssertionError(f"{recognizer.name}: {exc}") from None  # type: ignore[attr-defined]
 
 
+WORD_RULES = {
+    "particles after an initial": lambda n: "A. " + "della " * (n // 6),
+    "particles, no spaces": lambda n: "A. " + "della" * (n // 5),
+    "initials": lambda n: "A. " * (n // 3),
+    "person verbs": lambda n: "paid " * (n // 5),
+    "lower-case words": lambda n: "zyx " * (n // 4),
+}
+
+
+@pytest.mark.parametrize("case", sorted({**ADVERSARIAL, **WORD_RULES}))
+def test_word_rules_grow_linearly(scrubber: Scrubber, case: str) -> None:
+    from secure_aiaas.privacy import word_evidence as we
+
+    assert scrubber._detector is not None
+    lexicon = scrubber._detector.lexicon
+    make = {**ADVERSARIAL, **WORD_RULES}[case]
+
+    def run(text: str) -> object:
+        probs = [(i, i + 1, 0.5) for i in range(0, len(text), 3)]
+        we.initial_names(text, lexicon)
+        we.lower_after_person_verb(text, lexicon)
+        return we.word_evidence(text, probs, probs, lexicon)
+
+    _assert_linear(run, make)
+
+
 @pytest.mark.parametrize("case", sorted(ADVERSARIAL))
 def test_folding_grows_linearly(case: str) -> None:
     _assert_linear(fold, ADVERSARIAL[case])

@@ -1,0 +1,39 @@
+"""The second round's final split is frozen: its templates and its records never change."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from secure_aiaas.privacy import evaluation
+
+FINAL_TEMPLATES_SHA256 = "a4b110d3c2c830f68aa28424eaa3e66541e6fd5b24674916ff00829894c76e80"
+FINAL_RECORDS_SHA256 = "6c99d36610b4410557041fa5591ccaaf74220e90d537e1cdacb2d0c96f8ff195"
+
+
+def test_final_templates_unchanged() -> None:
+    path = Path(evaluation.__file__).parent / "templates_final.py"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == FINAL_TEMPLATES_SHA256
+
+
+def test_final_records_unchanged() -> None:
+    pytest.importorskip("mimesis", reason="the mixed-* sets draw from mimesis")
+    pytest.importorskip("gender_guesser", reason="the mixed-* sets draw from gender-guesser")
+    from secure_aiaas.privacy.evaluation import mixed_sets
+
+    records = mixed_sets.generate("mixed-final")
+    digest = hashlib.sha256("\x00".join(r.text for r in records).encode()).hexdigest()
+    assert digest == FINAL_RECORDS_SHA256
+
+
+def test_dev_and_final_share_no_source_group() -> None:
+    from secure_aiaas.privacy.evaluation import mixed_sets
+
+    for groups in (mixed_sets.MIMESIS_LOCALES, mixed_sets.FAKER_LOCALES, mixed_sets.GG_GROUPS):
+        assert not set(groups["A"]) & set(groups["B"])
+    from secure_aiaas.privacy.evaluation import faker_sets
+
+    used = set(faker_sets.DEV_LOCALES) | set(faker_sets.FROZEN_LOCALES)
+    assert not used & (set(mixed_sets.FAKER_LOCALES["A"]) | set(mixed_sets.FAKER_LOCALES["B"]))
