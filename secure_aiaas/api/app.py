@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
     from secure_aiaas.privacy import Scrubber, TenantKeys
 from secure_aiaas.pipeline import Pipeline
-from secure_aiaas.policy import PolicyEngine, PolicyValidationError
+from secure_aiaas.policy import PolicyValidationError, build_policy_engine
 
 log = structlog.get_logger(__name__)
 
@@ -59,10 +59,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
     registry = Registry(settings.resolved_database_url(), keys.apikey_hmac_key,
                         timeout_s=settings.audit.write_timeout_s)
     registry.create_schema()
-    policy = PolicyEngine(settings.policy_dir, model_file=settings.policy.model_file,
-                          policy_file=settings.policy.policy_file,
-                          reload_interval_s=settings.policy.reload_interval_s,
-                          stale_after_s=settings.policy.stale_after_s)
+    # The policy directory, or (SAIAAS_POLICY__SOURCE=published) the published version.
+    policy = build_policy_engine(settings, data_key=keys.data_key)
     try:
         policy.load()
     except PolicyValidationError as exc:
