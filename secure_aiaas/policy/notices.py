@@ -43,22 +43,45 @@ def _client(redis_url: str, timeout_s: float) -> redis.Redis:
                                 socket_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
 
 
+class Announcer:
+    """The publishing side: made before the publication is committed (importing redis-py
+    and connecting take longer than the notice itself), used right after it."""
+
+    def __init__(self, redis_url: str, channel: str, *, timeout_s: float = 2.0) -> None:
+        from redis.exceptions import RedisError
+
+        self.channel = channel
+        self._client = _client(redis_url, timeout_s)
+        try:
+            self._client.ping()
+        except (RedisError, OSError):
+            pass  # announce() reports it
+
+    def announce(self, version: str) -> int | None:
+        """Tell the replicas that ``version`` is published.
+
+        Returns:
+            How many subscribers heard it, or None when Redis could not be reached (the
+            replicas then pick the version up at their next periodic check).
+        """
+        from redis.exceptions import RedisError
+
+        try:
+            return int(self._client.publish(self.channel, json.dumps({"version": version})))
+        except (RedisError, OSError):
+            return None
+
+    def close(self) -> None:
+        self._client.close()
+
+
 def announce(redis_url: str, channel: str, version: str, *, timeout_s: float = 2.0) -> int | None:
-    """Tell the replicas that ``version`` is published.
-
-    Returns:
-        How many subscribers heard it, or None when Redis could not be reached (the
-        replicas then pick the version up at their next periodic check).
-    """
-    from redis.exceptions import RedisError
-
-    client = _client(redis_url, timeout_s)
+    """`Announcer.announce` once (a connection of its own)."""
+    announcer = Announcer(redis_url, channel, timeout_s=timeout_s)
     try:
-        return int(client.publish(channel, json.dumps({"version": version})))
-    except (RedisError, OSError):
-        return None
+        return announcer.announce(version)
     finally:
-        client.close()
+        announcer.close()
 
 
 class RedisNotices:
