@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -175,15 +175,31 @@ def explain(
                                                    "the subject's active keys)")] = None,
     trust: Annotated[str | None, typer.Option(help="tenant trust (default: from the "
                                                     "registry)")] = None,
+    published: Annotated[bool, typer.Option(
+        "--published", help="explain the published version (what replicas enforce) instead "
+        "of the files")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Allow or deny, and the policy line that decided."""
-    from secure_aiaas.policy import PolicyEngine
+    from secure_aiaas.policy import PolicyEngine, PolicyValidationError
 
     cfg = settings()
-    engine = PolicyEngine(cfg.policy_dir, model_file=cfg.policy.model_file,
-                          policy_file=cfg.policy.policy_file)
-    engine.load()
+    if published:
+        from secure_aiaas.crypto import load_keys
+        from secure_aiaas.policy import PublishedOrigin, published_store
+
+        store = published_store(cfg, run_service_call(load_keys, cfg.keys_dir).data_key)
+        run_service_call(store.create_schema)
+        engine = PolicyEngine(PublishedOrigin(store))
+    else:
+        engine = PolicyEngine(cfg.policy_dir, model_file=cfg.policy.model_file,
+                              policy_file=cfg.policy.policy_file)
+    try:
+        run_service_call(engine.load)
+    except PolicyValidationError as exc:
+        fail("\n".join(exc.errors))
+    finally:
+        engine.origin.close()
     from secure_aiaas.cli.tenants import _registry
     from secure_aiaas.errors import NotFoundError
 
@@ -201,7 +217,7 @@ def explain(
         fail(f"{subject} holds no active key in {tenant}; pass --role to evaluate one")
     loaded = engine.loaded
     assert loaded is not None
-    results = []
+    results: list[dict[str, Any]] = []
     for r in roles:
         decision = engine.decide_for(subject, r, tenant, trust, obj, action,
                                      operator=operator)

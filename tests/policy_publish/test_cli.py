@@ -173,3 +173,16 @@ def test_publish_without_redis_still_publishes(env: dict[str, str]) -> None:
     published = run_cli(dead, "policy", "publish")
     assert published.returncode == 0 and "Redis could not be reached" in published.stdout
     assert len(_published(env)) == 1
+
+
+def test_explain_published_shows_what_replicas_enforce(env: dict[str, str],
+                                                       policy_dir: Path) -> None:
+    provision(env, {"acme": "trusted"}, {"zoe": ("acme", "zoe", "user")})
+    args = ("policy", "explain", "zoe", "acme", "audit:own", "read", "--json")
+    nothing = run_cli(env, *args, "--published")
+    assert nothing.returncode == 1 and "policy publish" in nothing.stderr
+    assert run_cli(env, "policy", "publish").returncode == 0
+    with (policy_dir / "policy.csv").open("a") as fh:  # edited, not published
+        fh.write("g, zoe, auditor, acme\n")
+    assert json.loads(run_cli(env, *args).stdout)["allowed"] is True
+    assert json.loads(run_cli(env, *args, "--published").stdout)["allowed"] is False

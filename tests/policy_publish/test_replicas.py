@@ -3,6 +3,7 @@ outages. Each replica has its own store (its own connections), as separate proce
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -176,3 +177,93 @@ def test_a_replica_that_cannot_reach_the_database_goes_stale_then_recovers(
         proxy.heal()
         until(lambda: engine.fresh, timeout=5)
         assert engine.decide_for(*args).allowed
+
+
+class _CountingOrigin:
+    """The real published origin, counting how often the watcher asks it."""
+
+    kind = "published"
+
+    def __init__(self, inner: PublishedOrigin) -> None:
+        self.inner = inner
+        self.stamps = 0
+
+    def stamp(self) -> object:
+        self.stamps += 1
+        return self.inner.stamp()
+
+    def read(self) -> object:
+        return self.inner.read()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_flood_of_forged_notices_costs_bounded_checks_and_changes_nothing(
+        pg_url: str, pg_store: PublishedPolicyStore, seal_key: bytes, redis_url: str,
+        channel: str) -> None:
+    import redis
+
+    origin = _CountingOrigin(PublishedOrigin(PublishedPolicyStore(pg_url, seal_key=seal_key)))
+    notices = RedisNotices(redis_url, channel)
+    engine = PolicyEngine(origin, reload_interval_s=30.0, notices=notices)  # type: ignore[arg-type]
+    version = engine.load().source.version
+    engine.start_watching()
+    try:
+        until(lambda: notices.listening, timeout=5)
+        client = redis.Redis.from_url(redis_url)
+        sent = 2000
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(sent):  # names of versions that were never published, and junk
+                pipe.publish(channel, json.dumps({"version": f"{i:012x}"}) if i % 2 else "x" * 4096)
+            pipe.execute()
+        client.close()
+        until(lambda: notices.heard == sent, timeout=20)
+        checks = origin.stamps
+        time.sleep(0.3)
+        assert origin.stamps - checks <= 2  # the flood's wake-ups have drained
+    finally:
+        engine.stop_watching()
+    # Checks are bounded by time (one per 50 ms gap), not by the number of notices.
+    assert origin.stamps < sent / 10
+    assert engine.version == version and engine.fresh and engine.last_error is None
+
+
+def test_concurrent_publishers_serialise(db_url: str, seal_key: bytes, policy_dir: Path,
+                                         tmp_path: Path) -> None:
+    import shutil
+    import threading
+
+    stores = [PublishedPolicyStore(db_url, seal_key=seal_key) for _ in range(4)]
+    stores[0].create_schema()
+    dirs = []
+    for i in range(4):
+        copy = tmp_path / f"p{i}"
+        shutil.copytree(policy_dir, copy)
+        with (copy / "policy.csv").open("a") as fh:
+            fh.write(f"g, zoe{i}, auditor, acme\n")
+        dirs.append(copy)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            for _ in range(3):
+                publish(stores[i], dirs[i])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    history = stores[0].history()
+    for store in stores:
+        store.dispose()
+    assert errors == []
+    seqs = [a.seq for a in history]
+    assert seqs == sorted(seqs, reverse=True) == list(range(len(seqs), 0, -1))
+    assert all(a.intact for a in history)
+    # Each activation's "previous" is the one before it: one line of history, no fork.
+    for newer, older in zip(history, history[1:]):
+        assert newer.previous == older.version != newer.version
