@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,9 +29,23 @@ class PolicySettings(BaseModel):
     policy_file: str = "policy.csv"
     # How often the policy directory is checked for edits (the issue asks for < 2 s).
     reload_interval_s: float = Field(default=0.5, gt=0, le=2.0)
-    # A policy that cannot be confirmed against its files (deleted, unreadable, an edit
-    # rejected) keeps deciding this long, then every request is refused (503, not ready).
+    # A policy that cannot be confirmed against its origin (files deleted, unreadable, an
+    # edit rejected; a publication refused, the database unreachable) keeps deciding this
+    # long, then every request is refused (503, not ready).
     stale_after_s: float = Field(default=60.0, gt=0)
+    # Where the enforced policy comes from: "files" (the policy directory, checked every
+    # reload_interval_s) or "published" (the version `secure-aiaas policy publish` stored in
+    # the database: replicas). Published: a Redis notice (SAIAAS_REDIS_URL) triggers a reload
+    # at once; the current version is also checked every published_check_s (safety net).
+    source: Literal["files", "published"] = "files"
+    published_check_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_confirms_before_stale(self) -> PolicySettings:
+        if self.source == "published" and self.published_check_s >= self.stale_after_s:
+            raise ValueError("policy.published_check_s must be below policy.stale_after_s, "
+                             "or every replica goes stale between two checks")
+        return self
 
 
 class AuditSettings(BaseModel):

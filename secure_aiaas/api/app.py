@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
     from secure_aiaas.privacy import ScrubberService, TenantKeys
 from secure_aiaas.pipeline import Capabilities, Pipeline
-from secure_aiaas.policy import PolicyEngine, PolicyValidationError
+from secure_aiaas.policy import PolicyEngine, PolicyValidationError, build_policy_engine
 
 log = structlog.get_logger(__name__)
 
@@ -73,10 +73,8 @@ def build_spine(settings: Settings) -> Spine:
     registry = Registry(settings.resolved_database_url(), keys.apikey_hmac_key,
                         timeout_s=settings.audit.write_timeout_s)
     registry.create_schema()
-    policy = PolicyEngine(settings.policy_dir, model_file=settings.policy.model_file,
-                          policy_file=settings.policy.policy_file,
-                          reload_interval_s=settings.policy.reload_interval_s,
-                          stale_after_s=settings.policy.stale_after_s)
+    # The policy directory, or (SAIAAS_POLICY__SOURCE=published) the published version.
+    policy = build_policy_engine(settings, data_key=keys.data_key)
     try:
         policy.load()
     except PolicyValidationError as exc:

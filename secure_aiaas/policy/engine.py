@@ -1,10 +1,12 @@
 """Casbin RBAC with domains: decisions with the rule that made them, and hot reload.
 
 The live enforcer is replaced whole, never edited in place: a reload builds and validates a
-new one from the files and swaps the reference, so a request sees either the old policy or
-the new one. An invalid edit is rejected (logged; readiness shows it) and the last good policy
-stays — but only for ``stale_after_s``: a policy that cannot be confirmed against its files
-for longer (deleted, unreadable, broken) stops deciding and every request is refused (503).
+new one from its origin (the policy directory, or the version published to the shared
+database: see `origins` and `published`) and swaps the reference, so a request sees either
+the old policy or the new one. An invalid version is rejected (logged; readiness shows it)
+and the last good policy stays — but only for ``stale_after_s``: a policy that cannot be
+confirmed against its origin for longer (files deleted, unreadable or broken; a publication
+refused; the database unreachable) stops deciding and every request is refused (503).
 With no policy loaded, every request is refused too; an enforcer that raises is a denial.
 """
 
@@ -12,25 +14,23 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-import casbin
+import casbin  # type: ignore[import-untyped]  # no stubs or py.typed
 import structlog
 
-from secure_aiaas.errors import PolicyUnavailableError
+from secure_aiaas.errors import PolicyUnavailableError, StoreUnavailableError
 from secure_aiaas.names import CUSTOMER_DOMAIN, GLOBAL_ROLES, OPERATOR_DOMAIN, SUBJECT_PREFIX
-from secure_aiaas.policy.loader import (
-    PolicySource,
-    PolicyValidationError,
-    build_enforcer,
-    policy_files,
-    read_policy,
-)
+from secure_aiaas.policy.loader import PolicySource, PolicyValidationError, build_enforcer
+from secure_aiaas.policy.origins import FileOrigin, PolicyOrigin
 from secure_aiaas.types import Decision, Principal
 
 log = structlog.get_logger(__name__)
 _CACHE_LIMIT = 4096
+_MIN_CHECK_GAP_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -46,44 +46,53 @@ class LoadedPolicy:
         return None
 
 
-class PolicyEngine:
-    """The current policy, its decisions, and a watcher that reloads it on edit."""
+class PolicyNotices(Protocol):
+    """Something that wakes the watcher when a new policy may be there (Redis pub/sub)."""
 
-    def __init__(self, policy_dir: Path, *, model_file: str = "model.conf",
+    def start(self, on_notice: Callable[[], None]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class PolicyEngine:
+    """The current policy, its decisions, and a watcher that reloads it when it changes."""
+
+    def __init__(self, origin: Path | PolicyOrigin, *, model_file: str = "model.conf",
                  policy_file: str = "policy.csv", reload_interval_s: float = 0.5,
-                 stale_after_s: float = 60.0) -> None:
-        self.policy_dir = policy_dir
-        self._model_file = model_file
-        self._policy_file = policy_file
+                 stale_after_s: float = 60.0, notices: PolicyNotices | None = None) -> None:
+        """Args:
+            origin: the policy directory, or another origin (the published policy).
+            model_file, policy_file: file names within a policy directory.
+            reload_interval_s: how often the watcher checks the origin.
+            stale_after_s: how long a policy that cannot be confirmed keeps deciding.
+            notices: wakes the watcher at once when a new version is announced.
+        """
+        self.origin: PolicyOrigin = (FileOrigin(origin, model_file, policy_file)
+                                     if isinstance(origin, Path) else origin)
         self._interval = reload_interval_s
         self._stale_after = stale_after_s
-        # When the loaded policy was last confirmed to be what the files say (monotonic).
+        self._notices = notices
+        # When the loaded policy was last confirmed to be what the origin says (monotonic).
         self._confirmed_at = 0.0
         self._watching = False
         self._current: LoadedPolicy | None = None
         self._cache: dict[tuple[str | bool, ...], Decision] = {}
         # Casbin's role manager creates role nodes lazily during enforce(): serialise it.
         self._lock = threading.Lock()
-        self._stamp: tuple[tuple[str, float, int], ...] = ()
+        # One check of the origin at a time (the watcher, a notice, a caller).
+        self._reload_lock = threading.Lock()
+        self._stamp: Hashable = None
+        self._unreachable = False
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
 
     # -- loading --------------------------------------------------------------------------
-    def _file_stamp(self) -> tuple[tuple[str, float, int], ...]:
-        stamp = []
-        for path in policy_files(self.policy_dir, self._model_file, self._policy_file):
-            try:
-                st = path.stat()
-                stamp.append((path.name, st.st_mtime, st.st_size))
-            except FileNotFoundError:
-                stamp.append((path.name, 0.0, -1))
-        return tuple(stamp)
-
     def load(self) -> LoadedPolicy:
-        """Load from disk; raises PolicyValidationError and keeps the previous policy."""
-        stamp = self._file_stamp()
-        source = read_policy(self.policy_dir, self._model_file, self._policy_file)
+        """Load from the origin; raises PolicyValidationError (or StoreUnavailableError) and
+        keeps the previous policy."""
+        stamp, source = self.origin.read()
         loaded = LoadedPolicy(source=source, enforcer=build_enforcer(source),
                               allow_explainer=build_enforcer(source, explain_allows=True))
         with self._lock:
@@ -95,24 +104,53 @@ class PolicyEngine:
         return loaded
 
     def reload_if_changed(self) -> bool:
-        """Reload when a policy file changed. Returns True when a new policy went live."""
-        stamp = self._file_stamp()
-        if stamp == self._stamp:
-            if self.last_error is None:
-                self._confirmed_at = time.monotonic()  # the files still say what we enforce
-            return False
-        self._stamp = stamp  # don't retry a rejected edit until the files change again
-        previous = self.version
-        try:
-            loaded = self.load()
-        except PolicyValidationError as exc:
-            self.last_error = "; ".join(exc.errors)
-            log.error("policy.reload_rejected", errors=exc.errors, kept_version=previous,
-                      refused_after_s=self._stale_after)
-            return False
-        if loaded.source.version != previous:
-            log.info("policy.reloaded", version=loaded.source.version, previous=previous)
-        return True
+        """Reload when the origin changed. Returns True when a new policy went live.
+
+        An origin that cannot be reached confirms nothing: the loaded policy ages towards
+        ``stale_after_s``, and the next check that reaches it confirms it again.
+        """
+        with self._reload_lock:
+            try:
+                stamp = self.origin.stamp()
+            except StoreUnavailableError:
+                self._note_unreachable()
+                return False
+            self._note_reachable()
+            if stamp == self._stamp:
+                if self.last_error is None:
+                    self._confirmed_at = time.monotonic()  # the origin still says what we enforce
+                return False
+            previous = self.version
+            try:
+                loaded = self.load()
+            except StoreUnavailableError:
+                self._note_unreachable()  # not refused: read again on the next tick
+                return False
+            except PolicyValidationError as exc:
+                self._stamp = stamp  # don't retry a refused version until the origin changes
+                self.last_error = "; ".join(exc.errors)
+                log.error("policy.reload_rejected", origin=self.origin.kind, errors=exc.errors,
+                          kept_version=previous, refused_after_s=self._stale_after)
+                return False
+            if loaded.source.version != previous:
+                log.info("policy.reloaded", origin=self.origin.kind,
+                         version=loaded.source.version, previous=previous)
+            return True
+
+    def _note_unreachable(self) -> None:
+        if not self._unreachable:  # once per outage, not once per tick
+            log.error("policy.origin_unreachable", origin=self.origin.kind,
+                      version=self.version, refused_after_s=self._stale_after)
+        self._unreachable = True
+
+    def _note_reachable(self) -> None:
+        if self._unreachable:
+            log.info("policy.origin_reachable", origin=self.origin.kind)
+        self._unreachable = False
+
+    def wake(self) -> None:
+        """Check the origin now (a notice said a new version may be there)."""
+        self._wake.set()
 
     def start_watching(self) -> None:
         self._watching = True
@@ -120,20 +158,32 @@ class PolicyEngine:
         self._stop.clear()
         self._thread = threading.Thread(target=self._watch, name="policy-watcher", daemon=True)
         self._thread.start()
+        if self._notices is not None:
+            self._notices.start(self.wake)
 
     def stop_watching(self) -> None:
         self._watching = False
         self._stop.set()
+        self._wake.set()
+        if self._notices is not None:
+            self._notices.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self.origin.close()
 
     def _watch(self) -> None:
-        while not self._stop.wait(self._interval):
+        while True:
+            self._wake.wait(self._interval)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
             try:
                 self.reload_if_changed()
             except Exception:  # a watcher that dies silently would freeze the policy
                 log.exception("policy.watch_failed")
+            # A flood of notices costs at most one cheap check per gap.
+            self._stop.wait(_MIN_CHECK_GAP_S)
 
     # -- decisions ------------------------------------------------------------------------
     @property
@@ -146,7 +196,7 @@ class PolicyEngine:
 
     @property
     def fresh(self) -> bool:
-        """Whether the loaded policy may decide: confirmed against its files recently enough.
+        """Whether the loaded policy may decide: confirmed against its origin recently enough.
 
         Only a watching engine (the server's) ages; a one-shot engine (CLI) is fresh.
         """
@@ -156,8 +206,9 @@ class PolicyEngine:
 
     def state(self) -> dict[str, object]:
         """What readiness may show anyone: no error text, no rules."""
-        return {"loaded": self._current is not None, "version": self.version,
-                "fresh": self.fresh, "rejected_edit": self.last_error is not None}
+        return {"source": self.origin.kind, "loaded": self._current is not None,
+                "version": self.version, "fresh": self.fresh,
+                "rejected_edit": self.last_error is not None}
 
     def _usable(self) -> LoadedPolicy:
         current = self._current

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import casbin
-from casbin.model import Model
+import casbin  # type: ignore[import-untyped]  # no stubs or py.typed
+from casbin.model import Model  # type: ignore[import-untyped]
 
 from secure_aiaas.names import (
     BUILTIN_ROLES,
@@ -188,10 +188,19 @@ def read_policy(policy_dir: Path, model_file: str, policy_file: str) -> PolicySo
     Each file is read once: the version is the digest of exactly the bytes parsed, so an
     edit racing the read can never produce a version that names other content.
     """
-    paths = policy_files(policy_dir, model_file, policy_file)
+    return parse_policy(read_policy_files(policy_dir, model_file, policy_file), model_file,
+                        policy_file)
+
+
+def read_policy_files(policy_dir: Path, model_file: str, policy_file: str) -> dict[str, bytes]:
+    """The policy files' bytes by name, each read once (what `parse_policy` takes).
+
+    Raises:
+        PolicyValidationError: a file is missing or unreadable.
+    """
     contents: dict[str, bytes] = {}
     errors: list[str] = []
-    for path in paths:
+    for path in policy_files(policy_dir, model_file, policy_file):
         try:
             contents[path.name] = path.read_bytes()
         except FileNotFoundError:
@@ -200,7 +209,7 @@ def read_policy(policy_dir: Path, model_file: str, policy_file: str) -> PolicySo
             errors.append(f"{path.name}:0: cannot be read ({type(exc).__name__})")
     if errors:
         raise PolicyValidationError(errors)
-    return parse_policy(contents, model_file, policy_file)
+    return contents
 
 
 def parse_policy(contents: dict[str, bytes], model_file: str, policy_file: str) -> PolicySource:
