@@ -10,9 +10,8 @@ and ``tenant_prev_hash`` make a fork impossible even if that serialisation were 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -60,6 +59,8 @@ def _bounded(value: Any, limit: int) -> str | None:
     if value is None:
         return None
     text_value = value if isinstance(value, str) else str(value)
+    if len(text_value) <= limit and text_value.isprintable() and text_value.isascii():
+        return text_value or None  # the common case: nothing to clean
     if not text_value.isprintable():
         text_value = "".join(ch for ch in text_value if ch.isprintable())
     try:
@@ -71,16 +72,16 @@ def _bounded(value: Any, limit: int) -> str | None:
     return text_value or None
 
 
-def _details_json(details: dict[str, object]) -> str:
-    """Canonical JSON of ``details``; never raises (an unencodable value becomes its type)."""
-    def unencodable(obj: object) -> str:
-        return f"<{type(obj).__name__}>"
+_DUMPS = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
+                          default=lambda obj: f"<{type(obj).__name__}>").encode
 
+
+def _details_json(details: Mapping[str, object]) -> str:
+    """Canonical JSON of ``details``; never raises (an unencodable value becomes its type)."""
     try:
-        encoded = json.dumps(details, sort_keys=True, separators=(",", ":"),
-                             default=unencodable)
+        encoded = _DUMPS(details)
     except (TypeError, ValueError):  # non-string keys that cannot be sorted, cycles
-        encoded = json.dumps({"unencodable": True}, sort_keys=True, separators=(",", ":"))
+        encoded = '{"unencodable":true}'
     if len(encoded) > MAX_DETAILS_CHARS:
         encoded = json.dumps({"truncated": True, "chars": len(encoded)}, sort_keys=True,
                              separators=(",", ":"))
@@ -93,20 +94,51 @@ def event_fields(event: AuditEvent) -> dict[str, Any]:
     Never raises, whatever the event holds: every text is bounded and stripped of NUL and
     control characters (PostgreSQL refuses NUL in text), details always encode.
     """
-    fields = asdict(event)
-    details = event.details if isinstance(event.details, dict) else {}
-    fields["details"] = _details_json(details)
-    try:
-        fields["latency_ms"] = round(float(event.latency_ms), 3)
-    except (TypeError, ValueError):
-        fields["latency_ms"] = None
-    fields["status"] = event.status if isinstance(event.status, int) else None
+    details = event.details if isinstance(event.details, Mapping) else {}
     model = details.get("model")
-    fields["model"] = model if isinstance(model, str) and model else None
-    # Empty strings become NULL, so every export format (CSV too) round-trips exactly.
-    for name in _STR_FIELDS:
-        fields[name] = _bounded(fields.get(name), _BOUNDS[name])
+    try:
+        latency: float | None = round(float(event.latency_ms), 3)
+    except (TypeError, ValueError):
+        latency = None
+    fields: dict[str, Any] = {
+        # Empty strings become NULL, so every export format (CSV too) round-trips exactly.
+        name: _bounded(getattr(event, name), _BOUNDS[name]) for name in _EVENT_STR_FIELDS}
+    fields["model"] = _bounded(model, _BOUNDS["model"]) if isinstance(model, str) else None
+    fields["status"] = event.status if isinstance(event.status, int) else None
+    fields["latency_ms"] = latency
+    fields["details"] = _details_json(details)
     return fields
+
+
+_EVENT_STR_FIELDS = tuple(name for name in _STR_FIELDS if name != "model")
+
+
+# The content columns in the order the raw insert lists them (after seq and the links).
+_INSERT_CONTENT: tuple[str, ...] = tuple(c.name for c in events_table.columns
+                                         if c.name not in ("seq", "prev_hash",
+                                                           "tenant_prev_hash", "hash"))
+
+
+class _RawSQL:
+    """The append path's statements as DB-API SQL for one dialect (qmark / pyformat)."""
+
+    def __init__(self, *, sqlite: bool) -> None:
+        mark = "?" if sqlite else "%s"
+        self._mark = mark
+        columns = ("seq", "prev_hash", "tenant_prev_hash", "hash", *_INSERT_CONTENT)
+        self.head = ("SELECT seq, hash FROM audit_head WHERE id = 1"
+                     + ("" if sqlite else " FOR UPDATE"))
+        self.insert_events = (f"INSERT INTO audit_events ({', '.join(columns)}) "
+                              f"VALUES ({', '.join([mark] * len(columns))})")
+        self.update_head = f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1"
+        self.update_tenant = (f"UPDATE audit_tenant_heads SET seq = {mark}, hash = {mark} "
+                              f"WHERE tenant = {mark}")
+        self.insert_tenant = ("INSERT INTO audit_tenant_heads (tenant, checkpointed_seq, seq, "
+                              f"hash) VALUES ({mark}, {mark}, {mark}, {mark})")
+
+    def tenant_heads(self, count: int) -> str:
+        return ("SELECT tenant, hash FROM audit_tenant_heads WHERE tenant IN "
+                f"({', '.join([self._mark] * count)})")
 
 
 # -- append-only, enforced by the database -----------------------------------------------
@@ -187,6 +219,7 @@ class SqlAuditStore:
             update(tenant_heads_table).where(tenant_heads_table.c.tenant == bindparam("t_name"))
             .values(seq=bindparam("t_seq"), hash=bindparam("t_hash")))
         self._sql_insert_tenant = insert(tenant_heads_table)
+        self._raw = _RawSQL(sqlite=self._sqlite)
 
     # -- schema ---------------------------------------------------------------------------
     def create_schema(self) -> None:
@@ -248,37 +281,49 @@ class SqlAuditStore:
             raise AuditError() from exc
 
     def append_locked(self, conn: Connection, batch: list[dict[str, Any]]) -> list[int]:
-        """Append stored-form records inside ``conn``'s transaction (takes the head lock)."""
-        seq, prev = self._lock_head(conn)
-        tenants = {f["tenant"] for f in batch if f.get("tenant") is not None}
-        heads: dict[str, str] = {}
-        if tenants:
-            heads = {r.tenant: r.hash for r in conn.execute(
-                self._sql_tenant_heads, {"tenants": sorted(tenants)})}
-        known = set(heads)
-        rows = []
-        for fields in batch:
-            seq += 1
-            tenant = fields.get("tenant")
-            tprev = None if tenant is None else heads.get(tenant, tenant_genesis(tenant))
-            digest = hash_content(seq, prev, tprev, content_bytes(fields))
-            rows.append({**fields, "seq": seq, "prev_hash": prev, "tenant_prev_hash": tprev,
-                         "hash": digest})
-            prev = digest
-            if tenant is not None:
-                heads[tenant] = digest
-        conn.execute(self._sql_insert_events, rows)
-        conn.execute(self._sql_update_head, {"h_seq": seq, "h_hash": prev})
-        last_seq = {r["tenant"]: r["seq"] for r in rows if r["tenant"] is not None}
-        moved = [{"t_name": t, "t_seq": last_seq[t], "t_hash": heads[t]}
-                 for t in sorted(tenants) if t in known]
-        new = [{"tenant": t, "checkpointed_seq": 0, "seq": last_seq[t], "hash": heads[t]}
-               for t in sorted(tenants) if t not in known]
-        if moved:
-            conn.execute(self._sql_update_tenant, moved)
-        if new:
-            conn.execute(self._sql_insert_tenant, new)
-        return [row["seq"] for row in rows]
+        """Append stored-form records inside ``conn``'s transaction (takes the head lock).
+
+        On every request's path: the statements go straight to the DB-API cursor of the
+        transaction's connection (SQLAlchemy's per-statement machinery cost more than the
+        rest of an append together).
+        """
+        sql = self._raw
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql.head)
+            seq, prev = cursor.fetchone()
+            seq, prev = int(seq), str(prev)
+            tenants = sorted({f["tenant"] for f in batch if f.get("tenant") is not None})
+            heads: dict[str, str] = {}
+            if tenants:
+                cursor.execute(sql.tenant_heads(len(tenants)), tenants)
+                heads = {str(t): str(h) for t, h in cursor.fetchall()}
+            known = set(heads)
+            values = []
+            last_seq: dict[str, int] = {}
+            first = seq + 1
+            for fields in batch:
+                seq += 1
+                tenant = fields.get("tenant")
+                tprev = None if tenant is None else heads.get(tenant) or tenant_genesis(tenant)
+                digest = hash_content(seq, prev, tprev, content_bytes(fields))
+                values.append((seq, prev, tprev, digest,
+                               *[fields.get(name) for name in _INSERT_CONTENT]))
+                prev = digest
+                if tenant is not None:
+                    heads[tenant] = digest
+                    last_seq[tenant] = seq
+            cursor.executemany(sql.insert_events, values)
+            cursor.execute(sql.update_head, (seq, prev))
+            moved = [(last_seq[t], heads[t], t) for t in tenants if t in known]
+            new = [(t, 0, last_seq[t], heads[t]) for t in tenants if t not in known]
+            if moved:
+                cursor.executemany(sql.update_tenant, moved)
+            if new:
+                cursor.executemany(sql.insert_tenant, new)
+        finally:
+            cursor.close()
+        return list(range(first, seq + 1))
 
     def write_checkpoint(
         self, signing_key: Ed25519PrivateKey, key_id: str, ts: str
