@@ -63,6 +63,10 @@ class ServerSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     # Bodies larger than this are refused before they are parsed (413).
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # uvicorn worker processes on this host. More than one needs state they can share:
+    # quotas and the anonymous budget in Redis (SAIAAS_REDIS_URL); the SQLite stores are
+    # shared through the file (appends serialise on its write lock).
+    workers: int = Field(default=1, ge=1, le=64)
 
 
 class LimitsSettings(BaseModel):

@@ -9,11 +9,19 @@ a tenant name from the tenant registry (only ever taken from an authenticated pr
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -55,16 +63,18 @@ class Metrics:
             ["tenant", "limit"], registry=r)
         self.queue_depth = Gauge(
             "saiaas_queue_depth", "Requests waiting for compute, sampled at scrape time",
-            ["queue", "model"], registry=r)
+            ["queue", "model"], registry=r, multiprocess_mode="livesum")
         self.queue_capacity = Gauge(
             "saiaas_queue_capacity", "Bound of each compute queue (full: 503 at once)",
-            ["queue", "model"], registry=r)
+            ["queue", "model"], registry=r,
+            multiprocess_mode="livesum")
         self.queue_wait = Histogram(
             "saiaas_queue_wait_seconds", "Time waited in a compute queue (plaintext: the "
             "longest wait in each batch)", ["queue"], buckets=_LATENCY, registry=r)
         self.queue_rejections = Gauge(
             "saiaas_queue_rejected", "Requests refused by a full queue since start",
-            ["queue", "model"], registry=r)
+            ["queue", "model"], registry=r,
+            multiprocess_mode="livesum")
         self.batch_rows = Histogram(
             "saiaas_batch_rows", "Rows per executed forward pass", ["model"],
             buckets=_BATCH, registry=r)
@@ -75,13 +85,15 @@ class Metrics:
             "saiaas_he_evaluation_seconds", "Homomorphic evaluation time in a worker",
             ["task"], buckets=_HE, registry=r)
         self.he_workers = Gauge(
-            "saiaas_he_workers", "HE evaluation worker processes", registry=r)
+            "saiaas_he_workers", "HE evaluation worker processes", registry=r,
+            multiprocess_mode="livesum")
         self.audit_append = Histogram(
             "saiaas_audit_append_seconds", "Time for a request's audit record to be "
             "durably committed (group commit wait included)", buckets=_AUDIT, registry=r)
         self.audit_commit = Gauge(
             "saiaas_audit_last_commit_seconds", "Duration of the last group commit",
-            registry=r)
+            registry=r,
+            multiprocess_mode="livesum")
         self.pii = Counter(
             "saiaas_pii_entities_total", "Personal-data entities found, by type",
             ["entity"], registry=r)
@@ -133,4 +145,16 @@ class Metrics:
             self.audit_commit.set(audit_last_commit_ms / 1000)
 
     def render(self) -> bytes:
+        """The exposition text; with several worker processes (Prometheus multiprocess mode,
+        ``PROMETHEUS_MULTIPROC_DIR``), every worker's samples merged."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged)
         return generate_latest(self.registry)
+
+    @staticmethod
+    def process_exited() -> None:
+        """Drop this process's live gauges from the merged view (multiprocess mode)."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(os.getpid())

@@ -7,6 +7,7 @@ the audit store cannot be initialised: a service that cannot authorize or record
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ async def build_scrubber(settings: Settings) -> ScrubberService:
     limits = settings.limits
     cfg = settings.privacy
     return await ScrubberService.start(
-        store, model_name=cfg.spacy_model, processes=cfg.processes or None,
+        store, model_name=cfg.spacy_model, processes=cfg.processes or _cores_per_worker(settings),
         batch_size=cfg.batch_size, pii_model=cfg.pii_model,
         limits=ScrubLimits(max_text_chars=limits.max_text_chars,
                            max_request_chars=limits.max_request_chars,
@@ -155,7 +156,8 @@ def build_he_pool(settings: Settings, models: ModelPool,
     contexts = SqlContextStore(settings.resolved_database_url(),
                                timeout_s=settings.audit.write_timeout_s)
     contexts.create_schema()
-    pool = HEPool(store_dir=settings.data_dir / "he", workers=cfg.workers,
+    pool = HEPool(store_dir=settings.data_dir / "he",
+                  workers=cfg.workers or _cores_per_worker(settings),
                   limits=HELimits(max_context_bytes=cfg.max_context_bytes,
                                   max_contexts=cfg.max_contexts, max_pending=cfg.max_pending,
                                   max_contexts_per_tenant=cfg.max_contexts_per_tenant,
@@ -194,6 +196,24 @@ async def _final_flush(pipeline: Pipeline) -> None:
         await pipeline.flush_refusals()
     except ServiceError:
         log.error("audit.refusals_flush_failed")
+
+
+def _cores_per_worker(settings: Settings) -> int:
+    """Child processes each pool may start by default: the cores shared by the workers."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    return max(1, cores // settings.server.workers)
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process (`secure-aiaas serve --workers N`): settings and
+    logging from the environment the parent set up."""
+    from secure_aiaas.config import get_settings
+    from secure_aiaas.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log.level, json_logs=settings.log.json_logs)
+    return create_app(settings)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -251,6 +271,7 @@ def create_app(settings: Settings) -> FastAPI:
             spine.audit.close()  # drains appends and signs a final checkpoint
             spine.audit.store.dispose()
             spine.registry.dispose()
+            Metrics.process_exited()
             log.info("service.stopped")
 
     app = FastAPI(title="secure_aiaas", version=__version__, lifespan=lifespan,

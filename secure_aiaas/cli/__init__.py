@@ -82,8 +82,12 @@ def keys_export_public(
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="worker processes (default SAIAAS_SERVER__WORKERS, 1)")] = None,
 ) -> None:
     """Serve the API with uvicorn."""
+    import shutil
+
     import uvicorn
 
     from secure_aiaas.api.app import create_app
@@ -91,9 +95,25 @@ def serve(
 
     settings = _common.settings()
     configure_logging(settings.log.level, json_logs=settings.log.json_logs)
-    uvicorn.run(create_app(settings), host=host or settings.server.host,
-                port=port or settings.server.port, log_config=None, access_log=False,
-                server_header=False, lifespan="on")
+    count = workers or settings.server.workers
+    bind = {"host": host or settings.server.host, "port": port or settings.server.port,
+            "log_config": None, "access_log": False, "server_header": False,
+            "lifespan": "on"}
+    if count == 1:
+        uvicorn.run(create_app(settings), **bind)  # type: ignore[arg-type]
+        return
+    if not settings.redis_url:
+        _common.fail("--workers > 1 needs SAIAAS_REDIS_URL: quotas and the anonymous budget "
+                     "must be shared by the workers, not kept per process")
+    # Prometheus multiprocess mode: every worker writes its samples under one directory,
+    # `GET /metrics` (on any worker) merges them. Set before the workers start.
+    metrics_dir = settings.data_dir / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    os.environ["SAIAAS_SERVER__WORKERS"] = str(count)
+    uvicorn.run("secure_aiaas.api.app:app_from_environment", factory=True, workers=count,
+                **bind)  # type: ignore[arg-type]
 
 
 def main() -> NoReturn:  # pragma: no cover - console entry
