@@ -149,7 +149,7 @@ class Metrics:
         ``PROMETHEUS_MULTIPROC_DIR``), every worker's samples merged."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             merged = CollectorRegistry()
-            multiprocess.MultiProcessCollector(merged)
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
             return generate_latest(merged)
         return generate_latest(self.registry)
 
@@ -157,4 +157,4 @@ class Metrics:
     def process_exited() -> None:
         """Drop this process's live gauges from the merged view (multiprocess mode)."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            multiprocess.mark_process_dead(os.getpid())
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

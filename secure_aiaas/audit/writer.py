@@ -63,6 +63,7 @@ class AuditWriter:
         max_batch: int = 256,
         timeout_s: float = 2.0,
         retired_public_keys: dict[str, Ed25519PublicKey] | None = None,
+        linger_s: float = 0.0003,
     ) -> None:
         self.store = store
         self._keys = keys
@@ -81,6 +82,8 @@ class AuditWriter:
         self._last_probe = 0.0
         self._probe: _Probe | None = None
         self._probe_lock = threading.Lock()
+        self._linger_s = linger_s
+        self._last_batch = 0
 
     # -- the audit key, for exports and the published public key -------------------------
     @property
@@ -169,6 +172,7 @@ class AuditWriter:
             return False
         stopping = False
         batch: list[tuple[AuditEvent, Future[int]]] = []
+        deadline = 0.0
         while True:
             if item is _STOP:
                 stopping = True
@@ -181,7 +185,20 @@ class AuditWriter:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                # Under concurrency the others are a few microseconds behind (their tasks are
+                # being resumed by the commit that just ended): wait for them once, briefly,
+                # rather than pay a whole fsync for a batch of one.
+                if self._last_batch <= len(batch) or self._linger_s <= 0:
+                    break
+                now = time.monotonic()
+                deadline = deadline or now + self._linger_s
+                if now >= deadline:
+                    break
+                try:
+                    item = self._queue.get(timeout=deadline - now)
+                except queue.Empty:
+                    break
+        self._last_batch = len(batch)
         try:
             self._commit(batch)
         except BaseException:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import re2  # type: ignore[import-untyped]
+import re2
 from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
