@@ -100,6 +100,24 @@ class InferenceSettings(BaseModel):
     num_threads: int | None = Field(default=None, gt=0)
 
 
+class LLMSettings(BaseModel):
+    """Chat and completion models (`/v1/chat/completions`, `/v1/completions`)."""
+
+    enabled: bool = True
+    # Served chat models ("name" or "name:version"); empty: every registered one.
+    models: list[str] = Field(default_factory=list)
+    # "auto": CUDA with bf16 when present, CPU (bf16) otherwise; or "cpu", "cuda", "cuda:N".
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # Sequences decoded together (continuous batching), waiting ones, context per sequence.
+    max_batch_size: int = Field(default=16, gt=0)
+    max_queue_size: int = Field(default=64, gt=0)
+    max_context_tokens: int = Field(default=2048, gt=0)
+    # When a request gives no max_tokens.
+    default_max_tokens: int = Field(default=512, gt=0)
+    repetition_penalty: float = Field(default=1.1, ge=1.0, le=2.0)
+
+
 class HESettings(BaseModel):
     enabled: bool = True
     # Evaluation worker processes (default: one per core).
@@ -193,6 +211,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     inference: InferenceSettings = InferenceSettings()
     he: HESettings = HESettings()
+    llm: LLMSettings = LLMSettings()
     privacy: PrivacySettings = PrivacySettings()
     scheduling: SchedulingSettings = SchedulingSettings()
     metrics: MetricsSettings = MetricsSettings()

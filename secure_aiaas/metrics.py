@@ -98,6 +98,29 @@ class Metrics:
             "saiaas_pii_entities_total", "Personal-data entities found, by type",
             ["entity"], registry=r)
 
+        self.llm_ttft = Histogram(
+            "saiaas_llm_time_to_first_token_seconds", "Submit to first generated token",
+            ["model"], buckets=_LATENCY, registry=r)
+        self.llm_itl = Histogram(
+            "saiaas_llm_inter_token_seconds", "Between consecutive generated tokens",
+            ["model"], buckets=_LATENCY, registry=r)
+        self.llm_tokens = Counter(
+            "saiaas_llm_tokens_total", "Tokens processed (rate: tokens/s)", ["model", "kind"],
+            registry=r)
+        self.llm_batch = Histogram(
+            "saiaas_llm_batch_size", "Sequences decoded together per engine step", ["model"],
+            buckets=_BATCH, registry=r)
+        self.llm_queue = Gauge(
+            "saiaas_llm_queue_depth", "Generations waiting to join the batch", ["model"],
+            registry=r, multiprocess_mode="livesum")
+        self.llm_requests = Counter(
+            "saiaas_llm_requests_total", "Generations by how they ended",
+            ["model", "finish_reason"], registry=r)
+
+    def llm_observer(self, model: str) -> LLMObserver:
+        """The engine's metrics hooks for one chat model (an `llm.EngineObserver`)."""
+        return LLMObserver(self, model)
+
     # ------------------------------------------------------------------ request path
     def observe_request(self, *, route: str, method: str, decision: str, status: int,
                         seconds: float, tenant: str | None,
@@ -158,3 +181,26 @@ class Metrics:
         """Drop this process's live gauges from the merged view (multiprocess mode)."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+class LLMObserver:
+    """Engine hooks → collectors (called from the engine thread: quick, never raising)."""
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self._m = metrics
+        self._model = model
+
+    def on_step(self, record: Any) -> None:
+        self._m.llm_batch.labels(self._model).observe(record.batch_size)
+        self._m.llm_queue.labels(self._model).set(record.queue_depth)
+        self._m.llm_tokens.labels(self._model, "prompt").inc(record.prefill_tokens)
+        self._m.llm_tokens.labels(self._model, "completion").inc(record.new_tokens)
+
+    def on_first_token(self, seconds: float) -> None:
+        self._m.llm_ttft.labels(self._model).observe(seconds)
+
+    def on_token_gap(self, seconds: float) -> None:
+        self._m.llm_itl.labels(self._model).observe(seconds)
+
+    def on_finish(self, event: Any) -> None:
+        self._m.llm_requests.labels(self._model, str(event.finish_reason)).inc()

@@ -30,11 +30,14 @@ from secure_aiaas.names import MODEL_RE, TENANT_RE
 from secure_aiaas.policy import PolicyEngine
 from secure_aiaas.scheduling import (
     UNLIMITED,
+    UNMETERED,
     Admission,
     AnonymousLimiter,
+    QuotaExceededError,
     Quotas,
     QuotaUnavailableError,
     RefusalTally,
+    TokenGrant,
     set_priority,
 )
 from secure_aiaas.types import AuditEvent, AuditFacts, Decision, Principal
@@ -42,9 +45,11 @@ from secure_aiaas.types import AuditEvent, AuditFacts, Decision, Principal
 if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
     from secure_aiaas.inference import ModelPool
+    from secure_aiaas.llm import ChatModelPool, LLMService
     from secure_aiaas.metrics import Metrics
     from secure_aiaas.privacy import (
         ConversationResult,
+        Profile,
         ScrubberService,
         ScrubResult,
         TenantKeys,
@@ -58,6 +63,7 @@ class Capabilities:
     models: ModelPool | None = None
     he: HEPool | None = None
     scrubber: ScrubberService | None = None
+    chat: ChatModelPool | None = None
     privacy_keys: Callable[[str], TenantKeys] | None = None
     he_context_ttl_s: float = 0.0
     # What readiness waits for: the capabilities this process is configured to serve.
@@ -67,7 +73,8 @@ class Capabilities:
         """Each expected capability: is it up?"""
         checks = {"models": self.models is not None and self.models.ready,
                   "scrubber": self.scrubber is not None and self.scrubber.ready,
-                  "he": self.he is not None}
+                  "he": self.he is not None,
+                  "chat": self.chat is not None and self.chat.ready}
         return {name: ok for name, ok in checks.items() if name in self.expected}
 
 
@@ -132,6 +139,10 @@ class Pipeline:
     @property
     def scrubber(self) -> ScrubberService | None:
         return self.capabilities.scrubber
+
+    @property
+    def chat(self) -> ChatModelPool | None:
+        return self.capabilities.chat
 
     @property
     def privacy_keys(self) -> Callable[[str], TenantKeys] | None:
@@ -252,6 +263,38 @@ class Pipeline:
             inputs = [r.text for r in results]
         return await served.infer(inputs), facts
 
+    def chat_model(self, name: str, facts: AuditFacts) -> tuple[LLMService, AuditFacts]:
+        """A served chat model and the facts naming it; 404 (with those facts)."""
+        chat = self.capabilities.chat
+        if chat is None:
+            raise OverloadedError("chat models are not available", retry_after=5)
+        try:
+            service = chat.get(name)
+        except NotFoundError as exc:
+            raise exc.with_facts(facts) from None
+        return service, facts.detail(model=name, model_version=service.version)
+
+    def privacy_profile(self, principal: Principal, model: str | None) -> Profile:
+        """The privacy profile that applies to this tenant and model."""
+        scrubber, _ = self._scrubber_for(principal)
+        return scrubber.profile_for(principal.tenant, model)
+
+    async def admit_tokens(self, principal: Principal, needed: int,
+                           facts: AuditFacts) -> TokenGrant:
+        """Room for ``needed`` tokens and a stream slot within the tenant's limits (429 /
+        503 with the facts, as `admit`)."""
+        if self.quotas is None:
+            limits = principal.limits
+            if limits.tokens_per_minute or limits.key_tokens_per_minute or limits.max_streams:
+                raise QuotaUnavailableError(retry_after=5).with_facts(facts)
+            return UNMETERED
+        try:
+            return await self.quotas.admit_tokens(principal, needed)
+        except QuotaExceededError as exc:
+            raise exc.with_facts(facts.detail(quota=exc.limit)) from None
+        except QuotaUnavailableError as exc:
+            raise exc.with_facts(facts) from None
+
     @staticmethod
     def count_tokens(served: object, texts: list[str]) -> int:
         """Tokens the model saw (OpenAI's `usage`); 0 for models without a tokenizer."""
@@ -310,6 +353,9 @@ class Pipeline:
         if kind == "he-model":
             he = self.capabilities.he
             return he is not None and he.has_plan(name)
+        if kind == "llm":
+            chat = self.capabilities.chat
+            return chat is not None and name in {s.name for s in chat.services()}
         return False
 
     def unvouched(self, kind: str, value: str) -> str:

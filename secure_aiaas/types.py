@@ -21,6 +21,11 @@ class TenantLimits:
     max_concurrent: int | None = None
     # Higher runs first when compute is queued (0: normal).
     priority: int = 0
+    # Chat and completion models: tokens (prompt + completion) per minute, whole tenant and
+    # per API key, and streams open at once.
+    tokens_per_minute: int | None = None
+    key_tokens_per_minute: int | None = None
+    max_streams: int | None = None
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,14 @@ tenants_table = Table(
     Column("priority", Integer, nullable=False, server_default="0"),
     # An operator tenant runs the service: only its keys may hold global roles.
     Column("operator", Boolean, nullable=False, server_default="0"),
+    Column("tokens_per_minute", Integer),
+    Column("key_tokens_per_minute", Integer),
+    Column("max_streams", Integer),
 )
+# Columns added after the first release, created on an older store by `create_schema`.
+_ADDED_COLUMNS = {"operator": "BOOLEAN NOT NULL DEFAULT false",
+                  "tokens_per_minute": "INTEGER", "key_tokens_per_minute": "INTEGER",
+                  "max_streams": "INTEGER"}
 api_keys_table = Table(
     "api_keys",
     metadata,
@@ -98,7 +105,10 @@ def _tenant(row: Any) -> Tenant:
 def _limits(row: Any) -> TenantLimits:
     return TenantLimits(requests_per_minute=row.requests_per_minute,
                         key_requests_per_minute=row.key_requests_per_minute,
-                        max_concurrent=row.max_concurrent, priority=int(row.priority or 0))
+                        max_concurrent=row.max_concurrent, priority=int(row.priority or 0),
+                        tokens_per_minute=row.tokens_per_minute,
+                        key_tokens_per_minute=row.key_tokens_per_minute,
+                        max_streams=row.max_streams)
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,8 @@ class Registry:
                    tenants_table.c.requests_per_minute,
                    tenants_table.c.key_requests_per_minute,
                    tenants_table.c.max_concurrent, tenants_table.c.priority,
-                   tenants_table.c.operator)
+                   tenants_table.c.operator, tenants_table.c.tokens_per_minute,
+                   tenants_table.c.key_tokens_per_minute, tenants_table.c.max_streams)
             .join(tenants_table, tenants_table.c.name == api_keys_table.c.tenant)
             .where(api_keys_table.c.digest == bindparam("digest"))
         )
@@ -141,13 +152,14 @@ class Registry:
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
-        """Stores created before a column existed get it (the only change so far)."""
+        """Stores created before a column existed get it."""
         try:
             columns = {c["name"] for c in inspect(self._engine).get_columns("tenants")}
-            if "operator" not in columns:
+            missing = [(n, t) for n, t in _ADDED_COLUMNS.items() if n not in columns]
+            if missing:
                 with self._engine.begin() as conn:
-                    conn.execute(text("ALTER TABLE tenants ADD COLUMN operator BOOLEAN "
-                                      "NOT NULL DEFAULT false"))
+                    for name, sql_type in missing:
+                        conn.execute(text(f"ALTER TABLE tenants ADD COLUMN {name} {sql_type}"))
         except SQLAlchemyError as exc:
             raise StoreUnavailableError() from exc
 
@@ -195,7 +207,8 @@ class Registry:
     def set_limits(self, name: str, limits: TenantLimits) -> Tenant:
         """Store a tenant's compute limits (read by every replica on the next request)."""
         for value in (limits.requests_per_minute, limits.key_requests_per_minute,
-                      limits.max_concurrent):
+                      limits.max_concurrent, limits.tokens_per_minute,
+                      limits.key_tokens_per_minute, limits.max_streams):
             if value is not None and value <= 0:
                 raise InputError("limits must be positive (omit a limit for none)")
         with self._engine.begin() as conn:

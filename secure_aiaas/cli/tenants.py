@@ -69,13 +69,20 @@ def tenant_set_limits(
     concurrent: Annotated[int | None, typer.Option("--concurrent", help="requests in "
                                                                         "flight")] = None,
     priority: Annotated[int, typer.Option(help="queue priority (higher first)")] = 0,
+    tpm: Annotated[int | None, typer.Option("--tpm", help="chat tokens (prompt + "
+                                                          "completion) per minute")] = None,
+    key_tpm: Annotated[int | None, typer.Option("--key-tpm", help="chat tokens per minute, "
+                                                                  "per API key")] = None,
+    streams: Annotated[int | None, typer.Option("--streams", help="chat generations in "
+                                                                  "flight")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Set a tenant's quotas and priority (omitted limits: none)."""
     from secure_aiaas.types import TenantLimits
 
     limits = TenantLimits(requests_per_minute=rpm, key_requests_per_minute=key_rpm,
-                          max_concurrent=concurrent, priority=priority)
+                          max_concurrent=concurrent, priority=priority, tokens_per_minute=tpm,
+                          key_tokens_per_minute=key_tpm, max_streams=streams)
     registry = _registry()
     with admin_action("tenant.set-limits", f"tenant:{name}", tenant=name,
                       details=asdict(limits)):

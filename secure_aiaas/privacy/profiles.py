@@ -38,6 +38,7 @@ _ENTITY_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 TIERS = ("accurate", "fast")
 _PROFILE_KEYS = {
     "tier",
+    "restore_answers",
     "entities",
     "operator",
     "operators",
@@ -82,10 +83,20 @@ class Profile:
     allow_list: tuple[str, ...] = ()
     deny_list: dict[str, tuple[str, ...]] = field(default_factory=dict)
     recognizers: tuple[RecognizerSpec, ...] = ()
+    # Chat: put the original values back where a model's answer names a placeholder (for
+    # the tenant that sent them, before the answer leaves the service).
+    restore_answers: bool = False
 
     def operator_for(self, entity_type: str) -> str:
         """The operator applied to one entity type."""
         return self.operators.get(entity_type, self.operator)
+
+    @property
+    def strict(self) -> bool:
+        """Nothing scrubbed ever comes back: no restored answers, no reversible operator.
+        Sensitive tenants may use chat models only under such a profile."""
+        reversible = {self.operator, *self.operators.values()} & {"encrypt"}
+        return not self.restore_answers and not reversible
 
 
 @dataclass(frozen=True)
@@ -194,6 +205,7 @@ def _build(doc: dict[str, Any]) -> PrivacyPolicy:
             allow_list=tuple(spec.get("allow_list") or ()),
             deny_list={e: tuple(v) for e, v in (spec.get("deny_list") or {}).items()},
             recognizers=recognizers,
+            restore_answers=bool(spec.get("restore_answers", False)),
         )
     assignments = tuple(
         (a.get("tenant", "*"), a.get("model", "*"), a["profile"]) for a in doc["assignments"]
@@ -290,6 +302,9 @@ class _Validator:
                 self.err(knode, f"entity name '{ent}' must be UPPER_SNAKE_CASE")
             for term in self.seq(vnode, "deny_list terms"):
                 self.scalar(term, "a deny_list term")
+        if "restore_answers" in p and (self.scalar(p["restore_answers"][1], "restore_answers")
+                                       or "").lower() not in ("true", "false"):
+            self.err(p["restore_answers"][1], "restore_answers must be true or false")
         if "tier" in p and self.scalar(p["tier"][1], "tier") not in TIERS:
             self.err(p["tier"][1], f"unknown tier '{p['tier'][1].value}' (one of {', '.join(TIERS)})")
         if "operator" in p:

@@ -12,6 +12,7 @@ from secure_aiaas.scheduling.anonymous import AnonymousBudget, AnonymousLimiter,
 from secure_aiaas.scheduling.priority import current_priority, set_priority
 from secure_aiaas.scheduling.quotas import (
     UNLIMITED,
+    UNMETERED,
     WINDOW_S,
     Admission,
     MemoryQuotas,
@@ -19,9 +20,10 @@ from secure_aiaas.scheduling.quotas import (
     Quotas,
     QuotaUnavailableError,
     RedisQuotas,
+    TokenGrant,
     build_quotas,
 )
 
-__all__ = ["UNLIMITED", "WINDOW_S", "Admission", "AnonymousBudget", "AnonymousLimiter",
+__all__ = ["UNLIMITED", "UNMETERED", "WINDOW_S", "TokenGrant", "Admission", "AnonymousBudget", "AnonymousLimiter",
            "MemoryQuotas", "QuotaExceededError", "QuotaUnavailableError", "Quotas", "RedisQuotas",
            "RefusalTally", "build_quotas", "current_priority", "set_priority"]

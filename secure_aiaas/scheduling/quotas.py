@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 WINDOW_S = 60
 # Codes returned by the check (also the audited/metric reason for a refusal).
 REASONS = {1: "tenant_rpm", 2: "key_rpm", 3: "tenant_concurrency"}
+TOKEN_REASONS = {1: "tenant_tpm", 2: "key_tpm", 3: "tenant_streams"}
 
 
 class QuotaExceededError(RateLimitedError):
@@ -68,12 +69,51 @@ class Admission:
 UNLIMITED = Admission()
 
 
+class TokenGrant:
+    """A generation admitted within its tenant's token and stream limits.
+
+    ``settle(used)`` charges the tokens it really used (prompt + completion) and frees its
+    stream slot; call it once the generation ended, however it ended (idempotent).
+    """
+
+    def __init__(self, settle: Callable[[int], Awaitable[None]] | None = None) -> None:
+        self._settle = settle
+
+    async def settle(self, used_tokens: int) -> None:
+        settle, self._settle = self._settle, None
+        if settle is None:
+            return
+        try:
+            await settle(max(0, int(used_tokens)))
+        except Exception as exc:  # noqa: BLE001 (the lease TTL frees the slot anyway)
+            log.warning("quota.settle_failed", error=type(exc).__name__)
+
+
+UNMETERED = TokenGrant()
+
+
 class Quotas(Protocol):
     backend: str
 
     async def admit(self, principal: Principal) -> Admission: ...
 
+    async def admit_tokens(self, principal: Principal, needed: int) -> TokenGrant: ...
+
     async def close(self) -> None: ...
+
+
+def _token_limited(limits: TenantLimits) -> bool:
+    return any(v is not None for v in (limits.tokens_per_minute, limits.key_tokens_per_minute,
+                                       limits.max_streams))
+
+
+def _token_wait(cur: float, prev: float, limit: int, frac: float, needed: int) -> float:
+    """Seconds until the sliding estimate leaves room for ``needed`` more tokens."""
+    if cur + needed > limit:
+        need = 1.0 if cur <= 0 else max(0.0, 1 - (limit - needed) / cur)
+        return (1 - frac) * WINDOW_S + need * WINDOW_S
+    need = 1 - (limit - cur - needed) / prev
+    return max(0.0, need - frac) * WINDOW_S
 
 
 def _limited(limits: TenantLimits) -> bool:
@@ -135,6 +175,60 @@ return {0, 0}
 """
 
 
+_TOKEN_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local window = tonumber(ARGV[7])
+local slot = math.floor(now / window)
+local frac = (now - slot * window) / window
+local needed = tonumber(ARGV[3])
+local limits = {tonumber(ARGV[1]), tonumber(ARGV[2])}
+for i = 1, 2 do
+  local limit = limits[i]
+  if limit > 0 then
+    local cur = tonumber(redis.call('GET', KEYS[i] .. ':' .. slot) or '0')
+    local prev = tonumber(redis.call('GET', KEYS[i] .. ':' .. (slot - 1)) or '0')
+    if prev * (1 - frac) + cur + needed > limit then
+      local wait
+      if cur + needed > limit then
+        local need = 1
+        if cur > 0 then need = math.max(0, 1 - (limit - needed) / cur) end
+        wait = (1 - frac) * window + need * window
+      else
+        wait = math.max(0, (1 - (limit - cur - needed) / prev) - frac) * window
+      end
+      return {i, math.max(1, math.ceil(wait))}
+    end
+  end
+end
+local streams = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+if streams > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) >= streams then return {3, 1} end
+  redis.call('ZADD', KEYS[3], now + ttl, ARGV[6])
+  redis.call('EXPIRE', KEYS[3], math.ceil(ttl) + 1)
+end
+return {0, 0}
+"""
+_CHARGE_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local window = tonumber(ARGV[2])
+local slot = math.floor(now / window)
+local used = tonumber(ARGV[1])
+for i = 1, 2 do
+  if ARGV[3 + i] == '1' and used > 0 then
+    local k = KEYS[i] .. ':' .. slot
+    redis.call('INCRBY', k, used)
+    redis.call('EXPIRE', k, window * 2 + 1)
+  end
+end
+redis.call('ZREM', KEYS[3], ARGV[3])
+return 0
+"""
+
+
 class RedisQuotas:
     """Quotas shared by every replica through one Redis (``redis://`` / ``rediss://`` URL)."""
 
@@ -147,6 +241,8 @@ class RedisQuotas:
         self._client = aioredis.Redis.from_url(url, socket_timeout=timeout_s,
                                                socket_connect_timeout=timeout_s)
         self._script = self._client.register_script(_SCRIPT)
+        self._token_script = self._client.register_script(_TOKEN_SCRIPT)
+        self._charge_script = self._client.register_script(_CHARGE_SCRIPT)
         self._prefix = prefix
         self._ttl = lease_ttl_s
         self._timeout = timeout_s
@@ -183,6 +279,38 @@ class RedisQuotas:
             await self._client.zrem(keys[2], token)
 
         return Admission(release)
+
+    async def admit_tokens(self, principal: Principal, needed: int) -> TokenGrant:
+        """Room for ``needed`` tokens (prompt + the most the answer may take) and a stream
+        slot; `QuotaExceededError` (429) otherwise, `QuotaUnavailableError` (503)."""
+        limits = principal.limits
+        if not _token_limited(limits):
+            return UNMETERED
+        from redis.exceptions import RedisError
+
+        base = f"{self._prefix}:q:{{{principal.tenant}}}"
+        keys = [f"{base}:tpm", f"{base}:key:{principal.key_id}:tpm", f"{base}:streams"]
+        token = secrets.token_hex(8)
+        _refuse_oversized(limits, needed)
+        args: list[int | float | str] = [
+            limits.tokens_per_minute or 0, limits.key_tokens_per_minute or 0, needed,
+            limits.max_streams or 0, self._ttl, token, WINDOW_S]
+        try:
+            async with asyncio.timeout(self._timeout * 2):
+                code, wait = await self._token_script(keys=keys, args=args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.error("quota.store_unavailable", error=type(exc).__name__)
+            raise QuotaUnavailableError(retry_after=5) from None
+        if int(code):
+            raise QuotaExceededError(TOKEN_REASONS[int(code)], float(wait))
+        flags = ["1" if limits.tokens_per_minute else "0",
+                 "1" if limits.key_tokens_per_minute else "0"]
+
+        async def settle(used: int) -> None:
+            async with asyncio.timeout(self._timeout * 2):
+                await self._charge_script(keys=keys, args=[used, WINDOW_S, token, *flags])
+
+        return TokenGrant(settle)
 
     async def ping(self) -> bool:
         try:
@@ -246,6 +374,41 @@ class MemoryQuotas:
 
         return Admission(release)
 
+    async def admit_tokens(self, principal: Principal, needed: int) -> TokenGrant:
+        """As `RedisQuotas.admit_tokens`, within this process."""
+        limits = principal.limits
+        if not _token_limited(limits):
+            return UNMETERED
+        _refuse_oversized(limits, needed)
+        now = self._clock()
+        slot = math.floor(now / WINDOW_S)
+        frac = (now - slot * WINDOW_S) / WINDOW_S
+        rates = [(f"tt:{principal.tenant}", limits.tokens_per_minute, 1),
+                 (f"tk:{principal.key_id}", limits.key_tokens_per_minute, 2)]
+        for key, limit, code in rates:
+            if limit:
+                cur, prev = self._estimate(key, slot, frac)
+                if prev * (1 - frac) + cur + needed > limit:
+                    wait = _token_wait(cur, prev, limit, frac, needed)
+                    raise QuotaExceededError(TOKEN_REASONS[code], max(1.0, math.ceil(wait)))
+        streams = self._leases.setdefault(f"streams:{principal.tenant}", {})
+        token = secrets.token_hex(8)
+        if limits.max_streams:
+            for stale in [t for t, expiry in streams.items() if expiry <= now]:
+                del streams[stale]
+            if len(streams) >= limits.max_streams:
+                raise QuotaExceededError(TOKEN_REASONS[3], 1.0)
+            streams[token] = now + self._ttl
+
+        async def settle(used: int) -> None:
+            at = math.floor(self._clock() / WINDOW_S)
+            for key, limit, _ in rates:
+                if limit and used:
+                    self._counts[(key, at)] = self._counts.get((key, at), 0) + used
+            streams.pop(token, None)
+
+        return TokenGrant(settle)
+
     def _prune(self, slot: int) -> None:
         if len(self._counts) > 4096:  # old minutes only matter for one more minute
             for key in [k for k in self._counts if k[1] < slot - 1]:
@@ -253,6 +416,13 @@ class MemoryQuotas:
 
     async def close(self) -> None:
         return None
+
+
+def _refuse_oversized(limits: TenantLimits, needed: int) -> None:
+    """A request larger than a whole minute's budget can never be admitted: say so."""
+    for limit, code in ((limits.tokens_per_minute, 1), (limits.key_tokens_per_minute, 2)):
+        if limit and needed > limit:
+            raise QuotaExceededError(TOKEN_REASONS[code], float(WINDOW_S))
 
 
 def build_quotas(redis_url: str | None, *, prefix: str, lease_ttl_s: float,
