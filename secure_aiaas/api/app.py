@@ -138,6 +138,7 @@ def build_he_pool(settings: Settings, models: ModelPool,
                   metrics: Metrics | None = None) -> HEPool:
     """Start the HE workers and publish a plan for every served HE-compatible model."""
     from secure_aiaas.he import HELimits, HEPool, SqlContextStore, compile_model
+    from secure_aiaas.inference import export_stages
     from secure_aiaas.training import calibration_inputs
 
     cfg = settings.he
@@ -160,7 +161,8 @@ def build_he_pool(settings: Settings, models: ModelPool,
         module = models.registry.load(manifest.name, manifest.version, device="cpu").module
         calibration = calibration_inputs(manifest.training.get("dataset"))
         try:
-            pool.add_model(compile_model(module, manifest.name, calibration=calibration))
+            stages = export_stages(module)
+            pool.add_model(compile_model(stages, manifest.name, calibration=calibration))
         except ServiceError as exc:
             log.error("he.model_refused", model=manifest.id, reason=exc.public_message)
             continue

@@ -13,6 +13,10 @@ Startup (the lifespan)::
     # header_length None: application/json; else octet-stream + Inference-Header-Content-Length
     await pool.close()
 
+For the HE compiler (plain data, no torch on the `he/` side)::
+
+    stages = export_stages(module)         # the network as numpy stages (secure_aiaas.stages)
+
 Importing this package does not import torch; `load_predictor`, `select_device` and the
 other torch-backed names load it on first use.
 """
@@ -39,6 +43,7 @@ from secure_aiaas.inference.v2 import (
 if TYPE_CHECKING:
     from secure_aiaas.inference.architectures import build_module
     from secure_aiaas.inference.device import configure_torch_threads, select_device
+    from secure_aiaas.inference.he_export import export_stages
     from secure_aiaas.inference.predictor import Predictor, load_predictor
 
 _LAZY = {
@@ -47,6 +52,7 @@ _LAZY = {
     "select_device": "secure_aiaas.inference.device",
     "configure_torch_threads": "secure_aiaas.inference.device",
     "build_module": "secure_aiaas.inference.architectures",
+    "export_stages": "secure_aiaas.inference.he_export",
 }
 
 __all__ = [
@@ -68,6 +74,7 @@ __all__ = [
     "decode_infer_body",
     "split_infer_body",
     "encode_infer_response",
+    "export_stages",
     "load_predictor",
     "model_metadata",
     "parse_infer_request",
