@@ -15,7 +15,8 @@ Startup (the lifespan)::
 
 For the HE compiler (plain data, no torch on the `he/` side)::
 
-    stages = export_stages(module)         # the network as numpy stages (secure_aiaas.stages)
+    stages = registry.he_stages("digits-mlp")             # export_stages(module), SHA-checked
+    calibration = registry.he_calibration("digits-mlp")   # stored at training time, or None
 
 Importing this package does not import torch; `load_predictor`, `select_device` and the
 other torch-backed names load it on first use.
@@ -26,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from secure_aiaas.inference.batcher import BatcherStats, BatchRecord, DynamicBatcher
+from secure_aiaas.inference.calibration import HE_CALIBRATION_ASSET, encode_calibration
 from secure_aiaas.inference.manifest import Manifest, TensorSpec
 from secure_aiaas.inference.pool import BatchingConfig, ModelPool, ServedModel
 from secure_aiaas.inference.registry import ModelRegistry
@@ -60,6 +62,7 @@ __all__ = [
     "BatcherStats",
     "BatchingConfig",
     "DynamicBatcher",
+    "HE_CALIBRATION_ASSET",
     "InferRequest",
     "Manifest",
     "ModelPool",
@@ -73,6 +76,7 @@ __all__ = [
     "configure_torch_threads",
     "decode_infer_body",
     "split_infer_body",
+    "encode_calibration",
     "encode_infer_response",
     "export_stages",
     "load_predictor",
