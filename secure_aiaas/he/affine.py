@@ -19,6 +19,10 @@ from secure_aiaas import stages as st
 from secure_aiaas.errors import InputError
 from secure_aiaas.stages import Array
 
+# Widest layer input or output compiled: the probe holds (width + 1) x width values, and the
+# batched packing sends one ciphertext per input feature.
+MAX_WIDTH = 4096
+
 AffineStage = st.Standardize | st.Linear | st.Conv | st.AvgPool | st.BatchNorm | st.Flatten
 AFFINE_TYPES = (st.Standardize, st.Linear, st.Conv, st.AvgPool, st.BatchNorm, st.Flatten)
 
@@ -62,6 +66,7 @@ def _conv(x: Array, stage: st.Conv) -> Array:
     ]
     if min(sizes) < 1:
         raise InputError("Conv: the kernel is larger than its (padded) input")
+    _check_width(out_channels * math.prod(sizes), "Conv output")
     xg = x.reshape(x.shape[0], groups, group_in, *x.shape[2:])
     wg = stage.weight.reshape(groups, out_channels // groups, group_in, *kernel)
     out = np.zeros((x.shape[0], groups, out_channels // groups, *sizes), dtype=x.dtype)
@@ -151,6 +156,11 @@ _FORWARD: dict[type, Callable[[Array, Any], Array]] = {
 }
 
 
+def _check_width(width: int, what: str) -> None:
+    if width > MAX_WIDTH:
+        raise InputError(f"{what} has {width} values; at most {MAX_WIDTH} under encryption")
+
+
 def label(stage: AffineStage, in_shape: tuple[int, ...]) -> str:
     """The layer name a plan's summary shows (torch's names, e.g. ``Conv2d``)."""
     if isinstance(stage, st.Conv):
@@ -165,9 +175,11 @@ def label(stage: AffineStage, in_shape: tuple[int, ...]) -> str:
 def dense(stage: AffineStage, in_shape: tuple[int, ...]) -> tuple[Array, Array, tuple[int, ...]]:
     """Matrix, offset and output shape of an affine stage on inputs of shape `in_shape`."""
     dim = math.prod(in_shape)
+    _check_width(dim, f"{label(stage, in_shape)} input")
     basis = np.concatenate([np.zeros((1, dim)), np.eye(dim)]).reshape(dim + 1, *in_shape)
     out = _FORWARD[type(stage)](basis.astype(_dtype(stage)), stage).astype(np.float64)
     out_shape = tuple(int(d) for d in out.shape[1:])
+    _check_width(math.prod(out_shape), f"{label(stage, in_shape)} output")
     flat = out.reshape(dim + 1, -1)
     offset = flat[0]
     return (flat[1:] - offset).T.copy(), offset.copy(), out_shape

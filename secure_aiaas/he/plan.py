@@ -25,7 +25,7 @@ import numpy as np
 from secure_aiaas import stages as st
 from secure_aiaas.crypto.he_params import CKKSParams, choose_params, validate_params
 from secure_aiaas.errors import InputError
-from secure_aiaas.he.affine import AFFINE_TYPES, dense, label
+from secure_aiaas.he.affine import AFFINE_TYPES, MAX_WIDTH, dense, label
 from secure_aiaas.stages import Array
 
 PLAN_VERSION = 1
@@ -154,6 +154,8 @@ def _reduce(
     if sigmoid:
         layers = layers[:-1]  # the client applies the sigmoid to the decrypted logit
     dim = math.prod(in_shape)
+    if dim > MAX_WIDTH:
+        raise InputError(f"input has {dim} values; at most {MAX_WIDTH} under encryption")
     shape = in_shape
     weight, bias = np.eye(dim), np.zeros(dim)
     folded: list[FoldedStage] = []
@@ -255,11 +257,22 @@ def compile_model(
     """
     in_shape = _input_shape(stages, input_shape)
     folded, sigmoid, summary = _reduce(stages, in_shape)
+    dim = folded[0].weight.shape[1]
     if calibration is None:
-        dim = folded[0].weight.shape[1]
-        corners = np.array([np.full(dim, input_bound), np.full(dim, -input_bound)])
-        calibration = corners
-    in_max, peak = _bounds(folded, np.asarray(calibration))
+        calibration = np.array([np.full(dim, input_bound), np.full(dim, -input_bound)])
+    calibration = np.asarray(calibration)
+    rows = len(calibration) if calibration.ndim else 0
+    if (
+        rows == 0
+        or calibration.size != rows * dim
+        or not np.issubdtype(calibration.dtype, np.number)
+        or not np.isfinite(calibration).all()
+    ):
+        raise InputError(f"calibration: expected finite rows of {dim} input values each")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+        in_max, peak = _bounds(folded, calibration)
+    if not math.isfinite(peak):
+        raise InputError("values overflow under the model's weights; no plan can hold them")
     # Two stages of safety above what calibration saw: unseen inputs may go beyond it.
     headroom = max(4, math.ceil(math.log2(peak)) + 3)
     # One level per affine stage (plaintext multiply) and one per activation (squaring).

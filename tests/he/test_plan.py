@@ -159,3 +159,28 @@ def test_compiler_refuses_unfit_stages_with_reason(stages: st.Stages, reason: st
 def test_trailing_sigmoid_stage_makes_a_logit_plan() -> None:
     plan = compile_model((st.Linear(np.ones((1, 3))), st.Sigmoid()), "p", input_bound=1.0).plan
     assert (plan.output, plan.output_dim, plan.layers) == ("logit", 1, ["Linear->1"])
+
+
+@pytest.mark.parametrize(
+    "calibration",
+    [np.zeros((3, 5)), np.zeros((0, 4)), np.full((2, 4), np.nan), np.array(["a"] * 8).reshape(2, 4),
+     np.zeros(())],
+    ids=["wrong-width", "no-rows", "nan", "strings", "scalar"],
+)
+def test_calibration_that_does_not_fit_is_refused(calibration: np.ndarray) -> None:
+    with pytest.raises(InputError, match="calibration: expected finite rows of 4"):
+        compile_model((st.Linear(np.eye(4)),), "m", calibration=calibration)
+
+
+def test_overflowing_activation_is_refused_not_crashed() -> None:
+    stages = (st.Linear(np.full((2, 4), 1e200)), st.Square(), st.Linear(np.ones((1, 2))))
+    with pytest.raises(InputError, match="overflow"):
+        compile_model(stages, "m", input_bound=1e100)
+
+
+def test_too_wide_a_layer_is_refused_before_probing() -> None:
+    with pytest.raises(InputError, match="at most 4096"):
+        compile_model((st.Linear(np.ones((2, 5000), np.float32)),), "wide", input_bound=1.0)
+    conv = st.Conv(np.ones((64, 1, 1, 1), np.float32), None, (1, 1), ((0, 0), (0, 0)), (1, 1))
+    with pytest.raises(InputError, match="Conv output has 65536 values"):
+        compile_model((conv,), "expands", input_shape=(1, 32, 32), input_bound=1.0)
