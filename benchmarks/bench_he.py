@@ -25,6 +25,7 @@ import torch
 from secure_aiaas.crypto.he_wire import InferenceRequest, decode_public_context, encode_request
 from secure_aiaas.he import CompiledModel, HEPool, compile_model
 from secure_aiaas.he.evaluator import EncodedModel, load_public_context, run_request
+from secure_aiaas.inference import export_stages
 from secure_aiaas.sdk.he import SecretContext
 from tests.he.conftest import Trained, plaintext, train_breast_cancer, train_digits
 
@@ -60,7 +61,7 @@ class Ours:
 
     def __init__(self, trained: Trained, name: str) -> None:
         self.compiled: CompiledModel = compile_model(
-            trained.model, name, calibration=trained.x_train
+            export_stages(trained.model), name, calibration=trained.x_train
         )
         self.client = SecretContext.create(self.compiled.plan.to_json())
         self.public = self.client.public_context()

@@ -150,7 +150,6 @@ def build_he_pool(settings: Settings, models: ModelPool,
                   metrics: Metrics | None = None) -> HEPool:
     """Start the HE workers and publish a plan for every served HE-compatible model."""
     from secure_aiaas.he import HELimits, HEPool, SqlContextStore, compile_model
-    from secure_aiaas.training import calibration_inputs
 
     cfg = settings.he
     contexts = SqlContextStore(settings.resolved_database_url(),
@@ -170,10 +169,13 @@ def build_he_pool(settings: Settings, models: ModelPool,
     for manifest in models.manifests():
         if not manifest.he_compatible:
             continue
-        module = models.registry.load(manifest.name, manifest.version, device="cpu").module
-        calibration = calibration_inputs(manifest.training.get("dataset"))
         try:
-            pool.add_model(compile_model(module, manifest.name, calibration=calibration))
+            # Plain data from the registry: numpy stages and the calibration stored at training.
+            stages = models.registry.he_stages(manifest.name, manifest.version)
+            calibration = models.registry.he_calibration(manifest.name, manifest.version)
+            if calibration is None:
+                log.warning("he.calibration_missing", model=manifest.id)
+            pool.add_model(compile_model(stages, manifest.name, calibration=calibration))
         except ServiceError as exc:
             log.error("he.model_refused", model=manifest.id, reason=exc.public_message)
             continue

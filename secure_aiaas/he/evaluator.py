@@ -28,7 +28,7 @@ from secure_aiaas.crypto.he_params import (
 )
 from secure_aiaas.crypto.he_wire import PublicContextMessage, decode_vector, encode_vector
 from secure_aiaas.errors import CiphertextError
-from secure_aiaas.he.plan import CompiledModel, HEPlan, Stage
+from secure_aiaas.he.plan import CompiledModel, FoldedStage, HEPlan
 
 
 @contextlib.contextmanager
@@ -235,7 +235,7 @@ def evaluate_single(model: EncodedModel, keys: LoadedContext, ct: Any) -> Any:
 
 
 def _batched_stage(
-    model: EncodedModel, keys: LoadedContext, xs: list[Any], stage: Stage, idx: int
+    model: EncodedModel, keys: LoadedContext, xs: list[Any], stage: FoldedStage, idx: int
 ) -> list[Any]:
     ev = model.evaluator
     pid = xs[0].parms_id()

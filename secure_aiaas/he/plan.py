@@ -1,10 +1,11 @@
-"""Plan compiler: a registered torch `Sequential` -> a CKKS evaluation plan.
+"""Plan compiler: numpy network stages (`secure_aiaas.stages`) -> a CKKS evaluation plan.
 
-The model is reduced to alternating dense affine stages and degree-2 activations:
-every linear op (Standardize, Linear, Conv2d via its unrolled im2col matrix, average pooling,
-Flatten, eval-mode BatchNorm) is turned into a matrix and consecutive ones are multiplied
-together. A polynomial ``c0 + c1 x + c2 x^2`` is evaluated as ``x (x + c1/c2)`` with ``c2`` and
-``c0`` folded into the next stage, so each activation costs one level.
+`inference.export_stages` turns a registered torch model into stages; this module never sees
+torch. The network is reduced to alternating dense affine stages and degree-2 activations:
+every linear stage (Standardize, Linear, Conv via its unrolled im2col matrix, average pooling,
+Flatten, eval-mode BatchNorm) is turned into a matrix (`he.affine`) and consecutive ones are
+multiplied together. A polynomial ``c0 + c1 x + c2 x^2`` is evaluated as ``x (x + c1/c2)`` with
+``c2`` and ``c0`` folded into the next stage, so each activation costs one level.
 
 The public `HEPlan` says what a client needs to build a matching context (parameters, the exact
 rotation steps, the packing); the weights stay in `CompiledModel`, server-side.
@@ -15,18 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from secure_aiaas import stages as st
 from secure_aiaas.crypto.he_params import CKKSParams, choose_params, validate_params
 from secure_aiaas.errors import InputError
+from secure_aiaas.he.affine import AFFINE_TYPES, MAX_WIDTH, dense, label
+from secure_aiaas.stages import Array
 
-if TYPE_CHECKING:
-    from torch import nn
-
-# torch is imported lazily: evaluation workers load plans and weights but never torch.
 PLAN_VERSION = 1
 
 
@@ -98,11 +99,11 @@ class HEPlan:
 
 
 @dataclass
-class Stage:
+class FoldedStage:
     """y = W x + b, then (if `act_shift` is set) y <- y * (y + act_shift)."""
 
-    weight: np.ndarray
-    bias: np.ndarray
+    weight: Array
+    bias: Array
     act_shift: float | None = None
 
 
@@ -111,112 +112,61 @@ class CompiledModel:
     """Server-side: the public plan plus the folded weights (picklable for the workers)."""
 
     plan: HEPlan
-    stages: list[Stage] = field(default_factory=list)
+    stages: list[FoldedStage] = field(default_factory=list)
 
 
 def _pow2(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(n, 1))))
 
 
-def _linear_types() -> tuple[type, ...]:
-    from torch import nn
-
-    from secure_aiaas.inference.layers import Standardize
-
-    return (
-        Standardize,
-        nn.Linear,
-        nn.Conv1d,
-        nn.Conv2d,
-        nn.AvgPool1d,
-        nn.AvgPool2d,
-        nn.Flatten,
-        nn.Identity,
-        nn.Dropout,
-        nn.BatchNorm1d,
-        nn.BatchNorm2d,
-    )
-
-
-def _dense(
-    module: nn.Module, in_shape: tuple[int, ...]
-) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    """Matrix and offset of an affine module, found by probing it with the identity basis.
-
-    For Conv2d this is the im2col product written out as one dense matrix.
-    """
-    import torch
-
-    dim = int(np.prod(in_shape))
-    with torch.no_grad():
-        basis = torch.cat([torch.zeros(1, dim), torch.eye(dim)]).reshape(dim + 1, *in_shape)
-        out = module(basis.double() if _is_double(module) else basis.float()).double()
-    out_shape = tuple(out.shape[1:])
-    flat = out.reshape(dim + 1, -1).numpy()
-    offset = flat[0]
-    return (flat[1:] - offset).T.copy(), offset.copy(), out_shape
-
-
-def _is_double(module: nn.Module) -> bool:
-    import torch
-
-    params = list(module.parameters()) + list(module.buffers())
-    return bool(params) and params[0].dtype == torch.float64
-
-
-def _poly_coeffs(module: nn.Module) -> list[float] | None:
-    from secure_aiaas.inference.layers import Polynomial, Square
-
-    if isinstance(module, Square):
+def _poly_coeffs(stage: st.Stage) -> list[float] | None:
+    if isinstance(stage, st.Square):
         return [0.0, 0.0, 1.0]
-    if isinstance(module, Polynomial):
-        coeffs = [float(c) for c in module.coeffs]  # type: ignore[union-attr]
+    if isinstance(stage, st.Polynomial):
+        coeffs = list(stage.coeffs)
         while len(coeffs) > 1 and coeffs[-1] == 0.0:
             coeffs.pop()
         return coeffs
     return None
 
 
-def _input_shape(model: nn.Sequential, input_shape: tuple[int, ...] | None) -> tuple[int, ...]:
-    from torch import nn
-
-    from secure_aiaas.inference.layers import Standardize
-
+def _input_shape(
+    stages: Sequence[st.Stage], input_shape: tuple[int, ...] | None
+) -> tuple[int, ...]:
     if input_shape is not None:
         return input_shape
-    for module in model:
-        if isinstance(module, Standardize):
-            return (int(module.mean.numel()),)  # type: ignore[operator]
-        if isinstance(module, nn.Linear):
-            return (module.in_features,)
-        if not isinstance(module, (nn.Flatten, nn.Identity, nn.Dropout)):
+    for stage in stages:
+        if isinstance(stage, st.Standardize):
+            return (int(stage.mean.shape[0]),)
+        if isinstance(stage, st.Linear):
+            return (int(stage.weight.shape[1]),)
+        if not isinstance(stage, st.Flatten):
             break
     raise InputError("cannot infer the input shape; pass input_shape")
 
 
-def _reduce(model: nn.Module, in_shape: tuple[int, ...]) -> tuple[list[Stage], bool, list[str]]:
-    """Fold the model into affine stages separated by x(x+a) activations."""
-    from torch import nn
-
-    if not isinstance(model, nn.Sequential):
-        raise InputError("only torch.nn.Sequential models can be evaluated under encryption")
-    modules = list(model)
-    sigmoid = bool(modules) and isinstance(modules[-1], nn.Sigmoid)
+def _reduce(
+    stages: Sequence[st.Stage], in_shape: tuple[int, ...]
+) -> tuple[list[FoldedStage], bool, list[str]]:
+    """Fold the network into affine stages separated by x(x+a) activations."""
+    layers = list(stages)
+    sigmoid = bool(layers) and isinstance(layers[-1], st.Sigmoid)
     if sigmoid:
-        modules = modules[:-1]  # the client applies the sigmoid to the decrypted logit
-    dim = int(np.prod(in_shape))
+        layers = layers[:-1]  # the client applies the sigmoid to the decrypted logit
+    dim = math.prod(in_shape)
+    if dim > MAX_WIDTH:
+        raise InputError(f"input has {dim} values; at most {MAX_WIDTH} under encryption")
     shape = in_shape
     weight, bias = np.eye(dim), np.zeros(dim)
-    stages: list[Stage] = []
+    folded: list[FoldedStage] = []
     summary: list[str] = []
-    for module in modules:
-        module.eval()
-        name = type(module).__name__
-        coeffs = _poly_coeffs(module)
-        if isinstance(module, _linear_types()):
-            mat, off, shape = _dense(module, shape)
+    for stage in layers:
+        coeffs = _poly_coeffs(stage)
+        if isinstance(stage, AFFINE_TYPES):
+            name = label(stage, shape)
+            mat, off, shape = dense(stage, shape)
             weight, bias = mat @ weight, mat @ bias + off
-            summary.append(f"{name}->{int(np.prod(shape))}")
+            summary.append(f"{name}->{math.prod(shape)}")
         elif coeffs is not None:
             if len(coeffs) > 3:
                 raise InputError(
@@ -228,21 +178,21 @@ def _reduce(model: nn.Module, in_shape: tuple[int, ...]) -> tuple[list[Stage], b
             if c2 == 0.0:  # affine: fold it into the running stage
                 weight, bias = c1 * weight, c1 * bias + c0
             else:
-                stages.append(Stage(weight, bias, act_shift=c1 / c2))
+                folded.append(FoldedStage(weight, bias, act_shift=c1 / c2))
                 # c2 * y + c0 folds into the next affine map (applied from the right).
                 dim_now = weight.shape[0]
                 weight, bias = c2 * np.eye(dim_now), np.full(dim_now, c0)
-            summary.append(f"{name}(deg {len(coeffs) - 1})")
+            summary.append(f"{type(stage).__name__}(deg {len(coeffs) - 1})")
         else:
             raise InputError(
-                f"layer {name} cannot be evaluated under encryption: use Linear/Conv2d/"
-                "AvgPool/Flatten with Square or a degree-2 Polynomial activation"
+                f"layer {type(stage).__name__} cannot be evaluated under encryption: use "
+                "Linear/Conv2d/AvgPool/Flatten with Square or a degree-2 Polynomial activation"
             )
-    stages.append(Stage(weight, bias))
-    return stages, sigmoid, summary
+    folded.append(FoldedStage(weight, bias))
+    return folded, sigmoid, summary
 
 
-def _bounds(stages: list[Stage], calibration: np.ndarray) -> tuple[float, float]:
+def _bounds(stages: list[FoldedStage], calibration: Array) -> tuple[float, float]:
     """Largest magnitude of the input and of any slot value (incl. partial sums)."""
     x = calibration.reshape(len(calibration), -1).astype(np.float64)
     in_max = float(np.abs(x).max()) if x.size else 1.0
@@ -259,7 +209,7 @@ def _bounds(stages: list[Stage], calibration: np.ndarray) -> tuple[float, float]
 
 
 def _single_packing(
-    stages: list[Stage], slots: int, max_keys: int
+    stages: list[FoldedStage], slots: int, max_keys: int
 ) -> tuple[SinglePacking | None, str | None]:
     n = stages[0].weight.shape[1]
     m = stages[0].weight.shape[0]
@@ -282,55 +232,74 @@ def _single_packing(
 
 
 def compile_model(
-    model: nn.Module,
+    stages: Sequence[st.Stage],
     name: str,
     *,
-    calibration: np.ndarray | None = None,
+    calibration: Array | None = None,
     input_bound: float = 16.0,
     input_shape: tuple[int, ...] | None = None,
     max_galois_keys: int = 10,
 ) -> CompiledModel:
-    """Compile `model` into a CKKS plan; raise `InputError` with the reason if it cannot be.
+    """Compile a network (`inference.export_stages`) into a CKKS plan, or refuse with the reason.
 
-    `max_galois_keys` bounds the tenant's key upload (about 1 MB per key at N=8192).
+    Args:
+        stages: the network, in order; a trailing `Sigmoid` makes the output a logit.
+        name: the model name the plan carries.
+        calibration: a few representative raw inputs (the registry keeps them with the model);
+            they size the headroom above the scale. Without them every input feature is
+            assumed to lie in ``[-input_bound, input_bound]``.
+        input_shape: one sample's shape; inferred from a leading Standardize or Linear.
+        max_galois_keys: bounds the tenant's key upload (about 1 MB per key at N=8192).
 
-    `calibration` (a few representative raw inputs) sizes the headroom above the scale; without
-    it every input feature is assumed to lie in ``[-input_bound, input_bound]``.
+    Raises:
+        InputError: a stage a CKKS circuit cannot evaluate, a polynomial of degree > 2, a depth
+            no 128-bit parameter set holds, or inputs too large for the modulus chain.
     """
-    in_shape = _input_shape(model, input_shape)  # type: ignore[arg-type]
-    stages, sigmoid, summary = _reduce(model, in_shape)
+    in_shape = _input_shape(stages, input_shape)
+    folded, sigmoid, summary = _reduce(stages, in_shape)
+    dim = folded[0].weight.shape[1]
     if calibration is None:
-        dim = stages[0].weight.shape[1]
-        corners = np.array([np.full(dim, input_bound), np.full(dim, -input_bound)])
-        calibration = corners
-    in_max, peak = _bounds(stages, np.asarray(calibration))
+        calibration = np.array([np.full(dim, input_bound), np.full(dim, -input_bound)])
+    calibration = np.asarray(calibration)
+    rows = len(calibration) if calibration.ndim else 0
+    if (
+        rows == 0
+        or calibration.size != rows * dim
+        or not np.issubdtype(calibration.dtype, np.number)
+        or not np.isfinite(calibration).all()
+    ):
+        raise InputError(f"calibration: expected finite rows of {dim} input values each")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+        in_max, peak = _bounds(folded, calibration)
+    if not math.isfinite(peak):
+        raise InputError("values overflow under the model's weights; no plan can hold them")
     # Two stages of safety above what calibration saw: unseen inputs may go beyond it.
     headroom = max(4, math.ceil(math.log2(peak)) + 3)
     # One level per affine stage (plaintext multiply) and one per activation (squaring).
-    depth = len(stages) + sum(1 for s in stages if s.act_shift is not None)
+    depth = len(folded) + sum(1 for s in folded if s.act_shift is not None)
     params = choose_params(depth, headroom)
     data_bits = params.total_bits - params.coeff_mod_bit_sizes[-1]
     if math.log2(max(in_max, 1.0)) + params.scale_bits + 2 > data_bits:
         raise InputError("input values too large for the modulus chain")
-    single, reason = _single_packing(stages, params.slots, max_galois_keys)
-    out_dim = stages[-1].weight.shape[0]
+    single, reason = _single_packing(folded, params.slots, max_galois_keys)
+    out_dim = folded[-1].weight.shape[0]
     digest = hashlib.sha256()
-    for stage in stages:
+    for stage in folded:
         digest.update(
             stage.weight.tobytes() + stage.bias.tobytes() + repr(stage.act_shift).encode()
         )
     digest.update(json.dumps(params.to_dict(), sort_keys=True).encode())
     plan = HEPlan(
         model=name,
-        input_dim=stages[0].weight.shape[1],
+        input_dim=folded[0].weight.shape[1],
         output_dim=out_dim,
         output="logit" if (sigmoid or out_dim == 1) else "logits",
         depth=depth,
         params=params.to_dict(),
         single=single,
-        batched=BatchedPacking(params.slots, stages[0].weight.shape[1], out_dim),
+        batched=BatchedPacking(params.slots, folded[0].weight.shape[1], out_dim),
         layers=summary,
         fingerprint=digest.hexdigest()[:32],
         single_unavailable_reason=reason,
     )
-    return CompiledModel(plan, stages)
+    return CompiledModel(plan, folded)

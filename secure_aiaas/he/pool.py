@@ -9,7 +9,7 @@ Lifecycle (the lifespan)::
 
     pool = HEPool(store_dir=settings.data_dir / "he-contexts")
     await asyncio.to_thread(pool.start)            # blocks ~1-2 s: spawns one worker per core
-    pool.add_model(compile_model(model, "digits-mlp", calibration=x_train))
+    pool.add_model(compile_model(stages, "digits-mlp", calibration=calibration))
     plan_json = pool.plan("digits-mlp").to_json()  # GET /v1/he/models/{name}
     cid = await pool.register_context("digits-mlp", body, owner=principal_id)
     reply = await pool.infer("digits-mlp", body, owner=principal_id)

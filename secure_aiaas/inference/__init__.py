@@ -13,6 +13,11 @@ Startup (the lifespan)::
     # header_length None: application/json; else octet-stream + Inference-Header-Content-Length
     await pool.close()
 
+For the HE compiler (plain data, no torch on the `he/` side)::
+
+    stages = registry.he_stages("digits-mlp")             # export_stages(module), SHA-checked
+    calibration = registry.he_calibration("digits-mlp")   # stored at training time, or None
+
 Importing this package does not import torch; `load_predictor`, `select_device` and the
 other torch-backed names load it on first use.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from secure_aiaas.inference.batcher import BatcherStats, BatchRecord, DynamicBatcher
+from secure_aiaas.inference.calibration import HE_CALIBRATION_ASSET, encode_calibration
 from secure_aiaas.inference.manifest import Manifest, TensorSpec
 from secure_aiaas.inference.pool import BatchingConfig, ModelPool, ServedModel
 from secure_aiaas.inference.registry import ModelRegistry
@@ -39,6 +45,7 @@ from secure_aiaas.inference.v2 import (
 if TYPE_CHECKING:
     from secure_aiaas.inference.architectures import build_module
     from secure_aiaas.inference.device import configure_torch_threads, select_device
+    from secure_aiaas.inference.he_export import export_stages
     from secure_aiaas.inference.predictor import Predictor, load_predictor
 
 _LAZY = {
@@ -47,6 +54,7 @@ _LAZY = {
     "select_device": "secure_aiaas.inference.device",
     "configure_torch_threads": "secure_aiaas.inference.device",
     "build_module": "secure_aiaas.inference.architectures",
+    "export_stages": "secure_aiaas.inference.he_export",
 }
 
 __all__ = [
@@ -54,6 +62,7 @@ __all__ = [
     "BatcherStats",
     "BatchingConfig",
     "DynamicBatcher",
+    "HE_CALIBRATION_ASSET",
     "InferRequest",
     "Manifest",
     "ModelPool",
@@ -67,7 +76,9 @@ __all__ = [
     "configure_torch_threads",
     "decode_infer_body",
     "split_infer_body",
+    "encode_calibration",
     "encode_infer_response",
+    "export_stages",
     "load_predictor",
     "model_metadata",
     "parse_infer_request",

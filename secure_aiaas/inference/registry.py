@@ -3,6 +3,10 @@
 Weights are safetensors (rebuilt through a named architecture builder) or TorchScript; nothing
 is ever unpickled. Every file the model reads is SHA-256 checked against the manifest at load,
 and a mismatch refuses the model. Listing and showing never import torch.
+
+For the HE compiler the registry hands out plain data: `he_stages` (the network as numpy
+stages, exported from the SHA-checked torch model) and `he_calibration` (the inputs stored with
+the model at training time, ``he-calibration.npy``; None for models registered without them).
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,12 +25,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from secure_aiaas.errors import InputError, NotFoundError
+from secure_aiaas.inference.calibration import HE_CALIBRATION_ASSET, decode_calibration
 from secure_aiaas.inference.manifest import Manifest, version_key
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from secure_aiaas.inference.predictor import Predictor
+    from secure_aiaas.stages import Stages
 
 MANIFEST = "manifest.json"
 
@@ -156,7 +165,10 @@ class ModelRegistry:
             raise _integrity_error("weights")
         asset_digests = {name: sha256_file(Path(src)) for name, src in (assets or {}).items()}
         for name, expected in parsed.assets.items():
-            if asset_digests.get(name, expected) != expected:
+            if name not in asset_digests:
+                # The version could never load: every listed file is read and checked.
+                raise InputError(f"asset {name}: listed in the manifest but not given")
+            if asset_digests[name] != expected:
                 raise _integrity_error(f"asset {name}")
         updates: dict[str, Any] = {
             "weights_sha256": digest,
@@ -175,6 +187,8 @@ class ModelRegistry:
             if curve is not None:
                 shutil.copyfile(curve, staging / "curve.png")
             (staging / MANIFEST).write_text(final.model_dump_json(indent=2) + "\n")
+            if HE_CALIBRATION_ASSET in final.assets:
+                decode_calibration((staging / HE_CALIBRATION_ASSET).read_bytes(), final)
             if validate:
                 from secure_aiaas.inference.predictor import load_predictor
 
@@ -190,6 +204,34 @@ class ModelRegistry:
             staging.rename(target)  # readers see the old version or the complete new one
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        return final
+
+    def attach_asset(self, name: str, version: str, file_name: str, data: bytes) -> Manifest:
+        """Add a file to a registered version and list it, with its SHA-256, in the manifest.
+
+        The file is written first and the manifest swapped in atomically after, so a reader
+        sees the old manifest or the new one with a complete file. Used to store calibration
+        inputs with models registered before they were (``models ensure``).
+
+        Raises:
+            InputError: the version already has a file of that name, or the data does not fit.
+        """
+        manifest = self.show(name, version)
+        directory = self.path(name, manifest.version)
+        taken = {MANIFEST, manifest.weights_file, manifest.curve_file, *manifest.assets}
+        if file_name in taken or (directory / file_name).exists():
+            raise InputError(f"{manifest.id} already has a file {file_name}")
+        try:
+            final = Manifest.model_validate(
+                {**manifest.model_dump(), "assets": {**manifest.assets,
+                                                     file_name: sha256_bytes(data)}}
+            )  # fmt: skip
+        except ValidationError as exc:
+            raise InputError(f"manifest: {_first_error(exc)}") from exc
+        if file_name == HE_CALIBRATION_ASSET:
+            decode_calibration(data, final)
+        _replace_file(directory / file_name, data)
+        _replace_file(directory / MANIFEST, (final.model_dump_json(indent=2) + "\n").encode())
         return final
 
     def remove(self, name: str, version: str | None = None) -> builtins.list[str]:
@@ -219,6 +261,41 @@ class ModelRegistry:
         manifest = self.show(name, version)
         return load_predictor(manifest, self.path(name, manifest.version), device=device)
 
+    def he_stages(self, name: str, version: str | None = None) -> Stages:
+        """The network of `name` as numpy stages for `he.compile_model` (SHA-checked, on CPU).
+
+        Raises:
+            InputError: integrity failure, or a layer a CKKS circuit cannot evaluate.
+        """
+        from secure_aiaas.inference.he_export import export_stages
+
+        try:
+            predictor = self.load(name, version, device="cpu")
+        except (ValueError, RuntimeError) as exc:
+            raise InputError(f"{name}: weights: {_short(exc)}") from exc
+        module = getattr(predictor, "module", None)
+        if module is None:
+            raise InputError(f"{predictor.manifest.id} has no network to evaluate under encryption")
+        return export_stages(module)
+
+    def he_calibration(self, name: str, version: str | None = None) -> np.ndarray[Any, Any] | None:
+        """The calibration inputs stored with `name`, SHA-checked; None if it has none.
+
+        The bytes that were hashed are the bytes parsed. Never imports torch.
+
+        Raises:
+            InputError: code ``integrity_check_failed`` on a digest mismatch, or data that does
+                not fit the model's input.
+        """
+        manifest = self.show(name, version)
+        digest = manifest.assets.get(HE_CALIBRATION_ASSET)
+        if digest is None:
+            return None
+        data = (self.path(name, manifest.version) / HE_CALIBRATION_ASSET).read_bytes()
+        if sha256_bytes(data) != digest:
+            raise _integrity_error(f"{manifest.id} asset {HE_CALIBRATION_ASSET}")
+        return decode_calibration(data, manifest)
+
     def _name_dir(self, name: str) -> Path:
         import re
 
@@ -228,6 +305,21 @@ class ModelRegistry:
             # The name becomes a path component: refuse anything that could escape the root.
             raise NotFoundError("model not found")
         return self.root / name
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Write `data` beside `path` and rename it over `path` (readers never see half a file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).chmod(0o644)  # mkstemp creates 0600; match the other registry files
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _valid_version(version: str) -> bool:

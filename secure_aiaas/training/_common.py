@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from secure_aiaas.inference.calibration import HE_CALIBRATION_ASSET, encode_calibration
 from secure_aiaas.inference.manifest import Manifest
 from secure_aiaas.inference.registry import ModelRegistry
 
@@ -130,12 +131,21 @@ def register_trained(
     history: History | None,
     *,
     assets: dict[str, Path] | None = None,
+    he_calibration: np.ndarray | None = None,
     overwrite: bool = False,
 ) -> Manifest:
-    """Write weights (and the curve) to a scratch dir and register them."""
+    """Write weights (the curve, the HE calibration inputs) to a scratch dir and register them.
+
+    `he_calibration`: raw inputs for the HE compiler's headroom, stored as the hashed asset
+    ``he-calibration.npy`` so serving never recomputes them from the training data.
+    """
     from safetensors.torch import save_file
 
     with tempfile.TemporaryDirectory(prefix="saiaas-train-") as scratch:
+        assets = dict(assets or {})
+        if he_calibration is not None:
+            assets[HE_CALIBRATION_ASSET] = Path(scratch) / HE_CALIBRATION_ASSET
+            assets[HE_CALIBRATION_ASSET].write_bytes(encode_calibration(he_calibration))
         weights = Path(scratch) / "weights.safetensors"
         save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, weights)
         curve = None

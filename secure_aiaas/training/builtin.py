@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from secure_aiaas.errors import NotFoundError
+from secure_aiaas.errors import NotFoundError, ServiceError
+from secure_aiaas.inference.calibration import HE_CALIBRATION_ASSET, encode_calibration
 from secure_aiaas.inference.manifest import Manifest
 from secure_aiaas.inference.registry import ModelRegistry
 
@@ -59,24 +60,63 @@ def train(
 def ensure_builtin_models(
     data_dir: Path | str, names: Iterable[str] = SMALL_MODELS, *, progress: bool = True
 ) -> list[Manifest]:
-    """Train each of `names` that has no registered version yet; returns those trained."""
+    """Train each of `names` that has no registered version yet; returns those trained.
+
+    Versions trained before calibration inputs were stored with the model get them added
+    (`store_missing_calibration`), so their HE plans stay what they were.
+    """
     registry = ModelRegistry(data_dir)
-    return [
+    trained = [
         train(name, data_dir, progress=progress) for name in names if not registry.versions(name)
     ]
+    store_missing_calibration(data_dir)
+    return trained
 
 
-def calibration_inputs(dataset: str | None, *, rows: int = 512) -> np.ndarray | None:
-    """Raw training inputs of a built-in dataset, for sizing a model's HE plan.
+def store_missing_calibration(data_dir: Path | str) -> list[str]:
+    """Add ``he-calibration.npy`` to HE models trained on a built-in dataset that lack it.
 
-    The HE compiler needs representative inputs to choose its scale headroom. For the built-in
-    models they are the (public, shipped) training split, regenerated deterministically; other
-    models get None and the compiler's conservative default bound.
+    Before the trainers stored them, the server recomputed these rows from the packaged dataset
+    at every start; they are the same rows (same dataset, seed and split), so the plans keep
+    their fingerprints. Models of other origins are left as they are: the HE compiler then uses
+    its default input bound. Returns the ids of the versions updated.
     """
-    from secure_aiaas.training.tabular import cancer_splits, digits_splits
+    registry = ModelRegistry(data_dir)
+    updated: list[str] = []
+    for name in registry.names():
+        for version in registry.versions(name):
+            try:
+                manifest = registry.show(name, version)
+                if not manifest.he_compatible or HE_CALIBRATION_ASSET in manifest.assets:
+                    continue
+                seed = manifest.training.get("seed", 0)
+                rows = calibration_inputs(
+                    manifest.training.get("dataset"), seed=seed if isinstance(seed, int) else 0
+                )
+                if rows is None:
+                    continue
+                registry.attach_asset(name, version, HE_CALIBRATION_ASSET,
+                                      encode_calibration(rows))  # fmt: skip
+            except ServiceError:
+                # An unreadable manifest, or rows that don't fit its inputs: left as it is; the
+                # server refuses the model, or compiles it with the default input bound.
+                continue
+            updated.append(manifest.id)
+    return updated
+
+
+def calibration_inputs(
+    dataset: str | None, *, rows: int | None = None, seed: int = 0
+) -> np.ndarray | None:
+    """Raw training inputs of a built-in dataset: what the trainers store for the HE compiler.
+
+    The rows are the first `rows` (default: as many as the trainers store) of the training
+    split, as the trainer splits it with `seed`; datasets other than the built-ins' give None.
+    """
+    from secure_aiaas.training.tabular import CALIBRATION_ROWS, cancer_splits, digits_splits
 
     splits = {"sklearn.datasets.load_digits": digits_splits,
               "sklearn.datasets.load_breast_cancer": cancer_splits}.get(dataset or "")
     if splits is None:
         return None
-    return splits()["train"][0][:rows]
+    return splits(seed)["train"][0][: CALIBRATION_ROWS if rows is None else rows]

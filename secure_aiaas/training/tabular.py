@@ -21,6 +21,8 @@ from secure_aiaas.training._common import FitConfig, Timer, evaluate, fit, regis
 
 DIGITS_CONFIG = FitConfig(epochs=40, lr=0.01, batch_size=32, weight_decay=1e-4, seed=0)
 CANCER_CONFIG = FitConfig(epochs=60, lr=0.02, batch_size=32, weight_decay=1e-4, seed=0)
+# Raw training rows stored with each model for the HE compiler's headroom (its calibration).
+CALIBRATION_ROWS = 512
 
 
 def _splits(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -113,7 +115,9 @@ def train_digits(
             "seconds": timer.seconds,
         },
     }
-    return register_trained(registry, manifest, model.state_dict(), history, overwrite=overwrite)
+    return register_trained(registry, manifest, model.state_dict(), history,
+                            he_calibration=splits["train"][0][:CALIBRATION_ROWS],
+                            overwrite=overwrite)  # fmt: skip
 
 
 def train_breast_cancer(
@@ -166,4 +170,6 @@ def train_breast_cancer(
             "seconds": timer.seconds,
         },
     }
-    return register_trained(registry, manifest, model.state_dict(), history, overwrite=overwrite)
+    return register_trained(registry, manifest, model.state_dict(), history,
+                            he_calibration=splits["train"][0][:CALIBRATION_ROWS],
+                            overwrite=overwrite)  # fmt: skip

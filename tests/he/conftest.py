@@ -80,11 +80,14 @@ def breast_cancer() -> Trained:
 @pytest.fixture(scope="session")
 def compiled(digits: Trained, breast_cancer: Trained) -> dict[str, object]:
     from secure_aiaas.he import compile_model
+    from secure_aiaas.inference import export_stages
 
     return {
-        "digits-mlp": compile_model(digits.model, "digits-mlp", calibration=digits.x_train),
+        "digits-mlp": compile_model(
+            export_stages(digits.model), "digits-mlp", calibration=digits.x_train
+        ),
         "breast-cancer-lr": compile_model(
-            breast_cancer.model, "breast-cancer-lr", calibration=breast_cancer.x_train
+            export_stages(breast_cancer.model), "breast-cancer-lr", calibration=breast_cancer.x_train
         ),
     }
 

@@ -10,6 +10,7 @@ from torch import nn
 from secure_aiaas.crypto.he_wire import decode_public_context
 from secure_aiaas.he import CompiledModel, compile_model
 from secure_aiaas.he.evaluator import EncodedModel, load_public_context, run_request
+from secure_aiaas.inference import export_stages
 from secure_aiaas.inference.layers import Polynomial, Square
 from secure_aiaas.sdk.he import SecretContext
 from tests.he.conftest import Trained, plaintext
@@ -72,7 +73,7 @@ def test_cnn_with_polynomial_activation(packing: str) -> None:
         nn.Linear(8, 3),
     ).eval()
     x = np.random.default_rng(0).uniform(0, 1, (6, 1, 6, 6))
-    compiled = compile_model(model, "cnn", calibration=x, input_shape=(1, 6, 6))
+    compiled = compile_model(export_stages(model), "cnn", calibration=x, input_shape=(1, 6, 6))
     _check(model, _run(compiled, x.reshape(6, -1), packing), x)
 
 
@@ -80,6 +81,6 @@ def test_batched_only_deep_model() -> None:
     torch.manual_seed(2)
     model = nn.Sequential(nn.Linear(5, 4), Square(), nn.Linear(4, 4), Square(), nn.Linear(4, 2))
     x = np.random.default_rng(1).uniform(-1, 1, (50, 5))
-    compiled = compile_model(model, "deep", calibration=x)
+    compiled = compile_model(export_stages(model), "deep", calibration=x)
     assert compiled.plan.single is None
     _check(model, _run(compiled, x, "batched"), x)

@@ -68,7 +68,9 @@ def test_register_and_remove(data_dir: Path, tmp_path: Path, audited: Path) -> N
     manifest_file = tmp_path / "manifest.json"
     manifest_file.write_text(json.dumps(manifest))
     args = ["register", "--manifest", str(manifest_file),
-            "--weights", str(source / "weights.safetensors"), "--data-dir", str(data_dir)]  # fmt: skip
+            "--weights", str(source / "weights.safetensors"),
+            "--asset", f"he-calibration.npy={source / 'he-calibration.npy'}",
+            "--data-dir", str(data_dir)]  # fmt: skip
     registered = _json(args)
     assert registered["registered"]["name"] == "my-digits"
     assert len(registered["weights_sha256"]) == 64

@@ -25,7 +25,7 @@ def _flip_byte(path: Path, offset: int = -1) -> None:
 def _export(registry: ModelRegistry, name: str, target: Path) -> tuple[dict, Path]:
     """A manifest (without digest) and weights as a user would hand them to `register`."""
     manifest = json.loads((registry.path(name) / "manifest.json").read_text())
-    manifest.update(weights_sha256="", curve_file=None, version="7")
+    manifest.update(weights_sha256="", curve_file=None, version="7", assets={})
     weights = target / "w.safetensors"
     weights.write_bytes((registry.path(name) / "weights.safetensors").read_bytes())
     return manifest, weights

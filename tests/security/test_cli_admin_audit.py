@@ -87,7 +87,7 @@ def test_models_register_and_remove_are_audited(env: dict[str, str], tmp_path: P
 
     source = ModelRegistry(trained_models_dir).path("breast-cancer-lr", "1")
     manifest = json.loads((source / "manifest.json").read_text())
-    manifest.update(name="my-lr", version="3", curve_file=None)
+    manifest.update(name="my-lr", version="3", curve_file=None, assets={})
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     registered = run_cli(env, "models", "register", "--manifest", str(tmp_path / "manifest.json"),
                          "--weights", str(source / "weights.safetensors"), "--json")
