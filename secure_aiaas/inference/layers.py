@@ -14,6 +14,9 @@ from torch import nn
 class Standardize(nn.Module):
     """y = (x - mean) * scale, per feature (pixel scaling: mean 0, scale 1/16)."""
 
+    mean: torch.Tensor  # buffers (moved with the module, saved in its state dict)
+    scale: torch.Tensor
+
     def __init__(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("mean", mean.detach().clone().float())
@@ -32,6 +35,8 @@ class Square(nn.Module):
 
 class Polynomial(nn.Module):
     """sum_i coeffs[i] * x**i: a fitted low-degree approximation of a non-polynomial activation."""
+
+    coeffs: torch.Tensor
 
     def __init__(self, coeffs: list[float]) -> None:
         super().__init__()

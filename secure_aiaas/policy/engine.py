@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import casbin  # type: ignore[import-untyped]  # no stubs or py.typed
+import casbin  # no stubs or py.typed
 import structlog
 
 from secure_aiaas.errors import PolicyUnavailableError, StoreUnavailableError

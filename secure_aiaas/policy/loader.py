@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import casbin  # type: ignore[import-untyped]  # no stubs or py.typed
-from casbin.model import Model  # type: ignore[import-untyped]
+import casbin  # no stubs or py.typed
+from casbin.model import Model
 
 from secure_aiaas.names import (
     BUILTIN_ROLES,

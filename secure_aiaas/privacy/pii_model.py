@@ -97,7 +97,7 @@ class PiiModel:
     def __init__(
         self, precision: str = "int8", path: Path | None = None, graph: bytes | None = None
     ) -> None:
-        import onnxruntime  # type: ignore[import-untyped]
+        import onnxruntime
         from tokenizers import Tokenizer
 
         base = path or model_path()
@@ -243,7 +243,7 @@ def int8_graph(q4_graph: bytes) -> bytes:
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
-    from onnxruntime.quantization import (  # type: ignore[import-untyped]
+    from onnxruntime.quantization import (
         QuantType,
         quantize_dynamic,
     )

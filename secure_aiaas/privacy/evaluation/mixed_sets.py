@@ -96,7 +96,7 @@ class _Sources:
 def _gender_guesser_names(countries: tuple[str, ...]) -> list[str]:
     import os
 
-    import gender_guesser  # type: ignore[import-untyped]
+    import gender_guesser
 
     path = os.path.join(os.path.dirname(gender_guesser.__file__), "data", "nam_dict.txt")
     columns = [GG_COUNTRIES.index(c) for c in countries]

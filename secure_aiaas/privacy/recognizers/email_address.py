@@ -9,7 +9,7 @@ Presidio's e-mail regex backtracks quadratically on long runs of address charact
 
 from __future__ import annotations
 
-import re2  # type: ignore[import-untyped]
+import re2
 from presidio_analyzer import LocalRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 

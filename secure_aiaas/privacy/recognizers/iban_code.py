@@ -7,7 +7,7 @@ is cut to the country's IBAN length and kept only when the ISO 7064 mod-97 check
 
 from __future__ import annotations
 
-import re2  # type: ignore[import-untyped]
+import re2
 from presidio_analyzer import LocalRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
