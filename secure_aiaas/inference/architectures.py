@@ -17,7 +17,7 @@ standardize / linear / square / polynomial are HE-compatible.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -89,7 +89,7 @@ def sequential_config(model: nn.Sequential) -> dict[str, Any]:
     for module in model:
         if isinstance(module, Standardize):
             layers.append(
-                {"type": "standardize", "features": cast(torch.Tensor, module.mean).numel()}
+                {"type": "standardize", "features": module.mean.numel()}
             )
         elif isinstance(module, nn.Linear):
             layers.append(
@@ -104,7 +104,7 @@ def sequential_config(model: nn.Sequential) -> dict[str, Any]:
             layers.append({"type": "square"})
         elif isinstance(module, Polynomial):
             layers.append(
-                {"type": "polynomial", "degree": cast(torch.Tensor, module.coeffs).numel() - 1}
+                {"type": "polynomial", "degree": module.coeffs.numel() - 1}
             )
         elif isinstance(module, nn.ReLU | nn.Sigmoid | nn.Tanh):
             layers.append({"type": type(module).__name__.lower()})
