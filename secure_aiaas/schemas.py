@@ -51,6 +51,13 @@ class OpenAIErrorDetail(Loose):
     param: str | None = None
 
 
+class OpenAIError(Loose):
+    """The error shape of the chat and completion routes (what the openai client reads)."""
+
+    error: OpenAIErrorDetail
+    request_id: str | None = None
+
+
 # --------------------------------------------------------------------------- identity
 class WhoAmI(Loose):
     tenant: str

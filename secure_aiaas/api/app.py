@@ -27,6 +27,7 @@ from secure_aiaas.api.routes import (
     health,
     identity,
     infer,
+    llm,
     openai,
     ops,
     privacy,
@@ -49,6 +50,7 @@ from secure_aiaas.scheduling import (
 
 if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
+    from secure_aiaas.llm import ChatModelPool
     from secure_aiaas.privacy import ScrubberService, TenantKeys
 from secure_aiaas.pipeline import Capabilities, Pipeline
 from secure_aiaas.policy import PolicyEngine, PolicyValidationError, build_policy_engine
@@ -200,6 +202,24 @@ async def _final_flush(pipeline: Pipeline) -> None:
         log.error("audit.refusals_flush_failed")
 
 
+async def build_chat_pool(settings: Settings, metrics: Metrics | None) -> ChatModelPool:
+    """Every registered chat model loaded (verified) with its continuously batching engine."""
+    from secure_aiaas.llm import ChatModelPool, EngineConfig
+
+    cfg = settings.llm
+    pool = ChatModelPool(
+        ModelRegistry(settings.resolved_models_dir()), models=cfg.models or None,
+        device=None if cfg.device == "auto" else cfg.device,
+        dtype=None if cfg.dtype == "auto" else cfg.dtype,
+        config=EngineConfig(max_batch_size=cfg.max_batch_size, max_queue_size=cfg.max_queue_size,
+                            max_context_tokens=cfg.max_context_tokens,
+                            repetition_penalty=cfg.repetition_penalty),
+        observer_for=metrics.llm_observer if metrics is not None else None,
+        priority_of=current_priority, default_max_tokens=cfg.default_max_tokens)
+    await pool.start()
+    return pool
+
+
 def _cores_per_worker(settings: Settings) -> int:
     """Child processes each pool may start by default: the cores shared by the workers."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
@@ -241,12 +261,14 @@ def create_app(settings: Settings) -> FastAPI:
         await models.start()
         he_pool = (await asyncio.to_thread(build_he_pool, settings, models, metrics)
                    if settings.he.enabled else None)
+        chat = await build_chat_pool(settings, metrics) if settings.llm.enabled else None
         capabilities = Capabilities(
-            models=models, he=he_pool, scrubber=scrubber,
+            models=models, he=he_pool, scrubber=scrubber, chat=chat,
             privacy_keys=tenant_privacy_keys(spine.keys.data_key),
             he_context_ttl_s=settings.he.context_ttl_s,
             expected=frozenset({"models", *(["scrubber"] if settings.privacy.enabled else []),
-                                *(["he"] if settings.he.enabled else [])}))
+                                *(["he"] if settings.he.enabled else []),
+                                *(["chat"] if settings.llm.enabled else [])}))
         pipeline = Pipeline(
             registry=spine.registry, policy=spine.policy, audit=spine.audit, quotas=quotas,
             anonymous=spine.anonymous, refusals=spine.refusals,
@@ -264,6 +286,8 @@ def create_app(settings: Settings) -> FastAPI:
             flusher.cancel()
             await _final_flush(pipeline)
             await models.close()
+            if chat is not None:
+                await chat.close()
             if scrubber is not None:
                 await scrubber.close()
             if he_pool is not None:
@@ -289,6 +313,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(infer.router)
     app.include_router(openai.router)
+    app.include_router(llm.router)
     app.include_router(he.router)
     app.include_router(privacy.router)
     app.include_router(audit.router)

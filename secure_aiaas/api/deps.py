@@ -44,6 +44,22 @@ class Authorized:
         self._state["facts"] = facts
         return body
 
+    def stream_back(self, facts: AuditFacts, response: T) -> T:
+        """Return a streamed answer whose outcome is recorded when it ends, not when it
+        starts (`record_outcome` before its last event; 499 if the client went away)."""
+        self._state["facts"] = facts
+        self._state["deferred"] = True
+        return response
+
+    def note(self, facts: AuditFacts) -> None:
+        """The latest facts of a streamed answer (recorded if it ends without an outcome)."""
+        self._state["facts"] = facts
+
+    async def record_outcome(self, facts: AuditFacts) -> None:
+        """Durably record a streamed answer's outcome now (AuditError if it cannot be)."""
+        commit: Callable[[AuditFacts], Awaitable[None]] = self._state["record_outcome"]
+        await commit(facts)
+
     async def write_ahead(self, facts: AuditFacts) -> None:
         """Commit the *attempt* record of a side effect before it happens (AuditError → 503:
         the side effect must then not happen). Every route with a side effect calls this

@@ -16,6 +16,7 @@ counted into periodic aggregate records instead.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -121,19 +122,29 @@ class AuditMiddleware:
             state["facts"] = AuditFacts(principal=principal)
             try:
                 await self.app(scope, exchange.receive, exchange.send)
+                await exchange.finish_deferred()
             except PayloadTooLargeError as exc:
                 if not exchange.started:
                     await exchange.respond(exc)
-            except ClientDisconnect:
+            except (ClientDisconnect, OSError):
                 # The caller went away mid-request: nothing to answer, but it is recorded
                 # (499, nginx's "client closed request").
                 if not exchange.started:
                     await exchange.record_only(499)
+                await exchange.finish_deferred()
             except Exception:
                 log.exception("request.unhandled_error", route=exchange.route)
                 if not exchange.started:
                     await exchange.respond(ServiceError())
         finally:
+            if exchange.outcome_pending:
+                # The stream was cut off (the server cancels a request whose client left):
+                # its outcome is still recorded, even while this task is being cancelled.
+                pending = asyncio.ensure_future(exchange.finish_deferred())
+                try:
+                    await asyncio.shield(pending)
+                except asyncio.CancelledError:
+                    pass  # the shielded task goes on and records it
             admission = state.get("admission")
             if admission is not None:
                 await admission.release()
@@ -161,6 +172,10 @@ class _Exchange:
         state = scope.setdefault("state", {})
         state["request_id"] = self.request_id
         state["write_ahead"] = self.write_ahead
+        state["record_outcome"] = self.record_outcome
+        # A streamed answer: its outcome is recorded when it ends (see `record_outcome`).
+        self._deferred_status: int | None = None
+        self._outcome_recorded = False
 
     @property
     def route(self) -> str:
@@ -197,6 +212,13 @@ class _Exchange:
         return message
 
     async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and self._scope["state"].get("deferred"):
+            # Its attempt is durable already; the outcome follows when the stream ends.
+            self.started = True
+            self._deferred_status = int(message["status"])
+            message = {**message, "headers": [*message.get("headers", []), self._id_header()]}
+            await self._send(message)
+            return
         if message["type"] == "http.response.start":
             self.started = True
             replacement = await self._record(int(message["status"]))
@@ -214,6 +236,34 @@ class _Exchange:
         the side effect must then not happen)."""
         await self._pipeline.record(self._event(0, "attempt", facts))
 
+    async def record_outcome(self, facts: AuditFacts) -> None:
+        """Record a streamed answer's outcome (before its last event). AuditError if not."""
+        status = self._deferred_status or 200
+        event = self._event(status, outcome_of(status, facts), facts)
+        try:
+            await self._pipeline.record(event)
+        finally:
+            self._outcome_recorded = True  # recorded, or failed: never a second outcome
+        self._observe(event, status)
+        log.info("request.completed", method=event.method, route=event.route, status=status,
+                 decision=event.decision, latency_ms=round(event.latency_ms, 2))
+
+    @property
+    def outcome_pending(self) -> bool:
+        return self._deferred_status is not None and not self._outcome_recorded
+
+    async def finish_deferred(self) -> None:
+        """A stream that ended without its outcome (the client went away): record 499."""
+        if self._deferred_status is None or self._outcome_recorded:
+            return
+        facts = self._facts()
+        event = self._event(499, outcome_of(499, facts), facts)
+        self._outcome_recorded = True
+        try:
+            await self._pipeline.record(event)
+        except AuditError:
+            log.error("audit.record_refused", status=499, route=event.route)
+
     async def record_only(self, status: int) -> None:
         """Audit a request that gets no response (the client disconnected)."""
         self.started = True
@@ -226,8 +276,10 @@ class _Exchange:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             headers = (*headers, (b"retry-after", str(max(1, round(retry_after))).encode()))
-        start, body = _json_response(status_for(exc), error_body(
-            exc.public_message, exc.code, self.request_id), headers)
+        status = status_for(exc)
+        start, body = _json_response(status, error_body(
+            exc.public_message, exc.code, self.request_id, self._scope.get("path", ""), status),
+            headers)
         await self.send(start)
         await self.send(body)
 
@@ -238,8 +290,9 @@ class _Exchange:
 
     async def _send_error(self, status: int, message: str, code: str,
                           headers: _Headers) -> None:
-        start, body = _json_response(status, error_body(message, code, self.request_id),
-                                     (*headers, self._id_header()))
+        start, body = _json_response(status, error_body(
+            message, code, self.request_id, self._scope.get("path", ""), status),
+            (*headers, self._id_header()))
         await self._send(start)
         await self._send(body)
 

@@ -90,8 +90,17 @@ def show(
 
 @app.command("register")
 def register(
-    manifest_file: Annotated[Path, typer.Option("--manifest", exists=True, dir_okay=False)],
-    weights: Annotated[Path, typer.Option("--weights", exists=True, dir_okay=False)],
+    manifest_file: Annotated[Path | None, typer.Option("--manifest", exists=True,
+                                                       dir_okay=False)] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", exists=True,
+                                                 dir_okay=False)] = None,
+    hf_dir: Annotated[Path | None, typer.Option(
+        "--hf-dir", exists=True, file_okay=False,
+        help="A Hugging Face causal-LM folder (config, safetensors weights, tokenizer, chat "
+             "template): registered as a chat model. Every file is hashed; only safetensors "
+             "load; pickles, remote code and untested architectures are refused.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The chat model's name "
+                                                            "(with --hf-dir).")] = None,
     asset: Annotated[
         list[str] | None,
         typer.Option("--asset", help="NAME=PATH of an extra file the model reads (repeatable)."),
@@ -101,9 +110,15 @@ def register(
     data_dir: DataDir = Path("data"),
     as_json: JsonFlag = False,
 ) -> None:
-    """Register a model from a manifest and a safetensors or TorchScript file."""
+    """Register a model: a manifest and a safetensors or TorchScript file, or (--hf-dir) a
+    Hugging Face causal-LM folder as a chat model."""
     from secure_aiaas.errors import InputError
 
+    if hf_dir is not None:
+        _register_chat_model(hf_dir, name, overwrite, data_dir, as_json)
+        return
+    if manifest_file is None or weights is None:
+        _fail(as_json, InputError("give --manifest and --weights, or --hf-dir and --name"))
     try:
         try:
             raw = json.loads(manifest_file.read_text())
@@ -129,6 +144,25 @@ def register(
         {"registered": manifest.summary(), "weights_sha256": manifest.weights_sha256},
         f"registered {manifest.id} (sha256 {manifest.weights_sha256})",
     )
+
+
+def _register_chat_model(directory: Path, name: str | None, overwrite: bool, data_dir: Path,
+                         as_json: bool) -> None:
+    from secure_aiaas.errors import InputError
+    from secure_aiaas.llm import register_causal_lm
+
+    if not name:
+        _fail(as_json, InputError("--name is needed with --hf-dir"))
+    try:
+        with admin_action("models.register", _model_object(name), tenant=None) as facts:
+            manifest = register_causal_lm(_registry(data_dir), directory, name=name,
+                                          overwrite=overwrite)
+            facts.update(model=manifest.name, model_version=manifest.version,
+                         task="text-generation")
+    except ServiceError as exc:
+        _fail(as_json, exc)
+    _emit(as_json, {"registered": manifest.summary()},
+          f"registered chat model {manifest.id} ({len(manifest.assets)} files hashed)")
 
 
 @app.command("remove")
@@ -188,11 +222,24 @@ def train(
 
 
 @app.command("ensure")
-def ensure(data_dir: DataDir = Path("data"), as_json: JsonFlag = False) -> None:
-    """Train the small built-in models that are not registered yet (first `make serve`)."""
-    from secure_aiaas.training import ensure_builtin_models
+def ensure(
+    data_dir: DataDir = Path("data"),
+    chat: Annotated[bool, typer.Option(help="Also the built-in chat model (converted once, "
+                                            "~40 s).")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Prepare every built-in model not registered yet (first `make serve`): train the small
+    ones, package the sentence encoder, convert the chat model — all offline."""
+    from secure_aiaas.training import BUILTIN_MODELS, ensure_builtin_models
 
-    trained = ensure_builtin_models(data_dir, progress=not as_json)
-    _emit(as_json, {"trained": [m.id for m in trained]},
-          "trained " + ", ".join(m.id for m in trained) if trained
+    try:
+        made = ensure_builtin_models(data_dir, BUILTIN_MODELS, progress=not as_json)
+        if chat:
+            from secure_aiaas.llm import ensure_builtin_chat_model
+
+            made += ensure_builtin_chat_model(data_dir)
+    except ServiceError as exc:
+        _fail(as_json, exc)
+    _emit(as_json, {"trained": [m.id for m in made]},
+          "prepared " + ", ".join(m.id for m in made) if made
           else "built-in models already registered")

@@ -155,13 +155,15 @@ class Generation:
                 tail = restorer.flush() if restorer is not None else ""
                 if tail:
                     yield wire.sse(self._chunk({"content": tail}))
+                self._settle(event)  # known before the last events: the caller records it
                 yield wire.sse(self._chunk({}, _wire_finish(event.finish_reason)))
                 if self._prompt.include_usage:
                     yield wire.sse(self._usage(event))
                 yield wire.SSE_DONE
         finally:
             self._stream.cancel()  # no-op when finished; frees the slot on a disconnect
-            self._settle(finished)
+            if self.outcome is None:
+                self._settle(finished)
 
     # -- building ----------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ router = APIRouter(tags=["OpenAI-compatible"], route_class=BoundedRoute)
 
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(auth: Annotated[Authorized, authorize("models", "list")]) -> dict[str, Any]:
-    """The models this caller may use for plaintext inference."""
+    """The models this caller may use: plaintext models and chat models."""
     pipeline = auth.pipeline
     data = []
     for manifest in sorted(pipeline.model_pool().manifests(), key=lambda m: (m.name, m.version)):
@@ -31,6 +31,10 @@ async def list_models(auth: Annotated[Authorized, authorize("models", "list")]) 
                          "created": int(manifest.created_at.timestamp()),
                          "owned_by": "secure_aiaas", "version": manifest.version,
                          "task": manifest.task})
+    chat = pipeline.chat
+    for service in chat.services() if chat is not None else []:
+        if pipeline.authorize(auth.principal, f"llm:{service.name}", "generate").allowed:
+            data.append({**service.card(), "task": "text-generation"})
     return auth.hand_back(auth.facts, {"object": "list", "data": data})
 
 

@@ -1,0 +1,223 @@
+"""Chat and completions through the whole secure path, on a real server: the unmodified
+`openai` client in both modes, the audit records of a streamed, a disconnected and a refused
+request, token quotas, and sensitive tenants (a tiny random model keeps it fast; the
+built-in model answers a real question in `test_builtin_model_over_http`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from secure_aiaas.audit import SqlAuditStore
+from secure_aiaas.inference import ModelRegistry
+from secure_aiaas.llm.registry import register_causal_lm
+from tests.conftest import (
+    REPO,
+    STANDARD_KEYS,
+    STANDARD_TENANTS,
+    Server,
+    provision,
+    run_cli,
+    service_env,
+    start_server,
+    stop_server,
+)
+from tests.llm.tiny import save_tiny
+
+NAME = "tiny-chat"
+SECRET = "Maria Lopez-Garcia"
+KEYS = {**STANDARD_KEYS, "pat": ("platform", "pat", "user")}  # platform: no quotas
+
+
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    from secure_aiaas.crypto import init_keys
+
+    tmp = tmp_path_factory.mktemp("chat")
+    init_keys(tmp / "keys")
+    shutil.copytree(REPO / "policies", tmp / "policies")
+    models = tmp / "models"
+    register_causal_lm(ModelRegistry(models), save_tiny(tmp / "src"), name=NAME)
+    env = service_env(tmp, tmp / "keys", tmp / "policies", SAIAAS_MODELS_DIR=str(models),
+                      SAIAAS_HE__ENABLED="false", SAIAAS_LLM__DEFAULT_MAX_TOKENS="24")
+    keys = provision(env, STANDARD_TENANTS, KEYS)
+    assert run_cli(env, "tenant", "set-limits", "acme", "--key-tpm", "400").returncode == 0
+    server = start_server(env, tmp / "server.log")
+    server.api_keys = keys
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+def _client(server: Server, who: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key=server.api_keys[who],
+                         max_retries=0)
+
+
+def _records(server: Server, request_id: str) -> list[dict[str, Any]]:
+    store = SqlAuditStore(f"sqlite:///{server.data_dir / 'audit.db'}")
+    try:
+        rows = [r for r in store.iter_records() if r["request_id"] == request_id]
+    finally:
+        store.dispose()
+    for row in rows:
+        row["details"] = json.loads(row["details"])
+    return rows
+
+
+MESSAGES = [{"role": "system", "content": "You are terse."},
+            {"role": "user", "content": f"Write to {SECRET} at maria@example.com"}]
+
+
+def test_openai_client_non_streamed(chat_server: Server) -> None:
+    client = _client(chat_server, "alice")
+    raw = client.chat.completions.with_raw_response.create(
+        model=NAME, messages=MESSAGES, max_tokens=8, temperature=0)  # type: ignore[arg-type]
+    reply = raw.parse()
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    assert reply.usage is not None and reply.usage.completion_tokens <= 8
+    assert reply.usage.prompt_tokens > 0
+    (record,) = _records(chat_server, raw.headers["x-request-id"])
+    assert record["decision"] == "allow" and record["object"] == f"llm:{NAME}"
+    llm = record["details"]["llm"]
+    assert llm["completion_tokens"] == reply.usage.completion_tokens
+    assert record["details"]["pii"]["PERSON"] >= 1  # the prompt was scrubbed first
+    assert SECRET not in json.dumps(record) and "maria@example.com" not in json.dumps(record)
+
+
+def test_openai_client_streamed_and_its_two_records(chat_server: Server) -> None:
+    client = _client(chat_server, "alice")
+    with client.chat.completions.with_streaming_response.create(
+            model=NAME, messages=MESSAGES, max_tokens=12, stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True}) as raw:
+        request_id = raw.headers["x-request-id"]
+        chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage = [c.usage for c in chunks if c.usage is not None]
+    assert usage and usage[0].completion_tokens <= 12
+    attempt, outcome = _records(chat_server, request_id)
+    assert attempt["decision"] == "attempt" and attempt["seq"] < outcome["seq"]
+    assert outcome["status"] == 200
+    assert outcome["details"]["llm"]["completion_tokens"] == usage[0].completion_tokens
+    assert outcome["details"]["llm"]["finish_reason"] in ("stop", "length")
+    assert text not in json.dumps(outcome) or not text.strip()
+
+
+def test_completions_both_modes(chat_server: Server) -> None:
+    client = _client(chat_server, "alice")
+    plain = client.completions.create(model=NAME, prompt="Hello", max_tokens=5)
+    assert plain.choices[0].text is not None and plain.usage is not None
+    streamed = list(client.completions.create(model=NAME, prompt="Hello", max_tokens=5,
+                                              stream=True))
+    assert streamed
+
+
+def test_token_quota_refuses_with_retry_after_in_openai_shape(chat_server: Server) -> None:
+    client = _client(chat_server, "alice")  # acme: 400 tokens a minute per key
+    with pytest.raises(openai.RateLimitError) as info:
+        for _ in range(40):
+            client.chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=24)
+    error = info.value
+    assert error.response.headers["retry-after"]
+    assert error.body["code"] in ("key_tpm", "rate_limited") or error.code == "rate_limited"  # type: ignore[index]
+
+
+def test_sensitive_tenants_are_denied_unless_allowed_with_a_strict_profile(
+        chat_server: Server) -> None:
+    client = _client(chat_server, "medco-user")
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=4)
+    policy = chat_server.policy_dir / "policy.csv"
+    privacy = chat_server.policy_dir / "privacy.yaml"
+    saved_policy, saved_privacy = policy.read_text(), privacy.read_text()
+    try:
+        policy.write_text(saved_policy + f"p, user, medco, llm:{NAME}, generate, allow\n")
+        time.sleep(1.5)
+        # Allowed by the policy, but the default profile restores answers: still refused.
+        with pytest.raises(openai.PermissionDeniedError) as info:
+            client.chat.completions.with_raw_response.create(
+                model=NAME, messages=MESSAGES, max_tokens=4)
+        rid = info.value.response.headers["x-request-id"]
+        (record,) = _records(chat_server, rid)
+        assert record["decision"] == "deny" and "strict privacy profile" in record["rule"]
+        privacy.write_text(saved_privacy.replace(
+            'assignments:\n', 'assignments:\n  - tenant: medco\n    model: "*"\n'
+            '    profile: strict\n'))
+        time.sleep(1.5)
+        raw = client.chat.completions.with_raw_response.create(
+            model=NAME, messages=MESSAGES, max_tokens=4)
+        (record,) = _records(chat_server, raw.headers["x-request-id"])
+        assert record["decision"] == "allow"
+        assert record["details"]["privacy_profile"] == "strict"
+    finally:
+        policy.write_text(saved_policy)
+        privacy.write_text(saved_privacy)
+
+
+def test_models_lists_chat_models_for_those_allowed(chat_server: Server) -> None:
+    ids = {m.id for m in _client(chat_server, "alice").models.list()}
+    assert NAME in ids
+    assert NAME not in {m.id for m in _client(chat_server, "medco-he").models.list()}
+
+
+def test_bad_requests_are_openai_shaped_4xx(chat_server: Server) -> None:
+    headers = {"Authorization": f"Bearer {chat_server.api_keys['alice']}"}
+    with httpx.Client(base_url=chat_server.base_url, headers=headers) as client:
+        for body in ({"model": NAME, "messages": []},
+                     {"model": NAME, "messages": MESSAGES, "n": 3},
+                     {"model": "no-such-model", "messages": MESSAGES},
+                     {"model": NAME, "messages": MESSAGES, "max_tokens": 10**9}):
+            response = client.post("/v1/chat/completions", json=body)
+            assert 400 <= response.status_code < 500, response.text
+            assert set(response.json()["error"]) >= {"message", "type", "code"}
+
+
+@pytest.mark.slow
+def test_builtin_model_over_http(tmp_path: Path) -> None:
+    """The built-in SmolLM2 through the whole path: a greedy answer that names Paris."""
+    from secure_aiaas.crypto import init_keys
+    from secure_aiaas.llm import ensure_builtin_chat_model
+
+    tmp = tmp_path
+    init_keys(tmp / "keys")
+    shutil.copytree(REPO / "policies", tmp / "policies")
+    ensure_builtin_chat_model(tmp / "models")
+    env = service_env(tmp, tmp / "keys", tmp / "policies", SAIAAS_MODELS_DIR=str(tmp / "models"),
+                      SAIAAS_HE__ENABLED="false")
+    keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
+    server = start_server(env, tmp / "server.log")
+    try:
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=keys["alice"])
+        reply = client.chat.completions.create(
+            model="smollm2-135m-instruct", temperature=0, max_tokens=24,
+            messages=[{"role": "user", "content": "What is the capital of France?"}])
+        assert "Paris" in (reply.choices[0].message.content or "")
+        # A client that goes away mid-stream: the outcome is recorded, as 499.
+        server.api_keys = keys
+        headers = {"Authorization": f"Bearer {keys['alice']}"}
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
+            with http.stream("POST", "/v1/chat/completions", json={
+                    "model": "smollm2-135m-instruct", "max_tokens": 400, "stream": True,
+                    "messages": [{"role": "user", "content": "Tell a long story."}]}) as response:
+                request_id = response.headers["x-request-id"]
+                for _ in response.iter_lines():
+                    break  # the first event, then hang up
+        deadline = time.monotonic() + 20
+        records: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(records) < 2:
+            time.sleep(0.3)
+            records = _records(server, request_id)
+        attempt, outcome = records
+        assert attempt["decision"] == "attempt" and outcome["status"] == 499
+        assert outcome["details"]["llm"]["finish_reason"] == "cancelled"
+    finally:
+        stop_server(server)
