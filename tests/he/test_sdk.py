@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -21,8 +22,24 @@ pytestmark = pytest.mark.slow
 URL = "http://saiaas.test"
 
 
-def _sync_transport(pool: HEPool) -> httpx.MockTransport:
+def _handler(pool: HEPool) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+    """conftest's stand-in, answering a context upload as the real route does
+    (`schemas.ContextCreated`: the id, the model and the seconds until it expires)."""
     handle = contract_handler(pool)
+
+    async def routed(request: httpx.Request) -> httpx.Response:
+        response: httpx.Response = await handle(request)
+        if request.url.path == "/v1/he/contexts" and response.status_code == 201:
+            body = {**response.json(), "model": request.url.params["model"],
+                    "expires_in_s": 3600.0}  # fmt: skip
+            return httpx.Response(201, json=body)
+        return response
+
+    return routed
+
+
+def _sync_transport(pool: HEPool) -> httpx.MockTransport:
+    handle = _handler(pool)
     return httpx.MockTransport(lambda request: asyncio.run(handle(request)))
 
 
@@ -49,7 +66,7 @@ def test_async_client(he_pool: HEPool, digits: Trained) -> None:
     x = digits.x_test[:3]
 
     async def main() -> np.ndarray:
-        transport = httpx.MockTransport(contract_handler(he_pool))
+        transport = httpx.MockTransport(_handler(he_pool))
         async with AsyncEncryptedClient(URL, "test-key", transport=transport) as client:
             return await client.predict("digits-mlp", x)
 
@@ -60,7 +77,7 @@ def test_keys_uploaded_once_and_secret_saved_encrypted(
     he_pool: HEPool, breast_cancer: Trained, tmp_path: Path
 ) -> None:
     uploads = []
-    handle = contract_handler(he_pool)
+    handle = _handler(he_pool)
 
     def counting(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/he/contexts":
