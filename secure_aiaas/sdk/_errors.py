@@ -99,9 +99,12 @@ def build_error(
         exc.code = code
     if retry_after is not None and isinstance(exc, RateLimitedError | OverloadedError):
         exc.retry_after = retry_after
-    # Attributes, not constructor arguments: errors.py is shared with the server.
+    # Attributes, not constructor arguments: errors.py is shared with the server. The note
+    # puts the request id in every traceback, for the operator who reads the audit trail.
     setattr(exc, "status_code", status)  # noqa: B010
     setattr(exc, "request_id", request_id)  # noqa: B010
+    if request_id is not None:
+        exc.add_note(f"request id: {request_id}")
     return exc
 
 
