@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -164,6 +164,22 @@ class Http:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class HttpClient:
+    """What every async client shares: its `Http` session, closed by ``aclose`` or
+    ``async with``."""
+
+    _http: Http
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class _ThreadedByteStream(httpx.AsyncByteStream):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 
 from secure_aiaas.sdk._errors import invalid_response
 
@@ -47,7 +47,7 @@ class LineSplitter:
         return lines
 
 
-async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
+async def sse_data(chunks: AsyncIterable[bytes]) -> AsyncGenerator[str, None]:
     """The ``data`` of each event in a ``text/event-stream`` body."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     splitter = LineSplitter()

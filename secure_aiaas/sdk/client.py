@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self, overload
+from typing import Any, Generic, Literal, Protocol, Self, TypeVar, overload
 
 import httpx
 
@@ -27,46 +27,21 @@ __all__ = ["AsyncEncryptedClient", "ChatStream", "Client", "EncryptedClient",
 Transport = httpx.BaseTransport | httpx.AsyncBaseTransport
 
 
-async def _next_delta(stream: AsyncChatStream) -> str | None:
-    try:
-        return await anext(stream)
-    except StopAsyncIteration:
-        return None
+class _AsyncClosable(Protocol):
+    async def aclose(self) -> None: ...
 
 
-class ChatStream:
-    """The text deltas of a streamed chat completion: ``for delta in stream`` (sync).
+Core = TypeVar("Core", bound=_AsyncClosable)
 
-    `finish_reason`, `usage` and `text` as on `AsyncChatStream`; ``with`` closes the reply
-    when the loop is left early.
-    """
 
-    def __init__(self, stream: AsyncChatStream) -> None:
-        self._stream = stream
+class _Closing(Generic[Core]):
+    """A sync wrapper of something async with ``aclose`` (``self._core``): ``close`` and
+    ``with`` run it on the SDK's loop."""
 
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        delta = run(_next_delta(self._stream))
-        if delta is None:
-            raise StopIteration
-        return delta
-
-    @property
-    def text(self) -> str:
-        return self._stream.text
-
-    @property
-    def finish_reason(self) -> str | None:
-        return self._stream.finish_reason
-
-    @property
-    def usage(self) -> CompletionUsage | None:
-        return self._stream.usage
+    _core: Core
 
     def close(self) -> None:
-        run(self._stream.aclose())
+        run(self._core.aclose())
 
     def __enter__(self) -> Self:
         return self
@@ -75,7 +50,47 @@ class ChatStream:
         self.close()
 
 
-class Client:
+async def _next_delta(stream: AsyncChatStream) -> str | None:
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return None
+
+
+class ChatStream(_Closing[AsyncChatStream]):
+    """The text deltas of a streamed chat completion: ``for delta in stream`` (sync).
+
+    `finish_reason`, `usage` and `text` as on `AsyncChatStream`; ``with`` closes the reply
+    when the loop is left early.
+    """
+
+    def __init__(self, stream: AsyncChatStream) -> None:
+        self._core = stream
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        delta = run(_next_delta(self._core))
+        if delta is None:
+            raise StopIteration
+        return delta
+
+    @property
+    def text(self) -> str:
+        return self._core.text
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._core.finish_reason
+
+    @property
+    def usage(self) -> CompletionUsage | None:
+        return self._core.usage
+
+
+
+class Client(_Closing[AsyncClient]):
     """Plaintext REST client: KServe v2 inference, OpenAI-style embeddings and chat,
     scrubbing, the audit trail. Arguments and methods as `AsyncClient`'s, without ``await``;
     `transport` may be a sync or an async httpx transport."""
@@ -128,17 +143,8 @@ class Client:
             return ChatStream(run(self._core.chat(model, messages, stream=True, **sampling)))
         return run(self._core.chat(model, messages, stream=False, **sampling))
 
-    def close(self) -> None:
-        run(self._core.aclose())
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class EncryptedClient:
+class EncryptedClient(_Closing[AsyncEncryptedClient]):
     """`EncryptedClient(url, key).predict("digits-mlp", x)`: encrypted inference, sync.
 
     `predict` returns the decrypted model outputs (logits; for a "logit" plan apply the
@@ -168,12 +174,3 @@ class EncryptedClient:
     predict = blocking(AsyncEncryptedClient.predict)
     predict_proba = blocking(AsyncEncryptedClient.predict_proba)
     forget = blocking(AsyncEncryptedClient.forget)
-
-    def close(self) -> None:
-        run(self._core.aclose())
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -27,7 +27,7 @@ from secure_aiaas.crypto.he_wire import (
 )
 from secure_aiaas.errors import InputError, NotFoundError
 from secure_aiaas.schemas import ContextCreated
-from secure_aiaas.sdk._http import Http, RetryPolicy, parse
+from secure_aiaas.sdk._http import Http, HttpClient, RetryPolicy, parse
 from secure_aiaas.sdk.he import PlanView, SecretContext
 from secure_aiaas.sdk.plaintext import DEFAULT_RETRY
 
@@ -109,7 +109,7 @@ class _EncryptedBase:
         return session.decrypt_batched(list(response.ciphertexts), n)
 
 
-class AsyncEncryptedClient(_EncryptedBase):
+class AsyncEncryptedClient(_EncryptedBase, HttpClient):
     """``await AsyncEncryptedClient(url, key).predict("digits-mlp", x)``: encrypted inference.
 
     `predict` returns the decrypted model outputs (logits; for a "logit" plan apply the
@@ -214,12 +214,3 @@ class AsyncEncryptedClient(_EncryptedBase):
                 context_id, session.context_id = session.context_id, None
                 await anyio.to_thread.run_sync(self._persist, model, session)
                 await self._http.send("DELETE", f"/v1/he/contexts/{context_id}")
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()

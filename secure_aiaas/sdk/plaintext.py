@@ -41,7 +41,7 @@ from secure_aiaas.schemas import (
     WhoAmI,
 )
 from secure_aiaas.sdk._errors import error_from_payload, invalid_request, invalid_response
-from secure_aiaas.sdk._http import Http, RetryPolicy
+from secure_aiaas.sdk._http import Http, HttpClient, RetryPolicy
 from secure_aiaas.sdk._sse import sse_data
 
 DEFAULT_RETRY = RetryPolicy()
@@ -156,7 +156,7 @@ class AsyncChatStream:
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            await self._events.aclose()  # type: ignore[attr-defined]
+            await self._events.aclose()
             await self._response.aclose()
 
     async def __aenter__(self) -> Self:
@@ -166,7 +166,7 @@ class AsyncChatStream:
         await self.aclose()
 
 
-class AsyncClient:
+class AsyncClient(HttpClient):
     """Plaintext REST client (async). ``async with AsyncClient(url, key) as client: ...``
 
     Args:
@@ -343,14 +343,3 @@ class AsyncClient:
     async def audit_public_key(self) -> PublicKeys:
         """The audit signing key's public half (and retired ones), for offline verification."""
         return await self._http.get("/v1/audit/public-key", PublicKeys)
-
-    # ------------------------------------------------------------------ lifecycle
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
