@@ -15,6 +15,7 @@ import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
+from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
@@ -22,6 +23,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from secure_aiaas import __version__
+from secure_aiaas.errors import InputError
+from secure_aiaas.names import MODEL_RE
 from secure_aiaas.sdk._errors import error_from_reply, invalid_response, retry_after_s
 
 M = TypeVar("M", bound=BaseModel)
@@ -62,6 +65,19 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(attempts=1)
+
+
+def model_name(name: str) -> str:
+    """`name` if it is a model name the registry could hold; it goes into URL paths and, for
+    the encrypted client, into a file name, so anything else (``../x``, ``a?b``) is refused."""
+    if not isinstance(name, str) or not MODEL_RE.fullmatch(name):
+        raise InputError("model: not a valid model name")
+    return name
+
+
+def path_segment(value: str) -> str:
+    """`value` percent-encoded as one URL path segment (an id the service handed out)."""
+    return quote(value, safe="")
 
 
 def parse(model: type[M], response: httpx.Response) -> M:

@@ -27,7 +27,7 @@ from secure_aiaas.crypto.he_wire import (
 )
 from secure_aiaas.errors import InputError, NotFoundError
 from secure_aiaas.schemas import ContextCreated
-from secure_aiaas.sdk._http import Http, HttpClient, RetryPolicy, parse
+from secure_aiaas.sdk._http import Http, HttpClient, RetryPolicy, model_name, parse, path_segment
 from secure_aiaas.sdk.he import PlanView, SecretContext
 from secure_aiaas.sdk.plaintext import DEFAULT_RETRY
 
@@ -59,7 +59,7 @@ class _EncryptedBase:
         self._sessions: dict[str, SecretContext] = {}
 
     def _key_path(self, model: str) -> Path | None:
-        return self._key_dir / f"{model}.he-secret.json" if self._key_dir else None
+        return self._key_dir / f"{model_name(model)}.he-secret.json" if self._key_dir else None
 
     def _restore(self, model: str, plan: PlanView) -> SecretContext:
         path = self._key_path(model)
@@ -135,7 +135,7 @@ class AsyncEncryptedClient(_EncryptedBase, HttpClient):
 
     async def plan(self, model: str) -> PlanView:
         """The model's published CKKS plan (``GET /v1/he/models/{model}``)."""
-        response = await self._http.send("GET", f"/v1/he/models/{model}")
+        response = await self._http.send("GET", f"/v1/he/models/{model_name(model)}")
         return PlanView.from_json(response.text)
 
     async def _upload(self, model: str, session: SecretContext) -> None:
@@ -188,7 +188,7 @@ class AsyncEncryptedClient(_EncryptedBase, HttpClient):
                 parts = []
                 for count, body in requests:
                     response = await self._http.send(
-                        "POST", f"/v1/he/models/{model}/infer", content=body,
+                        "POST", f"/v1/he/models/{model_name(model)}/infer", content=body,
                         content_type=CONTENT_TYPE,
                     )  # fmt: skip
                     parts.append(await anyio.to_thread.run_sync(
@@ -213,4 +213,4 @@ class AsyncEncryptedClient(_EncryptedBase, HttpClient):
             if session is not None and session.context_id is not None:
                 context_id, session.context_id = session.context_id, None
                 await anyio.to_thread.run_sync(self._persist, model, session)
-                await self._http.send("DELETE", f"/v1/he/contexts/{context_id}")
+                await self._http.send("DELETE", f"/v1/he/contexts/{path_segment(context_id)}")

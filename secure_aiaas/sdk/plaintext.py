@@ -41,7 +41,7 @@ from secure_aiaas.schemas import (
     WhoAmI,
 )
 from secure_aiaas.sdk._errors import error_from_payload, invalid_request, invalid_response
-from secure_aiaas.sdk._http import Http, HttpClient, RetryPolicy
+from secure_aiaas.sdk._http import Http, HttpClient, RetryPolicy, model_name
 from secure_aiaas.sdk._sse import sse_data
 
 DEFAULT_RETRY = RetryPolicy()
@@ -200,7 +200,7 @@ class AsyncClient(HttpClient):
 
     async def metadata(self, model: str) -> dict[str, Any]:
         """The model's v2 metadata: versions, input and output names, shapes, datatypes."""
-        found = await self._http.get(f"/v2/models/{model}", V2ModelMetadata)
+        found = await self._http.get(f"/v2/models/{model_name(model)}", V2ModelMetadata)
         return found.model_dump(mode="json")
 
     # ------------------------------------------------------------------ inference
@@ -214,7 +214,7 @@ class AsyncClient(HttpClient):
                 self._input_names[model] = (await self.metadata(model))["inputs"][0]["name"]
             input_name = self._input_names[model]
         body = _v2_request(inputs, input_name)
-        return _v2_output(await self._http.post(f"/v2/models/{model}/infer", body,
+        return _v2_output(await self._http.post(f"/v2/models/{model_name(model)}/infer", body,
                                                 V2InferResponse), output)  # fmt: skip
 
     async def embeddings(self, texts: str | Sequence[str], model: str) -> list[list[float]]:

@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from secure_aiaas.errors import InputError, OverloadedError, RateLimitedError, ServiceError
-from secure_aiaas.schemas import ChatMessage
+from secure_aiaas.schemas import ChatMessage, TextPart
 from secure_aiaas.sdk import AsyncChatStream, AsyncClient, ChatStream, Client, RetryPolicy
 from tests.sdk.conftest import API_KEY, StandIn
 from tests.sdk.standin import ANSWER_SUFFIX, Refusal
@@ -54,8 +54,8 @@ def test_stream_sync(standin: StandIn) -> None:
 
 
 def test_stream_async_with_message_models(standin: StandIn) -> None:
-    messages = [ChatMessage(role="user", content=[{"type": "text", "text": "Grüß "},
-                                                  {"type": "text", "text": "dich"}])]  # type: ignore[list-item]
+    parts = [TextPart(type="text", text="Grüß "), TextPart(type="text", text="dich")]
+    messages = [ChatMessage(role="user", content=parts)]
 
     async def main() -> tuple[list[str], AsyncChatStream]:
         async with AsyncClient(standin.url, API_KEY) as client:
@@ -82,7 +82,8 @@ def test_refused_before_sending(standin: StandIn) -> None:
 
 
 def test_errors_before_the_stream_are_raised_by_the_call(standin: StandIn) -> None:
-    standin.script.refuse("/v1/chat/completions", Refusal(429, {"Retry-After": "0"}, "rate_limited"))
+    refusal = Refusal(429, {"Retry-After": "0"}, "rate_limited")
+    standin.script.refuse("/v1/chat/completions", refusal)
     with Client(standin.url, API_KEY, retry=RetryPolicy(attempts=1)) as client, \
             pytest.raises(RateLimitedError):  # fmt: skip
         client.chat("echo", HELLO, stream=True)

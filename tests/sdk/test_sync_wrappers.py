@@ -8,11 +8,13 @@ import inspect
 import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from secure_aiaas.errors import InputError
 from secure_aiaas.sdk import AsyncClient, AsyncEncryptedClient, Client, EncryptedClient
 from secure_aiaas.sdk._portal import DELEGATES_TO, run
 from tests.sdk.conftest import API_KEY, StandIn
@@ -101,3 +103,20 @@ def test_plaintext_calls_through_the_sync_client(standin: StandIn) -> None:
     assert scrubbed.results is not None and len(scrubbed.results) == 2
     assert scrubbed.entity_counts == {"X": 2}
     assert scrubbed_json.json_value == {"scrubbed": None}  # `json: null` was sent, not dropped
+
+
+@pytest.mark.parametrize("name", ["../../etc/evil", "a/b", "a?b=c", "UPPER", "", "x" * 65])
+def test_model_names_are_checked_before_any_use(
+    standin: StandIn, tmp_path: Path, name: str
+) -> None:
+    # Model names go into URL paths and the encrypted client's secret-key file name.
+    with Client(standin.url, API_KEY) as client, pytest.raises(InputError):
+        client.infer(name, [[1.0]], input_name="rows")
+    with EncryptedClient(standin.url, API_KEY, key_dir=tmp_path / "keys",
+                         passphrase="correct horse") as he:  # fmt: skip
+        with pytest.raises(InputError):
+            he.predict(name, [[1.0]])
+        with pytest.raises(InputError):
+            he.session(name)
+    assert standin.script.seen == []
+    assert not (tmp_path / "keys").exists() and list(tmp_path.parent.glob("evil*")) == []
