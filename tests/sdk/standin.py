@@ -142,6 +142,8 @@ def create_app(script: Script) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(body: wire.ChatCompletionRequest, request: Request) -> Response:
         script.chat_bodies.append(await request.json())
+        if body.model == "sleepy":
+            await asyncio.sleep(3)
         text = answer(body.messages)
         finish: wire.FinishReason = "stop"
         for stop in body.stop_sequences():

@@ -5,8 +5,12 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import signal
+import subprocess
+import sys
 import textwrap
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -120,3 +124,35 @@ def test_model_names_are_checked_before_any_use(
             he.session(name)
     assert standin.script.seen == []
     assert not (tmp_path / "keys").exists() and list(tmp_path.parent.glob("evil*")) == []
+
+
+def test_an_unclosed_sync_client_does_not_hold_up_exit(standin: StandIn) -> None:
+    script = ("import sys; from secure_aiaas.sdk import Client; "
+              f"c = Client({standin.url!r}, {API_KEY!r}); print(c.whoami()['tenant'])")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout.strip() == "acme"
+
+
+def test_an_interrupted_call_cancels_its_request(standin: StandIn) -> None:
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with Client(standin.url, API_KEY) as client:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            started = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                client.chat("sleepy", [{"role": "user", "content": "hi"}])  # 3 s on the server
+            assert time.monotonic() - started < 2
+
+            async def pending() -> int:
+                await asyncio.sleep(0.05)  # let the cancellation land
+                return len(asyncio.all_tasks()) - 1  # all but this one
+
+            assert run(pending()) == 0
+            assert client.whoami()["tenant"] == "acme"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
