@@ -51,8 +51,9 @@ class OpenAIErrorDetail(Loose):
     param: str | None = None
 
 
-class OpenAIError(Loose):
-    """The error shape of the chat and completion routes (what the openai client reads)."""
+class OpenAIErrorBody(Loose):
+    """OpenAI's error shape, as the chat and completion routes send it (the openai client
+    reads it)."""
 
     error: OpenAIErrorDetail
     request_id: str | None = None
@@ -198,6 +199,171 @@ class ModelCard(Loose):
 class ModelList(Loose):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# --------------------------------------------------------------------------- chat completions
+# ``POST /v1/chat/completions``. The request models are those of `secure_aiaas.llm.wire`, field
+# for field (tests/sdk/test_schemas_parity.py holds them equal): the SDK may not import llm/.
+# Strict JSON types, so ``"0.5"`` is not a temperature; OpenAI features not served are refused.
+MAX_CHAT_MESSAGES = 256
+MAX_CONTENT_CHARS = 100_000
+MAX_CONTENT_PARTS = 64
+MAX_STOP = 4
+MAX_STOP_CHARS = 64
+
+
+class StrictJSON(BaseModel):
+    """A request body with strict JSON types (no coercion), immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TextPart(StrictJSON):
+    """One content part; only text is served (no images or audio)."""
+
+    type: Literal["text"]
+    text: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
+
+
+class ChatMessage(StrictJSON):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: (
+        Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
+        | Annotated[list[TextPart], Field(min_length=1, max_length=MAX_CONTENT_PARTS)]
+    )
+
+    def text(self) -> str:
+        """The content as one string (text parts joined without a separator, as OpenAI does)."""
+        return self.content if isinstance(self.content, str) else "".join(
+            p.text for p in self.content
+        )
+
+
+class StreamOptions(StrictJSON):
+    include_usage: bool = False
+
+
+Stop = (
+    Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+    | Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]],
+        Field(max_length=MAX_STOP),
+    ]
+)
+
+
+class Sampling(StrictJSON):
+    """The parameters the chat and completion endpoints share."""
+
+    model: Annotated[str, Field(pattern=MODEL_PATTERN)]
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    seed: Annotated[int, Field(ge=-(2**63), lt=2**63)] | None = None
+    stop: Stop | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: Annotated[int, Field(ge=1, le=1)] = 1
+    presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
+    user: Annotated[str, Field(max_length=256)] | None = None  # accepted, ignored
+
+    @model_validator(mode="after")
+    def _stream_options_need_stream(self) -> Sampling:
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options: only allowed when stream is true")
+        return self
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class ChatCompletionRequest(Sampling):
+    """``POST /v1/chat/completions``."""
+
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_CHAT_MESSAGES)]
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    logprobs: Literal[False] | None = None
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> ChatCompletionRequest:
+        if self.max_tokens is not None and self.max_completion_tokens is not None:
+            raise ValueError("max_tokens: give max_tokens or max_completion_tokens, not both")
+        return self
+
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens if self.max_tokens is None else self.max_tokens
+
+    def message_texts(self) -> list[str]:
+        """Every message's text, in order: what the caller scrubs (as one batch)."""
+        return [m.text() for m in self.messages]
+
+
+class CompletionUsage(Loose):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionMessage(Loose):
+    role: str
+    content: str | None = None
+
+
+class ChatCompletionChoice(Loose):
+    index: int
+    message: ChatCompletionMessage
+    finish_reason: str | None = None
+
+
+class ChatCompletionResponse(Loose):
+    """``POST /v1/chat/completions`` without ``stream``."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: Annotated[list[ChatCompletionChoice], Field(min_length=1)]
+    usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The (first) choice's text."""
+        return self.choices[0].message.content or ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        """``"stop"`` (end of answer or a stop sequence) or ``"length"`` (token limit)."""
+        return self.choices[0].finish_reason
+
+
+class ChatDelta(Loose):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(Loose):
+    index: int
+    delta: ChatDelta
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(Loose):
+    """One ``data:`` event of a streamed chat completion (the last may carry only usage)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
 
 
 # --------------------------------------------------------------------------- privacy

@@ -52,7 +52,9 @@ def predict(
             with Client(url, api_key) as client:
                 result = client.infer(model, x.astype(np.float32))
     except ServiceError as exc:
-        typer.echo(f"error: {exc.public_message}", err=True)
+        request_id = vars(exc).get("request_id")  # set by the SDK on errors the service sent
+        suffix = f" (request id {request_id})" if request_id else ""
+        typer.echo(f"error: {exc.public_message}{suffix}", err=True)
         raise typer.Exit(1) from exc
     if output is not None:
         np.save(output, result)

@@ -19,7 +19,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from tenseal import sealapi as sa
+from tenseal import sealapi as sa  # type: ignore[import-untyped, unused-ignore]
 
 from secure_aiaas.crypto.he_params import (
     CKKSParams,

@@ -29,11 +29,11 @@ from secure_aiaas.errors import AuditError, AuthorizationError, ServiceError
 from secure_aiaas.llm import ChatCompletionRequest, CompletionRequest
 from secure_aiaas.llm.restore import PlaceholderMap
 from secure_aiaas.llm.wire import SSE_DONE, SSE_MEDIA_TYPE, sse_error
-from secure_aiaas.schemas import OpenAIError
+from secure_aiaas.schemas import OpenAIErrorBody
 from secure_aiaas.types import AuditFacts, Decision
 
 router = APIRouter(tags=["OpenAI-compatible"], route_class=BoundedRoute,
-                   responses={status: {"model": OpenAIError, "description": text}
+                   responses={status: {"model": OpenAIErrorBody, "description": text}
                               for status, text in ((400, "Malformed request"),
                                                    (401, "Missing or invalid API key"),
                                                    (403, "Not allowed by policy"),
