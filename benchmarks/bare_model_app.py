@@ -28,9 +28,14 @@ async def digits(request: Request) -> dict[str, Any]:
     spec = (await request.json())["inputs"][0]
     x = np.asarray(spec["data"], dtype=np.float32).reshape(spec["shape"])
     out = predictors["digits-mlp"].predict(x)
-    return {"model_name": "digits-mlp", "model_version": "1", "outputs": [
-        {"name": k, "datatype": "FP32", "shape": list(v.shape), "data": v.reshape(-1).tolist()}
-        for k, v in out.items()]}
+    return {
+        "model_name": "digits-mlp",
+        "model_version": "1",
+        "outputs": [
+            {"name": k, "datatype": "FP32", "shape": list(v.shape), "data": v.reshape(-1).tolist()}
+            for k, v in out.items()
+        ],
+    }
 
 
 @app.post("/v1/embeddings")
@@ -38,6 +43,12 @@ async def embeddings(request: Request) -> dict[str, Any]:
     body = await request.json()
     texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
     vectors = predictors["text-embed"].predict(texts)["embedding"]
-    return {"object": "list", "model": "text-embed", "data": [
-        {"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)],
-        "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+    return {
+        "object": "list",
+        "model": "text-embed",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": v.tolist()}
+            for i, v in enumerate(vectors)
+        ],
+        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+    }

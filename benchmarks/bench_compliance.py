@@ -41,27 +41,37 @@ def bulk_fill(url: str, keys_dir: Path, n: int) -> None:
     store.create_schema()
     for start in range(0, n, CHUNK):
         # Spread over 10 days so time ranges mean something.
-        batch = [event_fields(make_event(i, day=1 + i * 10 // n))
-                 for i in range(start, min(n, start + CHUNK))]
+        batch = [
+            event_fields(make_event(i, day=1 + i * 10 // n))
+            for i in range(start, min(n, start + CHUNK))
+        ]
         with store._writer.begin() as conn:
             store.append_locked(conn, batch)
-        store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id,
-                               "2026-02-01T00:00:00+00:00")
+        store.write_checkpoint(
+            keys.audit_signing_key, keys.audit_key_id, "2026-02-01T00:00:00+00:00"
+        )
     store.dispose()
 
 
 def run_step(*argv: str) -> dict[str, object]:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.compliance_step", *argv],
-                         check=False, capture_output=True,
-                         text=True, cwd=REPO, timeout=1800)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compliance_step", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=1800,
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            ) -> Iterator[tuple[str, str]]:
+def backend(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, str]]:
     tmp = tmp_path_factory.mktemp("db")
     if request.param == "sqlite":
         yield "sqlite", f"sqlite:///{tmp / 'audit.db'}"
@@ -82,8 +92,9 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.mark.parametrize("n", SIZES, ids=[f"1e{len(str(s)) - 1}" for s in SIZES])
-def test_compliance_export_verify(n: int, backend: tuple[str, str], tmp_path: Path,
-                                  record_figures) -> None:  # type: ignore[no-untyped-def]
+def test_compliance_export_verify(
+    n: int, backend: tuple[str, str], tmp_path: Path, record_figures
+) -> None:  # type: ignore[no-untyped-def]
     from secure_aiaas.crypto import init_keys, load_keys
     from secure_aiaas.crypto.keystore import public_key_pem
 
@@ -104,12 +115,24 @@ def test_compliance_export_verify(n: int, backend: tuple[str, str], tmp_path: Pa
     }
     for step, row in rows.items():
         assert row["ok"], (step, row)
-        record_figures(backend=name, records=n, operation=step,
-                       records_per_s=row["records_per_s"], seconds=row["seconds"],
-                       peak_rss_mib=row["peak_rss_mib"], exported=row["records"])
+        record_figures(
+            backend=name,
+            records=n,
+            operation=step,
+            records_per_s=row["records_per_s"],
+            seconds=row["seconds"],
+            peak_rss_mib=row["peak_rss_mib"],
+            exported=row["records"],
+        )
     export_bytes = (tmp_path / "g" / "records.jsonl").stat().st_size
-    record_figures(backend=name, records=n, operation="fill", seconds=round(fill_s, 1),
-                   export_mib=round(export_bytes / 2**20, 1))
-    print(f"\n{name} n={n}: " + ", ".join(
-        f"{k} {v['records_per_s']}/s {v['peak_rss_mib']} MiB" for k, v in rows.items()))
-
+    record_figures(
+        backend=name,
+        records=n,
+        operation="fill",
+        seconds=round(fill_s, 1),
+        export_mib=round(export_bytes / 2**20, 1),
+    )
+    print(
+        f"\n{name} n={n}: "
+        + ", ".join(f"{k} {v['records_per_s']}/s {v['peak_rss_mib']} MiB" for k, v in rows.items())
+    )

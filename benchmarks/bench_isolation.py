@@ -30,8 +30,10 @@ from tests.conftest import (
     stop_server,
 )
 
-PARAGRAPH = ("Dear Maria López, your appointment at 14 Rue de Rivoli, 75001 Paris is confirmed; "
-             "call +44 20 7946 0958 or write to maria.lopez@example.com about invoice 4411. ")
+PARAGRAPH = (
+    "Dear Maria López, your appointment at 14 Rue de Rivoli, 75001 Paris is confirmed; "
+    "call +44 20 7946 0958 or write to maria.lopez@example.com about invoice 4411. "
+)
 
 
 def max_size_body(max_texts: int, max_chars: int, max_request: int) -> dict[str, object]:
@@ -45,15 +47,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--scrubbers", type=int, default=2, help="concurrent scrub clients")
-    parser.add_argument("--out", type=Path,
-                        default=REPO / "benchmarks" / "results" / "isolation.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "isolation.json"
+    )
     args = parser.parse_args()
     assert WRK is not None, "wrk is needed (apt-get install wrk)"
     tmp = Path(tempfile.mkdtemp(prefix="saiaas-isolation-"))
     init_keys(tmp / "keys")
     shutil.copytree(REPO / "policies", tmp / "policies")
-    env = service_env(tmp, tmp / "keys", tmp / "policies", SAIAAS_LOG__LEVEL="WARNING",
-                      SAIAAS_HE__ENABLED="false", SAIAAS_MODELS_DIR=str(tmp / "no-models"))
+    env = service_env(
+        tmp,
+        tmp / "keys",
+        tmp / "policies",
+        SAIAAS_LOG__LEVEL="WARNING",
+        SAIAAS_HE__ENABLED="false",
+        SAIAAS_MODELS_DIR=str(tmp / "no-models"),
+    )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     server = start_server(env, tmp / "server.log")
     from secure_aiaas.config import LimitsSettings
@@ -61,19 +70,29 @@ def main() -> None:
     limits = LimitsSettings()
     body = max_size_body(limits.max_texts, limits.max_text_chars, limits.max_request_chars)
     headers = {"Authorization": f"Bearer {keys['alice']}"}
-    results: dict[str, object] = {"scrub_chars_per_request": sum(map(len, body["texts"])),  # type: ignore[arg-type]
-                                  "scrubbers": args.scrubbers}
+    results: dict[str, object] = {
+        "scrub_chars_per_request": sum(map(len, body["texts"])),  # type: ignore[arg-type]
+        "scrubbers": args.scrubbers,
+    }
     try:
-        results["idle"] = wrk(server.base_url, "/v1/whoami", headers=headers, body=None,
-                              clients=1, seconds=args.seconds, workdir=tmp)
+        results["idle"] = wrk(
+            server.base_url,
+            "/v1/whoami",
+            headers=headers,
+            body=None,
+            clients=1,
+            seconds=args.seconds,
+            workdir=tmp,
+        )
         stop = threading.Event()
         done: list[float] = []
         statuses: set[int] = set()
 
         def scrub_loop() -> None:
             scrub_headers = {"Authorization": f"Bearer {keys['acme-admin']}"}
-            with httpx.Client(base_url=server.base_url, headers=scrub_headers,
-                              timeout=120) as client:
+            with httpx.Client(
+                base_url=server.base_url, headers=scrub_headers, timeout=120
+            ) as client:
                 while not stop.is_set():
                     started = time.perf_counter()
                     response = client.post("/v1/privacy/scrub", json=body)
@@ -84,9 +103,15 @@ def main() -> None:
         for t in threads:
             t.start()
         time.sleep(2.0)  # the scrubbers are busy
-        results["under_scrub_load"] = wrk(server.base_url, "/v1/whoami", headers=headers,
-                                          body=None, clients=1, seconds=args.seconds,
-                                          workdir=tmp)
+        results["under_scrub_load"] = wrk(
+            server.base_url,
+            "/v1/whoami",
+            headers=headers,
+            body=None,
+            clients=1,
+            seconds=args.seconds,
+            workdir=tmp,
+        )
         stop.set()
         for t in threads:
             t.join()

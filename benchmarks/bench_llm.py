@@ -122,8 +122,12 @@ def median_figures(runs: Sequence[Figures]) -> Figures:
     """The per-field median of several rounds of one configuration."""
     fields = [f for f in asdict(runs[0]) if f not in ("label", "streams")]
     values = {f: statistics.median(getattr(r, f) for r in runs) for f in fields}
-    return Figures(runs[0].label, runs[0].streams, int(values.pop("tokens")),  # type: ignore[arg-type]
-                   **{k: round(v, 2) for k, v in values.items()})
+    return Figures(
+        runs[0].label,
+        runs[0].streams,
+        int(values.pop("tokens")),  # type: ignore[arg-type]
+        **{k: round(v, 2) for k, v in values.items()},
+    )
 
 
 # -- the two sides -------------------------------------------------------------------------
@@ -230,7 +234,8 @@ async def run_side(side: Side, streams: Sequence[int], rounds: int) -> dict[str,
                 label = f"engine x{n}"
                 # The same eight prompts as bare, spread over n closed-loop streams.
                 per_config.setdefault(label, []).append(
-                    await measure(label, side.start, n, requests=max(n, len(side.prompts))))
+                    await measure(label, side.start, n, requests=max(n, len(side.prompts)))
+                )
         results = {k: median_figures(v) for k, v in per_config.items()}
         return {"results": results, "identical_greedy_tokens": f"{sum(same)}/{len(same)}"}
     finally:
@@ -241,18 +246,30 @@ def report(dtype: str, device: str, outcome: dict[str, Any]) -> list[dict[str, A
     results: dict[str, Figures] = outcome["results"]
     bare = results["bare"].tokens_per_s
     rows = []
-    print(f"\n{device} {dtype}  (greedy tokens identical to bare: "
-          f"{outcome['identical_greedy_tokens']})")
-    print(f"{'configuration':<16}{'tok/s':>9}{'x bare':>8}{'TTFT p50':>10}{'p99':>8}"
-          f"{'ITL p50':>9}{'p99':>8}")
+    print(
+        f"\n{device} {dtype}  (greedy tokens identical to bare: "
+        f"{outcome['identical_greedy_tokens']})"
+    )
+    print(
+        f"{'configuration':<16}{'tok/s':>9}{'x bare':>8}{'TTFT p50':>10}{'p99':>8}"
+        f"{'ITL p50':>9}{'p99':>8}"
+    )
     for figures in results.values():
         ratio = figures.tokens_per_s / bare
-        print(f"{figures.label:<16}{figures.tokens_per_s:>9.1f}{ratio:>8.2f}"
-              f"{figures.ttft_p50_ms:>10.0f}{figures.ttft_p99_ms:>8.0f}"
-              f"{figures.itl_p50_ms:>9.1f}{figures.itl_p99_ms:>8.1f}")
-        rows.append({**asdict(figures), "dtype": dtype, "device": device,
-                     "ratio_to_bare": round(ratio, 3),
-                     "identical_greedy_tokens": outcome["identical_greedy_tokens"]})
+        print(
+            f"{figures.label:<16}{figures.tokens_per_s:>9.1f}{ratio:>8.2f}"
+            f"{figures.ttft_p50_ms:>10.0f}{figures.ttft_p99_ms:>8.0f}"
+            f"{figures.itl_p50_ms:>9.1f}{figures.itl_p99_ms:>8.1f}"
+        )
+        rows.append(
+            {
+                **asdict(figures),
+                "dtype": dtype,
+                "device": device,
+                "ratio_to_bare": round(ratio, 3),
+                "identical_greedy_tokens": outcome["identical_greedy_tokens"],
+            }
+        )
     return rows
 
 

@@ -47,9 +47,21 @@ from tests.conftest import (
 
 def _bare(module: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", f"{module}:app", "--port", str(port),
-                             "--log-level", "warning", "--no-access-log"], cwd=REPO,
-                            env={**os.environ, **env})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"{module}:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        env={**os.environ, **env},
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -66,8 +78,14 @@ def _secure(tmp: Path, **extra: str) -> tuple[Any, str]:
     tmp.mkdir(parents=True, exist_ok=True)
     init_keys(tmp / "keys")
     shutil.copytree(REPO / "policies", tmp / "policies")
-    env = service_env(tmp, tmp / "keys", tmp / "policies", SAIAAS_LOG__LEVEL="INFO",
-                      SAIAAS_HE__ENABLED="false", **extra)
+    env = service_env(
+        tmp,
+        tmp / "keys",
+        tmp / "policies",
+        SAIAAS_LOG__LEVEL="INFO",
+        SAIAAS_HE__ENABLED="false",
+        **extra,
+    )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     return start_server(env, tmp / "server.log"), keys["alice"]
 
@@ -78,15 +96,35 @@ def _start_workers(tmp: Path, workers: int) -> tuple[subprocess.Popen[bytes], st
     tmp.mkdir(parents=True, exist_ok=True)
     init_keys(tmp / "keys")
     shutil.copytree(REPO / "policies", tmp / "policies")
-    env = service_env(tmp, tmp / "keys", tmp / "policies", SAIAAS_LOG__LEVEL="INFO",
-                      SAIAAS_HE__ENABLED="false", SAIAAS_PRIVACY__ENABLED="false",
-                      SAIAAS_MODELS_DIR=str(tmp / "no-models"), SAIAAS_REDIS_URL=REDIS_URL,
-                      SAIAAS_SCHEDULING__KEY_PREFIX=f"bench-{uuid.uuid4().hex[:8]}")
+    env = service_env(
+        tmp,
+        tmp / "keys",
+        tmp / "policies",
+        SAIAAS_LOG__LEVEL="INFO",
+        SAIAAS_HE__ENABLED="false",
+        SAIAAS_PRIVACY__ENABLED="false",
+        SAIAAS_MODELS_DIR=str(tmp / "no-models"),
+        SAIAAS_REDIS_URL=REDIS_URL,
+        SAIAAS_SCHEDULING__KEY_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
+    )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "secure_aiaas.cli", "serve", "--port",
-                             str(port), "--workers", str(workers)], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "secure_aiaas.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {keys['alice']}"}
     for _ in range(900):
@@ -102,8 +140,11 @@ def _start_workers(tmp: Path, workers: int) -> tuple[subprocess.Popen[bytes], st
 
 def _digits_body() -> dict[str, object]:
     x = np.random.default_rng(0).integers(0, 17, size=(1, 64)).astype(np.float32)
-    return {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
-                        "data": x.reshape(-1).tolist()}]}
+    return {
+        "inputs": [
+            {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": x.reshape(-1).tolist()}
+        ]
+    }
 
 
 def _appends(writers: int, per_writer: int, tmp: Path) -> float:
@@ -118,11 +159,24 @@ def _appends(writers: int, per_writer: int, tmp: Path) -> float:
     writer.start()
 
     def event() -> AuditEvent:
-        return AuditEvent(ts=utc_now(), request_id=uuid.uuid4().hex, method="GET",
-                          route="/v1/whoami", status=200, decision="allow", latency_ms=1.0,
-                          tenant="acme", subject="alice", key_id="k_1", role="user",
-                          action="read", object="identity", rule="*, *, identity, read, allow",
-                          policy_version="v1", details={"bytes_in": 0})
+        return AuditEvent(
+            ts=utc_now(),
+            request_id=uuid.uuid4().hex,
+            method="GET",
+            route="/v1/whoami",
+            status=200,
+            decision="allow",
+            latency_ms=1.0,
+            tenant="acme",
+            subject="alice",
+            key_id="k_1",
+            role="user",
+            action="read",
+            object="identity",
+            rule="*, *, identity, read, allow",
+            policy_version="v1",
+            details={"bytes_in": 0},
+        )
 
     async def run() -> float:
         async def one() -> None:
@@ -144,8 +198,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--only", default="whoami,workers,digits,embed,appends")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" /
-                        "bench_path.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_path.json"
+    )
     args = parser.parse_args()
     assert WRK is not None, "wrk is needed (apt-get install wrk)"
     only = set(args.only.split(","))
@@ -154,11 +209,19 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     servers: list[Any] = []
 
-    def load(url: str, path: str, key: str | None, clients: int,
-             body: object | None = None) -> dict[str, float]:
+    def load(
+        url: str, path: str, key: str | None, clients: int, body: object | None = None
+    ) -> dict[str, float]:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        figures = wrk(url, path, headers=headers, body=body, clients=clients,
-                      seconds=args.seconds, workdir=tmp)
+        figures = wrk(
+            url,
+            path,
+            headers=headers,
+            body=body,
+            clients=clients,
+            seconds=args.seconds,
+            workdir=tmp,
+        )
         print(path, clients, figures, flush=True)
         return figures
 
@@ -170,9 +233,13 @@ def main() -> None:
             servers.append(secure)
             rows = []
             for clients in (1, 16, 64):
-                rows.append({"clients": clients,
-                             "bare": load(bare_url, "/v1/whoami", None, clients),
-                             "secure": load(secure.base_url, "/v1/whoami", key, clients)})
+                rows.append(
+                    {
+                        "clients": clients,
+                        "bare": load(bare_url, "/v1/whoami", None, clients),
+                        "secure": load(secure.base_url, "/v1/whoami", key, clients),
+                    }
+                )
             out["whoami"] = rows
             stop_server(secure)
             servers.remove(secure)
@@ -181,8 +248,7 @@ def main() -> None:
             for workers in (1, 2):
                 proc, url, key = _start_workers(tmp / f"w{workers}", workers)
                 try:
-                    rows.append({"workers": workers,
-                                 **load(url, "/v1/whoami", key, 64)})
+                    rows.append({"workers": workers, **load(url, "/v1/whoami", key, 64)})
                 finally:
                     proc.terminate()
                     proc.wait(60)
@@ -196,26 +262,31 @@ def main() -> None:
             secure, key = _secure(tmp / "models-server", SAIAAS_MODELS_DIR=str(models))
             servers.append(secure)
             if "digits" in only:
-                bare, bare_url = _bare("benchmarks.bare_model_app",
-                                       {"SAIAAS_BENCH_MODELS_DIR": str(models),
-                                        "SAIAAS_BENCH_TORCH_THREADS": "1"})
+                bare, bare_url = _bare(
+                    "benchmarks.bare_model_app",
+                    {"SAIAAS_BENCH_MODELS_DIR": str(models), "SAIAAS_BENCH_TORCH_THREADS": "1"},
+                )
                 body = _digits_body()
                 out["digits"] = {
                     "bare": load(bare_url, "/v2/models/digits-mlp/infer", None, 64, body),
-                    "secure": load(secure.base_url, "/v2/models/digits-mlp/infer", key, 64,
-                                   body)}
+                    "secure": load(secure.base_url, "/v2/models/digits-mlp/infer", key, 64, body),
+                }
                 bare.terminate()
                 bare.wait(10)
             if "embed" in only:
                 threads = str(len(os.sched_getaffinity(0)))
-                bare, bare_url = _bare("benchmarks.bare_model_app",
-                                       {"SAIAAS_BENCH_MODELS_DIR": str(models),
-                                        "SAIAAS_BENCH_TORCH_THREADS": threads})
-                body = {"model": "text-embed",
-                        "input": "The quarterly report shows revenue growth in the region."}
-                out["embed"] = {"bare": load(bare_url, "/v1/embeddings", None, 64, body),
-                                "secure": load(secure.base_url, "/v1/embeddings", key, 64,
-                                               body)}
+                bare, bare_url = _bare(
+                    "benchmarks.bare_model_app",
+                    {"SAIAAS_BENCH_MODELS_DIR": str(models), "SAIAAS_BENCH_TORCH_THREADS": threads},
+                )
+                body = {
+                    "model": "text-embed",
+                    "input": "The quarterly report shows revenue growth in the region.",
+                }
+                out["embed"] = {
+                    "bare": load(bare_url, "/v1/embeddings", None, 64, body),
+                    "secure": load(secure.base_url, "/v1/embeddings", key, 64, body),
+                }
                 bare.terminate()
                 bare.wait(10)
         if "appends" in only:

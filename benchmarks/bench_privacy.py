@@ -71,12 +71,16 @@ def _service_scrub(service: ScrubberService, loop: asyncio.AbstractEventLoop) ->
 
     async def one_request(chunk: Sequence[Sample]) -> list[str]:
         plain = [s for s in chunk if not is_json(s)]
-        texts = iter(r.text for r in await service.scrub_texts([s.text for s in plain],
-                                                                tenant="bench"))
+        texts = iter(
+            r.text for r in await service.scrub_texts([s.text for s in plain], tenant="bench")
+        )
         structured = [s for s in chunk if is_json(s)]
-        values = iter(json.dumps(r.value, ensure_ascii=False) for r in
-                      await service.scrub_json_batch([json.loads(s.text) for s in structured],
-                                                     tenant="bench"))
+        values = iter(
+            json.dumps(r.value, ensure_ascii=False)
+            for r in await service.scrub_json_batch(
+                [json.loads(s.text) for s in structured], tenant="bench"
+            )
+        )
         return [next(values) if is_json(s) else next(texts) for s in chunk]
 
     def run(samples: Sequence[Sample]) -> list[str]:
@@ -95,7 +99,8 @@ def pipelines() -> Iterator[dict[str, tuple[ScrubBatch, Any]]]:
     single = Scrubber.build(load_policy(POLICY))
     loop = asyncio.new_event_loop()
     service = loop.run_until_complete(
-        ScrubberService.start(load_policy(POLICY), processes=PROCESSES))
+        ScrubberService.start(load_policy(POLICY), processes=PROCESSES)
+    )
     yield {
         "presidio-default": (presidio_default_scrub(), tuple),
         "ours-fast": (ours(single.using(_tier("fast"))), tuple),
@@ -110,8 +115,9 @@ def pipelines() -> Iterator[dict[str, tuple[ScrubBatch, Any]]]:
 
 @pytest.mark.parametrize("split", SETS)
 @pytest.mark.parametrize("pipeline", PIPELINES)
-def test_scrub(benchmark: Any, pipelines: dict[str, tuple[ScrubBatch, Any]], pipeline: str,
-               split: str) -> None:
+def test_scrub(
+    benchmark: Any, pipelines: dict[str, tuple[ScrubBatch, Any]], pipeline: str, split: str
+) -> None:
     samples = _samples(split)
     scrub, pids = pipelines[pipeline]
 
@@ -128,8 +134,13 @@ def test_scrub(benchmark: Any, pipelines: dict[str, tuple[ScrubBatch, Any]], pip
 
 def test_service_memory(record_figures: Any) -> None:
     """RSS/PSS of the scrubbing service (main + workers) with the models loaded."""
-    out = subprocess.run([sys.executable, "-m", "benchmarks.privacy_resources", "--processes",
-                          str(PROCESSES)], capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.privacy_resources", "--processes", str(PROCESSES)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     _RESULTS[("memory", "service")] = figures
     record_figures(**figures)
@@ -149,16 +160,23 @@ def _write_and_print() -> None:
         print(f"\n[{split}] ({tag}) " + " | ".join(p for p, _ in here))
         keys = sorted({k for _, r in here for k in r["recall_by_entity"]})
         for k in keys:
-            print(f"  {k:<16}" + "".join(f"{r['recall_by_entity'].get(k, float('nan')):>17.3f}"
-                                          for _, r in here))
+            print(
+                f"  {k:<16}"
+                + "".join(f"{r['recall_by_entity'].get(k, float('nan')):>17.3f}" for _, r in here)
+            )
         formats = sorted({k for _, r in here for k in r["recall_by_format"]})
         for k in formats:
-            print(f"  fmt:{k:<12}" + "".join(
-                f"{r['recall_by_format'].get(k, float('nan')):>17.3f}" for _, r in here))
-        for label, key, fmt in [("ALL", "recall", ".3f"), ("ALL strict", "recall_strict", ".3f"),
-                                ("PII-free chg", "pii_free_changed", ".3f"),
-                                ("records/s", "records_per_s", ".1f"),
-                                ("rec/CPU-s", "records_per_cpu_s", ".1f")]:
+            print(
+                f"  fmt:{k:<12}"
+                + "".join(f"{r['recall_by_format'].get(k, float('nan')):>17.3f}" for _, r in here)
+            )
+        for label, key, fmt in [
+            ("ALL", "recall", ".3f"),
+            ("ALL strict", "recall_strict", ".3f"),
+            ("PII-free chg", "pii_free_changed", ".3f"),
+            ("records/s", "records_per_s", ".1f"),
+            ("rec/CPU-s", "records_per_cpu_s", ".1f"),
+        ]:
             print(f"  {label:<16}" + "".join(f"{r[key]:>17{fmt}}" for _, r in here))
     if ("memory", "service") in _RESULTS:
         print("\nservice memory:", json.dumps(_RESULTS[("memory", "service")]))

@@ -40,8 +40,11 @@ TEXT = "The quarterly report shows revenue growth in the northern region."
 
 def _digits_body() -> dict[str, object]:
     x = np.random.default_rng(0).integers(0, 17, size=(1, 64)).astype(np.float32)
-    return {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
-                        "data": x.reshape(-1).tolist()}]}
+    return {
+        "inputs": [
+            {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": x.reshape(-1).tolist()}
+        ]
+    }
 
 
 WORKLOADS = {
@@ -50,13 +53,16 @@ WORKLOADS = {
 }
 
 
-async def _drive(url: str, headers: dict[str, str], path: str, body: dict[str, object],
-                 clients: int) -> tuple[float, list[float]]:
+async def _drive(
+    url: str, headers: dict[str, str], path: str, body: dict[str, object], clients: int
+) -> tuple[float, list[float]]:
     latencies: list[float] = []
     stop = time.monotonic() + DURATION_S
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
-                                 timeout=60) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, limits=limits, timeout=60
+    ) as client:
+
         async def worker() -> None:
             while time.monotonic() < stop:
                 t0 = time.perf_counter()
@@ -85,21 +91,40 @@ def _secure(tmp: Path, models_dir: Path, batch: int) -> tuple[object, str]:
 
     init_keys(tmp / "keys")
     shutil.copytree(REPO / "policies", tmp / "policies")
-    env = service_env(tmp, tmp / "keys", tmp / "policies", SAIAAS_MODELS_DIR=str(models_dir),
-                      SAIAAS_LOG__LEVEL="WARNING", SAIAAS_HE__ENABLED="false",
-                      SAIAAS_INFERENCE__MAX_BATCH_SIZE=str(batch))
+    env = service_env(
+        tmp,
+        tmp / "keys",
+        tmp / "policies",
+        SAIAAS_MODELS_DIR=str(models_dir),
+        SAIAAS_LOG__LEVEL="WARNING",
+        SAIAAS_HE__ENABLED="false",
+        SAIAAS_INFERENCE__MAX_BATCH_SIZE=str(batch),
+    )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     return start_server(env, tmp / "server.log"), keys["alice"]
 
 
 @pytest.fixture(scope="module")
-def targets(tmp_path_factory: pytest.TempPathFactory,
-            models_dir: Path) -> Iterator[dict[str, tuple[str, dict[str, str]]]]:
+def targets(
+    tmp_path_factory: pytest.TempPathFactory, models_dir: Path
+) -> Iterator[dict[str, tuple[str, dict[str, str]]]]:
     port = free_port()
     env = {**os.environ, "SAIAAS_BENCH_MODELS_DIR": str(models_dir)}
-    bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.bare_model_app:app",
-                             "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                            cwd=REPO, env=env)
+    bare = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.bare_model_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        env=env,
+    )
     bare_url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -112,8 +137,10 @@ def targets(tmp_path_factory: pytest.TempPathFactory,
     yield {
         "bare": (bare_url, {}),
         "secure-batching": (batched.base_url, {"Authorization": f"Bearer {key}"}),  # type: ignore[attr-defined]
-        "secure-no-batching": (unbatched.base_url,  # type: ignore[attr-defined]
-                               {"Authorization": f"Bearer {key2}"}),
+        "secure-no-batching": (
+            unbatched.base_url,  # type: ignore[attr-defined]
+            {"Authorization": f"Bearer {key2}"},
+        ),
     }
     stop_server(batched)  # type: ignore[arg-type]
     stop_server(unbatched)  # type: ignore[arg-type]
@@ -124,21 +151,44 @@ def targets(tmp_path_factory: pytest.TempPathFactory,
 @pytest.mark.parametrize("clients", CLIENTS)
 @pytest.mark.parametrize("model", list(WORKLOADS))
 @pytest.mark.parametrize("target", ["bare", "secure-batching", "secure-no-batching"])
-def test_serving_throughput(benchmark, targets, record_figures, model: str, clients: int,  # type: ignore[no-untyped-def]
-                            target: str, tmp_path: Path) -> None:
+def test_serving_throughput(
+    benchmark,
+    targets,
+    record_figures,
+    model: str,
+    clients: int,  # type: ignore[no-untyped-def]
+    target: str,
+    tmp_path: Path,
+) -> None:
     url, headers = targets[target]
     path, body = WORKLOADS[model]
     if WRK:
         figures = benchmark.pedantic(
-            lambda: wrk(url, path, headers=headers, body=body, clients=clients,
-                        seconds=max(1, round(DURATION_S)), workdir=tmp_path),
-            rounds=1, iterations=1)
+            lambda: wrk(
+                url,
+                path,
+                headers=headers,
+                body=body,
+                clients=clients,
+                seconds=max(1, round(DURATION_S)),
+                workdir=tmp_path,
+            ),
+            rounds=1,
+            iterations=1,
+        )
         record_figures(target=target, model=model, clients=clients, **figures)
         return
-    rps, lat = benchmark.pedantic(lambda: asyncio.run(_drive(url, headers, path, body, clients)),
-                                  rounds=1, iterations=1)
+    rps, lat = benchmark.pedantic(
+        lambda: asyncio.run(_drive(url, headers, path, body, clients)), rounds=1, iterations=1
+    )
     lat.sort()
-    record_figures(target=target, model=model, clients=clients, requests_per_s=round(rps, 1),
-                   p50_ms=round(statistics.median(lat) * 1000, 2),
-                   p99_ms=round(lat[max(0, int(len(lat) * 0.99) - 1)] * 1000, 2),
-                   requests=len(lat), client="httpx")
+    record_figures(
+        target=target,
+        model=model,
+        clients=clients,
+        requests_per_s=round(rps, 1),
+        p50_ms=round(statistics.median(lat) * 1000, 2),
+        p99_ms=round(lat[max(0, int(len(lat) * 0.99) - 1)] * 1000, 2),
+        requests=len(lat),
+        client="httpx",
+    )

@@ -51,9 +51,20 @@ def spine_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 @pytest.fixture(scope="module")
 def bare_server() -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.bare_app:app",
-                             "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                            cwd=REPO)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -71,8 +82,11 @@ def test_bare_fastapi_route(benchmark, bare_server: str, record_figures) -> None
     with httpx.Client(base_url=bare_server) as client:
         result = benchmark(client.get, "/v1/whoami")
     assert result.status_code == 200
-    record_figures(kind="bare", median_ms=benchmark.stats["median"] * 1000,
-                   mean_ms=benchmark.stats["mean"] * 1000)
+    record_figures(
+        kind="bare",
+        median_ms=benchmark.stats["median"] * 1000,
+        mean_ms=benchmark.stats["mean"] * 1000,
+    )
 
 
 @pytest.mark.benchmark(group="spine-overhead")
@@ -81,12 +95,16 @@ def test_secure_spine_route(benchmark, spine_server: tuple[str, str], record_fig
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
         result = benchmark(client.get, "/v1/whoami")
     assert result.status_code == 200
-    record_figures(kind="spine", median_ms=benchmark.stats["median"] * 1000,
-                   mean_ms=benchmark.stats["mean"] * 1000)
+    record_figures(
+        kind="spine",
+        median_ms=benchmark.stats["median"] * 1000,
+        mean_ms=benchmark.stats["mean"] * 1000,
+    )
 
 
-def _concurrent_throughput(url: str, headers: dict[str, str], clients: int,
-                           per_client: int) -> tuple[float, list[float]]:
+def _concurrent_throughput(
+    url: str, headers: dict[str, str], clients: int, per_client: int
+) -> tuple[float, list[float]]:
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -111,23 +129,46 @@ def _concurrent_throughput(url: str, headers: dict[str, str], clients: int,
 
 @pytest.mark.benchmark(group="spine-concurrent")
 @pytest.mark.parametrize("which", ["bare", "spine"])
-def test_concurrent_16_clients(benchmark, which: str, bare_server: str,  # type: ignore[no-untyped-def]
-                               spine_server: tuple[str, str], record_figures,
-                               tmp_path: Path) -> None:
-    url, headers = ((bare_server, {}) if which == "bare" else
-                    (spine_server[0], {"Authorization": f"Bearer {spine_server[1]}"}))
+def test_concurrent_16_clients(
+    benchmark,
+    which: str,
+    bare_server: str,  # type: ignore[no-untyped-def]
+    spine_server: tuple[str, str],
+    record_figures,
+    tmp_path: Path,
+) -> None:
+    url, headers = (
+        (bare_server, {})
+        if which == "bare"
+        else (spine_server[0], {"Authorization": f"Bearer {spine_server[1]}"})
+    )
     if WRK:
         figures = benchmark.pedantic(
-            lambda: wrk(url, "/v1/whoami", headers=headers, body=None, clients=16, seconds=4,
-                        workdir=tmp_path), rounds=1, iterations=1)
+            lambda: wrk(
+                url,
+                "/v1/whoami",
+                headers=headers,
+                body=None,
+                clients=16,
+                seconds=4,
+                workdir=tmp_path,
+            ),
+            rounds=1,
+            iterations=1,
+        )
         record_figures(kind=which, clients=16, **figures)
         return
-    rps, lat = benchmark.pedantic(_concurrent_throughput, args=(url, headers, 16, 50),
-                                  rounds=3, iterations=1)
+    rps, lat = benchmark.pedantic(
+        _concurrent_throughput, args=(url, headers, 16, 50), rounds=3, iterations=1
+    )
     lat.sort()
-    record_figures(kind=which, clients=16, requests_per_s=round(rps, 1),
-                   p50_ms=round(statistics.median(lat) * 1000, 2),
-                   p99_ms=round(lat[int(len(lat) * 0.99) - 1] * 1000, 2))
+    record_figures(
+        kind=which,
+        clients=16,
+        requests_per_s=round(rps, 1),
+        p50_ms=round(statistics.median(lat) * 1000, 2),
+        p99_ms=round(lat[int(len(lat) * 0.99) - 1] * 1000, 2),
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -154,15 +195,22 @@ def _eight_writers(append: object, per_writer: int) -> float:
 
 @pytest.mark.benchmark(group="audit-appends")
 @pytest.mark.parametrize("mode", ["commit-per-record", "group-commit"])
-def test_durable_appends_8_writers(benchmark, audit_url: str, mode: str, keys_dir: Path,  # type: ignore[no-untyped-def]
-                                   record_figures) -> None:
+def test_durable_appends_8_writers(
+    benchmark,
+    audit_url: str,
+    mode: str,
+    keys_dir: Path,  # type: ignore[no-untyped-def]
+    record_figures,
+) -> None:
     import asyncio
 
     store = SqlAuditStore(audit_url, timeout_s=30)
     store.create_schema()
     if mode == "commit-per-record":
+
         def append(event):  # type: ignore[no-untyped-def]
             store.append_batch([event])
+
         rate = benchmark.pedantic(_eight_writers, args=(append, 50), rounds=3, iterations=1)
     else:
         writer = AuditWriter(store, load_keys(keys_dir), timeout_s=30)
@@ -173,10 +221,10 @@ def test_durable_appends_8_writers(benchmark, audit_url: str, mode: str, keys_di
 
         def append(event):  # type: ignore[no-untyped-def]
             asyncio.run_coroutine_threadsafe(writer.append(event), loop).result()
+
         rate = benchmark.pedantic(_eight_writers, args=(append, 50), rounds=3, iterations=1)
         writer.close()
         loop.call_soon_threadsafe(loop.stop)
     backend = "sqlite" if audit_url.startswith("sqlite") else "postgresql"
-    record_figures(backend=backend, mode=mode, appends_per_s=round(rate, 1),
-                   records=store.count())
+    record_figures(backend=backend, mode=mode, appends_per_s=round(rate, 1), records=store.count())
     store.dispose()

@@ -70,16 +70,29 @@ print(json.dumps({"requests_per_s": int(sys.argv[5]) * per_writer / elapsed}))
 
 
 def _cli(tree: Path, env: dict[str, str], *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "secure_aiaas.cli", *args], cwd=tree, env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "secure_aiaas.cli", *args],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout
 
 
 def _env(tree: Path, work: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAIAAS_")}
-    env.update({"SAIAAS_DATA_DIR": str(work / "data"), "SAIAAS_KEYS_DIR": str(work / "keys"),
-                "SAIAAS_POLICY_DIR": str(tree / "policies"), "SAIAAS_LOG__LEVEL": "WARNING",
-                "SAIAAS_MODELS_DIR": str(work / "no-models"), "PYTHONPATH": str(tree)})
+    env.update(
+        {
+            "SAIAAS_DATA_DIR": str(work / "data"),
+            "SAIAAS_KEYS_DIR": str(work / "keys"),
+            "SAIAAS_POLICY_DIR": str(tree / "policies"),
+            "SAIAAS_LOG__LEVEL": "WARNING",
+            "SAIAAS_MODELS_DIR": str(work / "no-models"),
+            "PYTHONPATH": str(tree),
+        }
+    )
     return env
 
 
@@ -91,19 +104,36 @@ class Side:
         self.env = _env(tree, work)
         _cli(tree, self.env, "keys", "init")
         _cli(tree, self.env, "tenant", "create", "acme")
-        made = _cli(tree, self.env, "apikey", "create", "--tenant", "acme", "--subject",
-                    "alice", "--role", "user", "--json")
+        made = _cli(
+            tree,
+            self.env,
+            "apikey",
+            "create",
+            "--tenant",
+            "acme",
+            "--subject",
+            "alice",
+            "--role",
+            "user",
+            "--json",
+        )
         self.key = json.loads(made)["api_key"]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "secure_aiaas.cli", "serve", "--port", str(self.port)],
-            cwd=tree, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=tree,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.url + "/v1/whoami", headers=self.headers,
-                             timeout=1).status_code == 200:
+                if (
+                    httpx.get(self.url + "/v1/whoami", headers=self.headers, timeout=1).status_code
+                    == 200
+                ):
                     return
             except httpx.HTTPError:
                 pass
@@ -121,9 +151,23 @@ class Side:
 
 def _appends(tree: Path, url: str, work: Path, pairs: bool, writers: int) -> float:
     env = _env(tree, work)
-    out = subprocess.run([sys.executable, "-c", _APPENDS, url, str(work / "keys-a"), "200",
-                          "1" if pairs else "0", str(writers)], cwd=tree, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _APPENDS,
+            url,
+            str(work / "keys-a"),
+            "200",
+            "1" if pairs else "0",
+            str(writers),
+        ],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return float(json.loads(out.strip().splitlines()[-1])["requests_per_s"])
 
 
@@ -134,55 +178,82 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" /
-                        "compare_spine.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "compare_spine.json"
+    )
     args = parser.parse_args()
     assert WRK is not None, "wrk is needed (apt-get install wrk)"
     tmp = Path(tempfile.mkdtemp(prefix="saiaas-compare-"))
     base_tree = tmp / "baseline"
     trees = [base_tree]
-    subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), args.baseline],
-                   cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(base_tree), args.baseline],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     current_tree = REPO
     if args.current:
         current_tree = tmp / "current"
         trees.append(current_tree)
-        subprocess.run(["git", "worktree", "add", "--detach", str(current_tree), args.current],
-                       cwd=REPO, check=True, capture_output=True)
-    results: dict[str, Any] = {"baseline": args.baseline, "current": args.current or "HEAD+",
-                               "whoami": [], "appends": []}
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(current_tree), args.current],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+    results: dict[str, Any] = {
+        "baseline": args.baseline,
+        "current": args.current or "HEAD+",
+        "whoami": [],
+        "appends": [],
+    }
     sides: list[Side] = []
     try:
         sides = [Side("baseline", base_tree, tmp / "b"), Side("current", current_tree, tmp / "c")]
         for _ in range(args.rounds):
             for clients in (1, 16, 64):
                 for side in sides:
-                    figures = wrk(side.url, "/v1/whoami", headers=side.headers, body=None,
-                                  clients=clients, seconds=args.seconds, workdir=tmp)
-                    results["whoami"].append({"side": side.name, "clients": clients,
-                                              **figures})
+                    figures = wrk(
+                        side.url,
+                        "/v1/whoami",
+                        headers=side.headers,
+                        body=None,
+                        clients=clients,
+                        seconds=args.seconds,
+                        workdir=tmp,
+                    )
+                    results["whoami"].append({"side": side.name, "clients": clients, **figures})
                     print(side.name, clients, figures, flush=True)
         for side in sides:
             side.stop()
         sides = []
-        for backend, url_of in (("sqlite", lambda w: f"sqlite:///{w / 'bench-audit.db'}"),
-                                ("postgresql", None)):
+        for backend, url_of in (
+            ("sqlite", lambda w: f"sqlite:///{w / 'bench-audit.db'}"),
+            ("postgresql", None),
+        ):
             for name, tree in (("baseline", base_tree), ("current", current_tree)):
-                for pairs in ((False, True) if name == "current" else (False,)):
+                for pairs in (False, True) if name == "current" else (False,):
                     work = tmp / f"a-{backend}-{name}-{pairs}"
                     work.mkdir()
                     url = url_of(work) if url_of else _pg_schema(args.pg)
                     rate = _appends(tree, url, work, pairs, writers=8)
-                    row = {"backend": backend, "side": name, "write_ahead": pairs,
-                           "writers": 8, "requests_per_s": round(rate, 1)}
+                    row = {
+                        "backend": backend,
+                        "side": name,
+                        "write_ahead": pairs,
+                        "writers": 8,
+                        "requests_per_s": round(rate, 1),
+                    }
                     results["appends"].append(row)
                     print(row, flush=True)
     finally:
         for side in sides:
             side.stop()
         for tree in trees:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO,
-                           capture_output=True)
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True
+            )
         shutil.rmtree(tmp, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

@@ -34,9 +34,14 @@ def _step(argv: list[str]) -> dict[str, object]:
         keys = load_keys(keys_dir)
         store = SqlAuditStore(url, timeout_s=60)
         started = time.perf_counter()
-        manifest = export_range(store, out, ExportRequest(None, None, tenant, "jsonl"),
-                                signing_key=keys.audit_signing_key, key_id=keys.audit_key_id,
-                                created_at="bench")
+        manifest = export_range(
+            store,
+            out,
+            ExportRequest(None, None, tenant, "jsonl"),
+            signing_key=keys.audit_signing_key,
+            key_id=keys.audit_key_id,
+            created_at="bench",
+        )
         records, ok = int(manifest["count"]), True
     elif kind == "verify-export":
         from secure_aiaas.audit.offline import load_public_keys, verify_export
@@ -54,10 +59,14 @@ def _step(argv: list[str]) -> dict[str, object]:
         db_report = verify_store(store, known_audit_public_keys(Path(argv[2])))
         records, ok = db_report.records, db_report.ok
     seconds = time.perf_counter() - started
-    return {"step": kind, "records": records, "ok": ok, "seconds": round(seconds, 3),
-            "records_per_s": round(records / seconds) if seconds else None,
-            "peak_rss_mib": round(_peak_rss_kib() / 1024, 1)}
-
+    return {
+        "step": kind,
+        "records": records,
+        "ok": ok,
+        "seconds": round(seconds, 3),
+        "records_per_s": round(records / seconds) if seconds else None,
+        "peak_rss_mib": round(_peak_rss_kib() / 1024, 1),
+    }
 
 
 if __name__ == "__main__":

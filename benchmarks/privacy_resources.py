@@ -50,12 +50,14 @@ async def _measure(processes: int, pii_model: str | None) -> dict[str, object]:
     from secure_aiaas.privacy import ScrubberService, load_policy
     from secure_aiaas.privacy.evaluation.generated_v1 import generate
 
-    service = await ScrubberService.start(load_policy(POLICY), processes=processes,
-                                          pii_model=pii_model)
+    service = await ScrubberService.start(
+        load_policy(POLICY), processes=processes, pii_model=pii_model
+    )
     try:
         texts = [s.text for s in generate("tune", 200, 50)]
-        await asyncio.gather(*(service.scrub_texts(texts[i : i + 10], tenant="m")
-                               for i in range(0, len(texts), 10)))
+        await asyncio.gather(
+            *(service.scrub_texts(texts[i : i + 10], tenant="m") for i in range(0, len(texts), 10))
+        )
         figures = total([os.getpid(), *service.worker_pids])
         figures["pii_model"] = pii_model or "none (fast tier only)"
         return figures

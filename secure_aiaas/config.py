@@ -43,8 +43,10 @@ class PolicySettings(BaseModel):
     @model_validator(mode="after")
     def _check_confirms_before_stale(self) -> PolicySettings:
         if self.source == "published" and self.published_check_s >= self.stale_after_s:
-            raise ValueError("policy.published_check_s must be below policy.stale_after_s, "
-                             "or every replica goes stale between two checks")
+            raise ValueError(
+                "policy.published_check_s must be below policy.stale_after_s, "
+                "or every replica goes stale between two checks"
+            )
         return self
 
 

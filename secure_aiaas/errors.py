@@ -73,8 +73,7 @@ class MalformedRequestError(InputError):
 
 class CredentialsInQueryError(MalformedRequestError):
     code = "credentials_in_query"
-    public_message = ("credentials in the query string are refused; use the Authorization "
-                      "header")
+    public_message = "credentials in the query string are refused; use the Authorization header"
 
 
 class CiphertextError(InputError):

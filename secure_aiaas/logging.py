@@ -14,18 +14,41 @@ from typing import Any
 
 import structlog
 
-SENSITIVE_KEYS = frozenset({
-    "text", "texts", "input", "inputs", "prompt", "data", "payload", "body", "ciphertext",
-    "ciphertexts", "token", "secret", "secret_key", "key", "api_key", "authorization",
-    "password", "passphrase", "value", "values", "output", "outputs",
-})
+SENSITIVE_KEYS = frozenset(
+    {
+        "text",
+        "texts",
+        "input",
+        "inputs",
+        "prompt",
+        "data",
+        "payload",
+        "body",
+        "ciphertext",
+        "ciphertexts",
+        "token",
+        "secret",
+        "secret_key",
+        "key",
+        "api_key",
+        "authorization",
+        "password",
+        "passphrase",
+        "value",
+        "values",
+        "output",
+        "outputs",
+    }
+)
 REDACTED = "[redacted]"
 
 
 def _redact(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {k: (REDACTED if str(k).lower() in SENSITIVE_KEYS else _redact(v))
-                for k, v in value.items()}
+        return {
+            k: (REDACTED if str(k).lower() in SENSITIVE_KEYS else _redact(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
     return value
@@ -57,8 +80,11 @@ def configure_logging(level: str = "INFO", *, json_logs: bool = True) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_processor,
     ]
-    renderer: Any = (structlog.processors.JSONRenderer() if json_logs
-                     else structlog.dev.ConsoleRenderer(colors=False))
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_logs
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
@@ -67,11 +93,16 @@ def configure_logging(level: str = "INFO", *, json_logs: bool = True) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(lambda record: not record.name.startswith("casbin"))
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared[:1], structlog.stdlib.add_log_level, *shared[2:]],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info, renderer],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared[:1], structlog.stdlib.add_log_level, *shared[2:]],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)

@@ -50,81 +50,162 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "saiaas_requests_total", "HTTP requests answered (health probes excluded)",
-            ["route", "method", "decision", "status"], registry=r)
-        self.latency = Histogram(
-            "saiaas_request_duration_seconds", "Time to the response start, audit included",
-            ["route", "method"], buckets=_LATENCY, registry=r)
-        self.tenant_requests = Counter(
-            "saiaas_tenant_requests_total", "Authenticated requests by tenant and decision",
-            ["tenant", "decision"], registry=r)
-        self.quota_refusals = Counter(
-            "saiaas_quota_refusals_total", "Requests refused by a quota (429)",
-            ["tenant", "limit"], registry=r)
-        self.queue_depth = Gauge(
-            "saiaas_queue_depth", "Requests waiting for compute, sampled at scrape time",
-            ["queue", "model"], registry=r, multiprocess_mode="livesum")
-        self.queue_capacity = Gauge(
-            "saiaas_queue_capacity", "Bound of each compute queue (full: 503 at once)",
-            ["queue", "model"], registry=r,
-            multiprocess_mode="livesum")
-        self.queue_wait = Histogram(
-            "saiaas_queue_wait_seconds", "Time waited in a compute queue (plaintext: the "
-            "longest wait in each batch)", ["queue"], buckets=_LATENCY, registry=r)
-        self.queue_rejections = Gauge(
-            "saiaas_queue_rejected", "Requests refused by a full queue since start",
-            ["queue", "model"], registry=r,
-            multiprocess_mode="livesum")
-        self.batch_rows = Histogram(
-            "saiaas_batch_rows", "Rows per executed forward pass", ["model"],
-            buckets=_BATCH, registry=r)
-        self.forward = Histogram(
-            "saiaas_forward_seconds", "Forward pass time per batch", ["model"],
-            buckets=_LATENCY, registry=r)
-        self.he_eval = Histogram(
-            "saiaas_he_evaluation_seconds", "Homomorphic evaluation time in a worker",
-            ["task"], buckets=_HE, registry=r)
-        self.he_workers = Gauge(
-            "saiaas_he_workers", "HE evaluation worker processes", registry=r,
-            multiprocess_mode="livesum")
-        self.audit_append = Histogram(
-            "saiaas_audit_append_seconds", "Time for a request's audit record to be "
-            "durably committed (group commit wait included)", buckets=_AUDIT, registry=r)
-        self.audit_commit = Gauge(
-            "saiaas_audit_last_commit_seconds", "Duration of the last group commit",
+            "saiaas_requests_total",
+            "HTTP requests answered (health probes excluded)",
+            ["route", "method", "decision", "status"],
             registry=r,
-            multiprocess_mode="livesum")
+        )
+        self.latency = Histogram(
+            "saiaas_request_duration_seconds",
+            "Time to the response start, audit included",
+            ["route", "method"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.tenant_requests = Counter(
+            "saiaas_tenant_requests_total",
+            "Authenticated requests by tenant and decision",
+            ["tenant", "decision"],
+            registry=r,
+        )
+        self.quota_refusals = Counter(
+            "saiaas_quota_refusals_total",
+            "Requests refused by a quota (429)",
+            ["tenant", "limit"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "saiaas_queue_depth",
+            "Requests waiting for compute, sampled at scrape time",
+            ["queue", "model"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.queue_capacity = Gauge(
+            "saiaas_queue_capacity",
+            "Bound of each compute queue (full: 503 at once)",
+            ["queue", "model"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.queue_wait = Histogram(
+            "saiaas_queue_wait_seconds",
+            "Time waited in a compute queue (plaintext: the longest wait in each batch)",
+            ["queue"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.queue_rejections = Gauge(
+            "saiaas_queue_rejected",
+            "Requests refused by a full queue since start",
+            ["queue", "model"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.batch_rows = Histogram(
+            "saiaas_batch_rows",
+            "Rows per executed forward pass",
+            ["model"],
+            buckets=_BATCH,
+            registry=r,
+        )
+        self.forward = Histogram(
+            "saiaas_forward_seconds",
+            "Forward pass time per batch",
+            ["model"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.he_eval = Histogram(
+            "saiaas_he_evaluation_seconds",
+            "Homomorphic evaluation time in a worker",
+            ["task"],
+            buckets=_HE,
+            registry=r,
+        )
+        self.he_workers = Gauge(
+            "saiaas_he_workers",
+            "HE evaluation worker processes",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.audit_append = Histogram(
+            "saiaas_audit_append_seconds",
+            "Time for a request's audit record to be "
+            "durably committed (group commit wait included)",
+            buckets=_AUDIT,
+            registry=r,
+        )
+        self.audit_commit = Gauge(
+            "saiaas_audit_last_commit_seconds",
+            "Duration of the last group commit",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.pii = Counter(
-            "saiaas_pii_entities_total", "Personal-data entities found, by type",
-            ["entity"], registry=r)
+            "saiaas_pii_entities_total",
+            "Personal-data entities found, by type",
+            ["entity"],
+            registry=r,
+        )
 
         self.llm_ttft = Histogram(
-            "saiaas_llm_time_to_first_token_seconds", "Submit to first generated token",
-            ["model"], buckets=_LATENCY, registry=r)
+            "saiaas_llm_time_to_first_token_seconds",
+            "Submit to first generated token",
+            ["model"],
+            buckets=_LATENCY,
+            registry=r,
+        )
         self.llm_itl = Histogram(
-            "saiaas_llm_inter_token_seconds", "Between consecutive generated tokens",
-            ["model"], buckets=_LATENCY, registry=r)
+            "saiaas_llm_inter_token_seconds",
+            "Between consecutive generated tokens",
+            ["model"],
+            buckets=_LATENCY,
+            registry=r,
+        )
         self.llm_tokens = Counter(
-            "saiaas_llm_tokens_total", "Tokens processed (rate: tokens/s)", ["model", "kind"],
-            registry=r)
+            "saiaas_llm_tokens_total",
+            "Tokens processed (rate: tokens/s)",
+            ["model", "kind"],
+            registry=r,
+        )
         self.llm_batch = Histogram(
-            "saiaas_llm_batch_size", "Sequences decoded together per engine step", ["model"],
-            buckets=_BATCH, registry=r)
+            "saiaas_llm_batch_size",
+            "Sequences decoded together per engine step",
+            ["model"],
+            buckets=_BATCH,
+            registry=r,
+        )
         self.llm_queue = Gauge(
-            "saiaas_llm_queue_depth", "Generations waiting to join the batch", ["model"],
-            registry=r, multiprocess_mode="livesum")
+            "saiaas_llm_queue_depth",
+            "Generations waiting to join the batch",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.llm_requests = Counter(
-            "saiaas_llm_requests_total", "Generations by how they ended",
-            ["model", "finish_reason"], registry=r)
+            "saiaas_llm_requests_total",
+            "Generations by how they ended",
+            ["model", "finish_reason"],
+            registry=r,
+        )
 
     def llm_observer(self, model: str) -> LLMObserver:
         """The engine's metrics hooks for one chat model (an `llm.EngineObserver`)."""
         return LLMObserver(self, model)
 
     # ------------------------------------------------------------------ request path
-    def observe_request(self, *, route: str, method: str, decision: str, status: int,
-                        seconds: float, tenant: str | None,
-                        details: Mapping[str, Any]) -> None:
+    def observe_request(
+        self,
+        *,
+        route: str,
+        method: str,
+        decision: str,
+        status: int,
+        seconds: float,
+        tenant: str | None,
+        details: Mapping[str, Any],
+    ) -> None:
         """One answered request (called by the audit middleware once it is recorded)."""
         method = method_label(method)
         self.requests.labels(route, method, decision, str(status)).inc()
@@ -152,8 +233,13 @@ class Metrics:
         self.he_eval.labels(task).observe(run_s)
 
     # ------------------------------------------------------------------ scrape time
-    def sample(self, *, batchers: list[Any], he: Mapping[str, Any] | None,
-               audit_last_commit_ms: float | None) -> None:
+    def sample(
+        self,
+        *,
+        batchers: list[Any],
+        he: Mapping[str, Any] | None,
+        audit_last_commit_ms: float | None,
+    ) -> None:
         """Refresh the gauges from live state (queues, pools) just before a scrape."""
         for stats in batchers:
             self.queue_depth.labels("plaintext", stats.model).set(stats.queue_depth)

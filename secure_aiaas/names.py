@@ -30,9 +30,16 @@ SUBJECT_RE = re.compile(SUBJECT_PATTERN)
 MODEL_RE = re.compile(MODEL_PATTERN)
 
 # Roles the shipped policy grants; a policy may define more (any role named in a line).
-BUILTIN_ROLES: frozenset[str] = frozenset({
-    "user", "tenant-admin", "he-user", "auditor", "security-admin", "metrics-reader",
-})
+BUILTIN_ROLES: frozenset[str] = frozenset(
+    {
+        "user",
+        "tenant-admin",
+        "he-user",
+        "auditor",
+        "security-admin",
+        "metrics-reader",
+    }
+)
 # Roles that act across tenants: only keys of an operator tenant may hold them.
 GLOBAL_ROLES: frozenset[str] = frozenset({"security-admin", "metrics-reader"})
 
@@ -45,10 +52,26 @@ TRUST_DOMAINS: frozenset[str] = frozenset({"trust:trusted", "trust:sensitive"})
 DOMAIN_CLASSES: frozenset[str] = TRUST_DOMAINS | {OPERATOR_DOMAIN, CUSTOMER_DOMAIN}
 
 # Subjects that would read like the service itself in the trail.
-_RESERVED_SUBJECTS = frozenset({"anonymous", "unknown", "system", "root", "saiaas", "operator",
-                                "admin", "everyone", "all", "any", "none", "null"})
-_RESERVED_PREFIX = re.compile(r"^(role|subject|system|saiaas|operator|tenant|trust|os|cli)"
-                              r"([._@-]|$)")
+_RESERVED_SUBJECTS = frozenset(
+    {
+        "anonymous",
+        "unknown",
+        "system",
+        "root",
+        "saiaas",
+        "operator",
+        "admin",
+        "everyone",
+        "all",
+        "any",
+        "none",
+        "null",
+    }
+)
+_RESERVED_PREFIX = re.compile(
+    r"^(role|subject|system|saiaas|operator|tenant|trust|os|cli)"
+    r"([._@-]|$)"
+)
 _SEPARATORS = re.compile(r"[._@\-\s]+")
 
 
@@ -69,8 +92,10 @@ def subject_problem(subject: str, roles: Iterable[str] = ()) -> str | None:
     folded = fold(subject)
     role_names = {fold(r) for r in (*BUILTIN_ROLES, *roles)}
     if folded in role_names:
-        return f"subject {subject!r} collides with a role name; subjects and roles are " \
-               "separate namespaces"
+        return (
+            f"subject {subject!r} collides with a role name; subjects and roles are "
+            "separate namespaces"
+        )
     if folded in _RESERVED_SUBJECTS or _RESERVED_PREFIX.match(subject.casefold()):
         return f"subject {subject!r} uses a reserved name or prefix"
     return None

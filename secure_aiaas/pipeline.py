@@ -71,10 +71,12 @@ class Capabilities:
 
     def readiness(self) -> dict[str, bool]:
         """Each expected capability: is it up?"""
-        checks = {"models": self.models is not None and self.models.ready,
-                  "scrubber": self.scrubber is not None and self.scrubber.ready,
-                  "he": self.he is not None,
-                  "chat": self.chat is not None and self.chat.ready}
+        checks = {
+            "models": self.models is not None and self.models.ready,
+            "scrubber": self.scrubber is not None and self.scrubber.ready,
+            "he": self.he is not None,
+            "chat": self.chat is not None and self.chat.ready,
+        }
         return {name: ok for name, ok in checks.items() if name in self.expected}
 
 
@@ -111,10 +113,20 @@ class _PrincipalCache:
 
 
 class Pipeline:
-    def __init__(self, *, registry: Registry, policy: PolicyEngine, audit: AuditWriter,
-                 quotas: Quotas | None, anonymous: AnonymousLimiter, refusals: RefusalTally,
-                 object_key: bytes, capabilities: Capabilities = Capabilities(),
-                 metrics: Metrics | None = None, principal_ttl_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        policy: PolicyEngine,
+        audit: AuditWriter,
+        quotas: Quotas | None,
+        anonymous: AnonymousLimiter,
+        refusals: RefusalTally,
+        object_key: bytes,
+        capabilities: Capabilities = Capabilities(),
+        metrics: Metrics | None = None,
+        principal_ttl_s: float = 0.5,
+    ) -> None:
         self.registry = registry
         self.policy = policy
         self.audit = audit
@@ -197,8 +209,11 @@ class Pipeline:
         set_priority(principal.limits.priority)
         if self.quotas is None:
             limits = principal.limits
-            if limits.requests_per_minute or limits.key_requests_per_minute \
-                    or limits.max_concurrent:
+            if (
+                limits.requests_per_minute
+                or limits.key_requests_per_minute
+                or limits.max_concurrent
+            ):
                 raise QuotaUnavailableError(retry_after=5)
             return UNLIMITED
         return await self.quotas.admit(principal)
@@ -210,33 +225,47 @@ class Pipeline:
             raise PrivacyError()
         return scrubber, keys_of(principal.tenant)
 
-    async def scrub(self, principal: Principal, texts: Sequence[str], facts: AuditFacts, *,
-                    model: str | None = None) -> tuple[list[ScrubResult], AuditFacts]:
+    async def scrub(
+        self,
+        principal: Principal,
+        texts: Sequence[str],
+        facts: AuditFacts,
+        *,
+        model: str | None = None,
+    ) -> tuple[list[ScrubResult], AuditFacts]:
         """Scrub personal data from plaintext before any model, log or store sees it.
 
         Fail closed: without a working scrubber the request is refused (PrivacyError, 503),
         never passed on unscrubbed. The facts gain the entity type counts (never values).
         """
         scrubber, keys = self._scrubber_for(principal)
-        results = await scrubber.scrub_texts(list(texts), tenant=principal.tenant, model=model,
-                                             keys=keys)
+        results = await scrubber.scrub_texts(
+            list(texts), tenant=principal.tenant, model=model, keys=keys
+        )
         return results, facts.counted("pii", _counts(results))
 
-    async def scrub_conversation(self, principal: Principal, texts: Sequence[str],
-                                 facts: AuditFacts, *, model: str | None = None,
-                                 ) -> tuple[ConversationResult, AuditFacts]:
+    async def scrub_conversation(
+        self,
+        principal: Principal,
+        texts: Sequence[str],
+        facts: AuditFacts,
+        *,
+        model: str | None = None,
+    ) -> tuple[ConversationResult, AuditFacts]:
         """`scrub` for the messages of one conversation: one placeholder map for all of them.
 
         The result's ``placeholders`` (placeholder → original value) is for restoring values
         in this request's answer only: never logged, recorded or stored.
         """
         scrubber, keys = self._scrubber_for(principal)
-        result = await scrubber.scrub_conversation(list(texts), tenant=principal.tenant,
-                                                   model=model, keys=keys)
+        result = await scrubber.scrub_conversation(
+            list(texts), tenant=principal.tenant, model=model, keys=keys
+        )
         return result, facts.counted("pii", _counts(result.results))
 
-    async def scrub_json(self, principal: Principal, obj: object, facts: AuditFacts, *,
-                         model: str | None = None) -> tuple[object, dict[str, int], AuditFacts]:
+    async def scrub_json(
+        self, principal: Principal, obj: object, facts: AuditFacts, *, model: str | None = None
+    ) -> tuple[object, dict[str, int], AuditFacts]:
         """`scrub` for a JSON value: every string, number and key (a number holding a card or
         phone number comes back as a redacted string)."""
         scrubber, keys = self._scrubber_for(principal)
@@ -244,8 +273,9 @@ class Pipeline:
         return result.value, result.counts, facts.counted("pii", result.counts)
 
     # -- 5. infer -------------------------------------------------------------------------
-    def served_model(self, name: str, version: str | None, facts: AuditFacts) -> tuple[Any,
-                                                                                       AuditFacts]:
+    def served_model(
+        self, name: str, version: str | None, facts: AuditFacts
+    ) -> tuple[Any, AuditFacts]:
         """The served model (version) and the facts naming it; 404 (with those facts)."""
         try:
             served = self.model_pool().get(name, version)
@@ -253,13 +283,17 @@ class Pipeline:
             raise exc.with_facts(facts) from None
         return served, facts.detail(model=name, model_version=served.manifest.version)
 
-    async def infer(self, principal: Principal, served: Any, inputs: Any, facts: AuditFacts,
-                    ) -> tuple[dict[str, Any], AuditFacts]:
+    async def infer(
+        self,
+        principal: Principal,
+        served: Any,
+        inputs: Any,
+        facts: AuditFacts,
+    ) -> tuple[dict[str, Any], AuditFacts]:
         """Run a plaintext model on ``inputs``; text inputs are scrubbed first (never reach
         the model unscrubbed). Returns the outputs by name."""
         if isinstance(inputs, list):
-            results, facts = await self.scrub(principal, inputs, facts,
-                                              model=served.manifest.name)
+            results, facts = await self.scrub(principal, inputs, facts, model=served.manifest.name)
             inputs = [r.text for r in results]
         return await served.infer(inputs), facts
 
@@ -279,8 +313,9 @@ class Pipeline:
         scrubber, _ = self._scrubber_for(principal)
         return scrubber.profile_for(principal.tenant, model)
 
-    async def admit_tokens(self, principal: Principal, needed: int,
-                           facts: AuditFacts) -> TokenGrant:
+    async def admit_tokens(
+        self, principal: Principal, needed: int, facts: AuditFacts
+    ) -> TokenGrant:
         """Room for ``needed`` tokens and a stream slot within the tenant's limits (429 /
         503 with the facts, as `admit`)."""
         if self.quotas is None:
@@ -324,10 +359,19 @@ class Pipeline:
             return
         details, counts, since = taken
         try:
-            await self.record(AuditEvent(
-                ts=utc_now(), request_id=uuid.uuid4().hex, method="*", route="anonymous",
-                status=429, decision="unauthenticated", latency_ms=0.0,
-                action="anonymous.refused", details={"refusals": details}))
+            await self.record(
+                AuditEvent(
+                    ts=utc_now(),
+                    request_id=uuid.uuid4().hex,
+                    method="*",
+                    route="anonymous",
+                    status=429,
+                    decision="unauthenticated",
+                    latency_ms=0.0,
+                    action="anonymous.refused",
+                    details={"refusals": details},
+                )
+            )
         except BaseException:
             self.refusals.give_back(counts, since)
             raise
@@ -361,8 +405,9 @@ class Pipeline:
     def unvouched(self, kind: str, value: str) -> str:
         """What the trail records for an identifier the service could not vouch for: a
         fixed marker and a short keyed hash (repeats correlate; the value is not kept)."""
-        digest = hmac.new(self._object_key, value.encode("utf-8", "replace"),
-                          hashlib.sha256).hexdigest()[:12]
+        digest = hmac.new(
+            self._object_key, value.encode("utf-8", "replace"), hashlib.sha256
+        ).hexdigest()[:12]
         return f"{kind}:~unknown-{digest}"
 
 

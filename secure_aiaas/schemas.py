@@ -70,8 +70,21 @@ class WhoAmI(Loose):
 
 
 # --------------------------------------------------------------------------- KServe v2
-V2Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
-                     "INT64", "FP16", "FP32", "FP64", "BYTES"]
+V2Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
 Scalar = bool | int | float | str
 
 
@@ -234,8 +247,8 @@ class ChatMessage(StrictJSON):
 
     def text(self) -> str:
         """The content as one string (text parts joined without a separator, as OpenAI does)."""
-        return self.content if isinstance(self.content, str) else "".join(
-            p.text for p in self.content
+        return (
+            self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
         )
 
 
@@ -384,7 +397,11 @@ class ScrubRequest(Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ScrubRequest:
-        given = [self.text is not None, self.texts is not None, "json_value" in self.model_fields_set]
+        given = [
+            self.text is not None,
+            self.texts is not None,
+            "json_value" in self.model_fields_set,
+        ]
         if sum(given) != 1:
             raise ValueError("give exactly one of 'text', 'texts' or 'json'")
         return self
@@ -463,8 +480,13 @@ HE_CONTENT_TYPE = "application/vnd.saiaas.he+octet-stream"
 
 def binary_body(description: str, media_type: str = HE_CONTENT_TYPE) -> dict[str, Any]:
     """``openapi_extra`` for a route whose body is bytes the route reads itself."""
-    return {"requestBody": {"required": True, "description": description, "content": {
-        media_type: {"schema": {"type": "string", "format": "binary"}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
 
 
 # --------------------------------------------------------------------------- admin

@@ -115,8 +115,7 @@ class AuditFacts:
     def detail(self, **more: builtins.object) -> AuditFacts:
         """These facts plus ``more`` (a ``None`` value removes nothing and adds nothing)."""
         added = {k: v for k, v in more.items() if v is not None}
-        return replace(self, details=MappingProxyType({**self.details, **added})) if added \
-            else self
+        return replace(self, details=MappingProxyType({**self.details, **added})) if added else self
 
     def counted(self, key: str, counts: Mapping[str, int]) -> AuditFacts:
         """Add ``counts`` (e.g. PII entity types) to the counts already under ``key``."""

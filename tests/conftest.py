@@ -143,25 +143,38 @@ class Server:
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "secure_aiaas.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "secure_aiaas.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
 
 
-def service_env(tmp_path: Path, keys_dir: Path, policy_dir: Path,
-                audit_url: str | None = None, database_url: str | None = None,
-                **extra: str) -> dict[str, str]:
+def service_env(
+    tmp_path: Path,
+    keys_dir: Path,
+    policy_dir: Path,
+    audit_url: str | None = None,
+    database_url: str | None = None,
+    **extra: str,
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAIAAS_")}
-    env.update({
-        "SAIAAS_ENV": "test",
-        "SAIAAS_DATA_DIR": str(tmp_path / "data"),
-        "SAIAAS_KEYS_DIR": str(keys_dir),
-        "SAIAAS_POLICY_DIR": str(policy_dir),
-        "SAIAAS_LOG__LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-        # Tests call routes anonymously on purpose; the flood tests set these low again.
-        "SAIAAS_SCHEDULING__ANONYMOUS_PER_ADDRESS_PER_MINUTE": "1000000",
-        "SAIAAS_SCHEDULING__ANONYMOUS_AUDIT_BYTES_PER_S": str(64 << 20),
-    })
+    env.update(
+        {
+            "SAIAAS_ENV": "test",
+            "SAIAAS_DATA_DIR": str(tmp_path / "data"),
+            "SAIAAS_KEYS_DIR": str(keys_dir),
+            "SAIAAS_POLICY_DIR": str(policy_dir),
+            "SAIAAS_LOG__LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            # Tests call routes anonymously on purpose; the flood tests set these low again.
+            "SAIAAS_SCHEDULING__ANONYMOUS_PER_ADDRESS_PER_MINUTE": "1000000",
+            "SAIAAS_SCHEDULING__ANONYMOUS_AUDIT_BYTES_PER_S": str(64 << 20),
+        }
+    )
     if audit_url:
         env["SAIAAS_AUDIT_URL"] = audit_url
     if database_url:
@@ -175,12 +188,20 @@ def start_server(env: dict[str, str], log_path: Path, *, wait: bool = True) -> S
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "secure_aiaas.cli", "serve", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
     )
-    server = Server(base_url=f"http://127.0.0.1:{port}", env=env, process=process,
-                    log_path=log_path, data_dir=Path(env["SAIAAS_DATA_DIR"]),
-                    keys_dir=Path(env["SAIAAS_KEYS_DIR"]),
-                    policy_dir=Path(env["SAIAAS_POLICY_DIR"]))
+    server = Server(
+        base_url=f"http://127.0.0.1:{port}",
+        env=env,
+        process=process,
+        log_path=log_path,
+        data_dir=Path(env["SAIAAS_DATA_DIR"]),
+        keys_dir=Path(env["SAIAAS_KEYS_DIR"]),
+        policy_dir=Path(env["SAIAAS_POLICY_DIR"]),
+    )
     if wait:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -207,9 +228,12 @@ def stop_server(server: Server) -> None:
             server.process.wait()
 
 
-def provision(env: dict[str, str], tenants: dict[str, str],
-              keys: dict[str, tuple[str, str, str]],
-              operators: frozenset[str] | set[str] | None = None) -> dict[str, str]:
+def provision(
+    env: dict[str, str],
+    tenants: dict[str, str],
+    keys: dict[str, tuple[str, str, str]],
+    operators: frozenset[str] | set[str] | None = None,
+) -> dict[str, str]:
     """Create tenants and API keys through the real registry; returns name → API key.
 
     Tenants named in ``operators`` (default: `OPERATOR_TENANTS`) are operator tenants: only
@@ -220,11 +244,14 @@ def provision(env: dict[str, str], tenants: dict[str, str],
     from secure_aiaas.config import Settings
     from secure_aiaas.crypto import load_keys
 
-    settings = Settings(data_dir=Path(env["SAIAAS_DATA_DIR"]),
-                        keys_dir=Path(env["SAIAAS_KEYS_DIR"]),
-                        database_url=env.get("SAIAAS_DATABASE_URL"))
-    registry = Registry(settings.resolved_database_url(),
-                        load_keys(settings.keys_dir).apikey_hmac_key)
+    settings = Settings(
+        data_dir=Path(env["SAIAAS_DATA_DIR"]),
+        keys_dir=Path(env["SAIAAS_KEYS_DIR"]),
+        database_url=env.get("SAIAAS_DATABASE_URL"),
+    )
+    registry = Registry(
+        settings.resolved_database_url(), load_keys(settings.keys_dir).apikey_hmac_key
+    )
     registry.create_schema()
     existing = {t.name for t in registry.list_tenants()}
     for name, trust in tenants.items():
@@ -279,16 +306,18 @@ def trained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_server(tmp_path_factory: pytest.TempPathFactory,
-                 trained_models_dir: Path) -> Iterator[Server]:
+def model_server(
+    tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path
+) -> Iterator[Server]:
     """A real server with the built-in models loaded (one per test module)."""
     from secure_aiaas.crypto import init_keys
 
     tmp = tmp_path_factory.mktemp("model-server")
     init_keys(tmp / "keys")
     shutil.copytree(REPO / "policies", tmp / "policies")
-    env = service_env(tmp, tmp / "keys", tmp / "policies",
-                      SAIAAS_MODELS_DIR=str(trained_models_dir))
+    env = service_env(
+        tmp, tmp / "keys", tmp / "policies", SAIAAS_MODELS_DIR=str(trained_models_dir)
+    )
     api_keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     srv = start_server(env, tmp / "server.log")
     srv.api_keys = api_keys

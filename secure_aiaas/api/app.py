@@ -73,8 +73,11 @@ class Spine:
 def build_spine(settings: Settings) -> Spine:
     """Keys, registry, policy and audit store, checked (ConfigurationError otherwise)."""
     keys = load_keys(settings.keys_dir)
-    registry = Registry(settings.resolved_database_url(), keys.apikey_hmac_key,
-                        timeout_s=settings.audit.write_timeout_s)
+    registry = Registry(
+        settings.resolved_database_url(),
+        keys.apikey_hmac_key,
+        timeout_s=settings.audit.write_timeout_s,
+    )
     registry.create_schema()
     # The policy directory, or (SAIAAS_POLICY__SOURCE=published) the published version.
     policy = build_policy_engine(settings, data_key=keys.data_key)
@@ -84,21 +87,33 @@ def build_spine(settings: Settings) -> Spine:
         raise ConfigurationError("policy cannot be loaded: " + "; ".join(exc.errors)) from exc
     store = SqlAuditStore(settings.resolved_audit_url(), timeout_s=settings.audit.write_timeout_s)
     store.create_schema()
-    writer = AuditWriter(store, keys,
-                         retired_public_keys=known_audit_public_keys(settings.keys_dir),
-                         checkpoint_every_records=settings.audit.checkpoint_every_records,
-                         checkpoint_every_s=settings.audit.checkpoint_every_s,
-                         max_batch=settings.audit.max_batch,
-                         timeout_s=settings.audit.write_timeout_s)
+    writer = AuditWriter(
+        store,
+        keys,
+        retired_public_keys=known_audit_public_keys(settings.keys_dir),
+        checkpoint_every_records=settings.audit.checkpoint_every_records,
+        checkpoint_every_s=settings.audit.checkpoint_every_s,
+        max_batch=settings.audit.max_batch,
+        timeout_s=settings.audit.write_timeout_s,
+    )
     sched = settings.scheduling
     anonymous = AnonymousLimiter(
-        AnonymousBudget(per_address_per_minute=sched.anonymous_per_address_per_minute,
-                        audit_bytes_per_s=sched.anonymous_audit_bytes_per_s),
-        redis_url=settings.redis_url, key_prefix=sched.key_prefix,
-        timeout_s=sched.redis_timeout_s)
-    return Spine(keys=keys, registry=registry, policy=policy, audit=writer,
-                 anonymous=anonymous,
-                 refusals=RefusalTally(derive_tenant_key(keys.data_key, "audit-address", "*")))
+        AnonymousBudget(
+            per_address_per_minute=sched.anonymous_per_address_per_minute,
+            audit_bytes_per_s=sched.anonymous_audit_bytes_per_s,
+        ),
+        redis_url=settings.redis_url,
+        key_prefix=sched.key_prefix,
+        timeout_s=sched.redis_timeout_s,
+    )
+    return Spine(
+        keys=keys,
+        registry=registry,
+        policy=policy,
+        audit=writer,
+        anonymous=anonymous,
+        refusals=RefusalTally(derive_tenant_key(keys.data_key, "audit-address", "*")),
+    )
 
 
 async def build_scrubber(settings: Settings) -> ScrubberService:
@@ -114,12 +129,19 @@ async def build_scrubber(settings: Settings) -> ScrubberService:
     limits = settings.limits
     cfg = settings.privacy
     return await ScrubberService.start(
-        store, model_name=cfg.spacy_model, processes=cfg.processes or _cores_per_worker(settings),
-        batch_size=cfg.batch_size, pii_model=cfg.pii_model,
-        limits=ScrubLimits(max_text_chars=limits.max_text_chars,
-                           max_request_chars=limits.max_request_chars,
-                           max_texts=limits.max_texts, max_json_depth=limits.json_max_depth,
-                           max_json_leaves=limits.max_json_leaves))
+        store,
+        model_name=cfg.spacy_model,
+        processes=cfg.processes or _cores_per_worker(settings),
+        batch_size=cfg.batch_size,
+        pii_model=cfg.pii_model,
+        limits=ScrubLimits(
+            max_text_chars=limits.max_text_chars,
+            max_request_chars=limits.max_request_chars,
+            max_texts=limits.max_texts,
+            max_json_depth=limits.json_max_depth,
+            max_json_leaves=limits.max_json_leaves,
+        ),
+    )
 
 
 def tenant_privacy_keys(data_key: bytes) -> Callable[[str], TenantKeys]:
@@ -128,8 +150,10 @@ def tenant_privacy_keys(data_key: bytes) -> Callable[[str], TenantKeys]:
     from secure_aiaas.privacy import TenantKeys
 
     def keys_for(tenant: str) -> TenantKeys:
-        return TenantKeys(hash_key=derive_tenant_key(data_key, "privacy-hash", tenant),
-                          encryption_key=derive_tenant_key(data_key, "privacy-encrypt", tenant))
+        return TenantKeys(
+            hash_key=derive_tenant_key(data_key, "privacy-hash", tenant),
+            encryption_key=derive_tenant_key(data_key, "privacy-encrypt", tenant),
+        )
 
     return keys_for
 
@@ -140,33 +164,43 @@ def build_model_pool(settings: Settings, metrics: Metrics | None = None) -> Mode
         ModelRegistry(settings.resolved_models_dir()),
         models=cfg.models or None,
         device=None if cfg.device == "auto" else cfg.device,
-        batching=BatchingConfig(max_batch_size=cfg.max_batch_size, max_delay_s=cfg.max_delay_s,
-                                max_queue_size=cfg.max_queue_size),
+        batching=BatchingConfig(
+            max_batch_size=cfg.max_batch_size,
+            max_delay_s=cfg.max_delay_s,
+            max_queue_size=cfg.max_queue_size,
+        ),
         num_threads=cfg.num_threads,
         on_batch=metrics.observe_batch if metrics is not None else None,
         priority_of=current_priority,
     )
 
 
-def build_he_pool(settings: Settings, models: ModelPool,
-                  metrics: Metrics | None = None) -> HEPool:
+def build_he_pool(settings: Settings, models: ModelPool, metrics: Metrics | None = None) -> HEPool:
     """Start the HE workers and publish a plan for every served HE-compatible model."""
     from secure_aiaas.he import HELimits, HEPool, SqlContextStore, compile_model
 
     cfg = settings.he
-    contexts = SqlContextStore(settings.resolved_database_url(),
-                               timeout_s=settings.audit.write_timeout_s)
+    contexts = SqlContextStore(
+        settings.resolved_database_url(), timeout_s=settings.audit.write_timeout_s
+    )
     contexts.create_schema()
-    pool = HEPool(store_dir=settings.data_dir / "he",
-                  workers=cfg.workers or _cores_per_worker(settings),
-                  limits=HELimits(max_context_bytes=cfg.max_context_bytes,
-                                  max_contexts=cfg.max_contexts, max_pending=cfg.max_pending,
-                                  max_contexts_per_tenant=cfg.max_contexts_per_tenant,
-                                  max_context_bytes_per_tenant=cfg.max_context_bytes_per_tenant,
-                                  max_pending_per_tenant=cfg.max_pending_per_tenant),
-                  contexts=contexts, data_key=load_keys(settings.keys_dir).data_key,
-                  context_ttl_s=cfg.context_ttl_s, priority_of=current_priority,
-                  on_call=metrics.observe_he if metrics is not None else None)
+    pool = HEPool(
+        store_dir=settings.data_dir / "he",
+        workers=cfg.workers or _cores_per_worker(settings),
+        limits=HELimits(
+            max_context_bytes=cfg.max_context_bytes,
+            max_contexts=cfg.max_contexts,
+            max_pending=cfg.max_pending,
+            max_contexts_per_tenant=cfg.max_contexts_per_tenant,
+            max_context_bytes_per_tenant=cfg.max_context_bytes_per_tenant,
+            max_pending_per_tenant=cfg.max_pending_per_tenant,
+        ),
+        contexts=contexts,
+        data_key=load_keys(settings.keys_dir).data_key,
+        context_ttl_s=cfg.context_ttl_s,
+        priority_of=current_priority,
+        on_call=metrics.observe_he if metrics is not None else None,
+    )
     pool.start()
     for manifest in models.manifests():
         if not manifest.he_compatible:
@@ -208,22 +242,29 @@ async def build_chat_pool(settings: Settings, metrics: Metrics | None) -> ChatMo
 
     cfg = settings.llm
     pool = ChatModelPool(
-        ModelRegistry(settings.resolved_models_dir()), models=cfg.models or None,
+        ModelRegistry(settings.resolved_models_dir()),
+        models=cfg.models or None,
         device=None if cfg.device == "auto" else cfg.device,
         dtype=None if cfg.dtype == "auto" else cfg.dtype,
-        config=EngineConfig(max_batch_size=cfg.max_batch_size, max_queue_size=cfg.max_queue_size,
-                            max_context_tokens=cfg.max_context_tokens,
-                            repetition_penalty=cfg.repetition_penalty),
+        config=EngineConfig(
+            max_batch_size=cfg.max_batch_size,
+            max_queue_size=cfg.max_queue_size,
+            max_context_tokens=cfg.max_context_tokens,
+            repetition_penalty=cfg.repetition_penalty,
+        ),
         observer_for=metrics.llm_observer if metrics is not None else None,
-        priority_of=current_priority, default_max_tokens=cfg.default_max_tokens)
+        priority_of=current_priority,
+        default_max_tokens=cfg.default_max_tokens,
+    )
     await pool.start()
     return pool
 
 
 def _cores_per_worker(settings: Settings) -> int:
     """Child processes each pool may start by default: the cores shared by the workers."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     return max(1, cores // settings.server.workers)
 
 
@@ -245,8 +286,12 @@ def create_app(settings: Settings) -> FastAPI:
         spine.audit.start()
         spine.policy.start_watching()
         sched = settings.scheduling
-        quotas = build_quotas(settings.redis_url, prefix=sched.key_prefix,
-                              lease_ttl_s=sched.lease_ttl_s, timeout_s=sched.redis_timeout_s)
+        quotas = build_quotas(
+            settings.redis_url,
+            prefix=sched.key_prefix,
+            lease_ttl_s=sched.lease_ttl_s,
+            timeout_s=sched.redis_timeout_s,
+        )
         # A registry of its own per app (tests build several in one process).
         metrics = Metrics() if settings.metrics.enabled else None
         scrubber = None
@@ -259,26 +304,48 @@ def create_app(settings: Settings) -> FastAPI:
             log.error("privacy.scrubber_unavailable", model=settings.privacy.spacy_model)
         models = build_model_pool(settings, metrics)
         await models.start()
-        he_pool = (await asyncio.to_thread(build_he_pool, settings, models, metrics)
-                   if settings.he.enabled else None)
+        he_pool = (
+            await asyncio.to_thread(build_he_pool, settings, models, metrics)
+            if settings.he.enabled
+            else None
+        )
         chat = await build_chat_pool(settings, metrics) if settings.llm.enabled else None
         capabilities = Capabilities(
-            models=models, he=he_pool, scrubber=scrubber, chat=chat,
+            models=models,
+            he=he_pool,
+            scrubber=scrubber,
+            chat=chat,
             privacy_keys=tenant_privacy_keys(spine.keys.data_key),
             he_context_ttl_s=settings.he.context_ttl_s,
-            expected=frozenset({"models", *(["scrubber"] if settings.privacy.enabled else []),
-                                *(["he"] if settings.he.enabled else []),
-                                *(["chat"] if settings.llm.enabled else [])}))
+            expected=frozenset(
+                {
+                    "models",
+                    *(["scrubber"] if settings.privacy.enabled else []),
+                    *(["he"] if settings.he.enabled else []),
+                    *(["chat"] if settings.llm.enabled else []),
+                }
+            ),
+        )
         pipeline = Pipeline(
-            registry=spine.registry, policy=spine.policy, audit=spine.audit, quotas=quotas,
-            anonymous=spine.anonymous, refusals=spine.refusals,
+            registry=spine.registry,
+            policy=spine.policy,
+            audit=spine.audit,
+            quotas=quotas,
+            anonymous=spine.anonymous,
+            refusals=spine.refusals,
             object_key=derive_tenant_key(spine.keys.data_key, "audit-object", "*"),
-            capabilities=capabilities, metrics=metrics,
-            principal_ttl_s=settings.auth.principal_cache_s)
+            capabilities=capabilities,
+            metrics=metrics,
+            principal_ttl_s=settings.auth.principal_cache_s,
+        )
         app.state.pipeline = pipeline
-        log.info("service.started", policy_version=spine.policy.version,
-                 quotas=quotas.backend, models=[m.id for m in models.manifests()],
-                 model_failures=sorted(models.failures))
+        log.info(
+            "service.started",
+            policy_version=spine.policy.version,
+            quotas=quotas.backend,
+            models=[m.id for m in models.manifests()],
+            model_failures=sorted(models.failures),
+        )
         flusher = asyncio.create_task(_flush_refusals(pipeline, sched.anonymous_flush_s))
         try:
             yield
@@ -300,11 +367,17 @@ def create_app(settings: Settings) -> FastAPI:
             Metrics.process_exited()
             log.info("service.stopped")
 
-    app = FastAPI(title="secure_aiaas", version=__version__, lifespan=lifespan,
-                  description="Privacy-focused secure inference. Every route but the health "
-                              "probes and these docs needs `Authorization: Bearer saiaas_…`.",
-                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
-                  responses=ERROR_RESPONSES)
+    app = FastAPI(
+        title="secure_aiaas",
+        version=__version__,
+        lifespan=lifespan,
+        description="Privacy-focused secure inference. Every route but the health "
+        "probes and these docs needs `Authorization: Bearer saiaas_…`.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        responses=ERROR_RESPONSES,
+    )
     app.state.limits = settings.limits
     install_error_handlers(app)
     install_docs(app)
@@ -319,11 +392,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit.router)
     app.include_router(ops.router)
     text_bytes = settings.limits.text_body_bytes
-    app.add_middleware(AuditMiddleware, pipeline_getter=lambda: app.state.pipeline,
-                       max_body_bytes=settings.server.max_body_bytes,
-                       large_body_prefixes={"/v1/he/": settings.he.max_body_bytes,
-                                            "/v1/privacy/": text_bytes,
-                                            "/v1/embeddings": text_bytes,
-                                            "/v1/chat/": text_bytes,
-                                            "/v1/completions": text_bytes})
+    app.add_middleware(
+        AuditMiddleware,
+        pipeline_getter=lambda: app.state.pipeline,
+        max_body_bytes=settings.server.max_body_bytes,
+        large_body_prefixes={
+            "/v1/he/": settings.he.max_body_bytes,
+            "/v1/privacy/": text_bytes,
+            "/v1/embeddings": text_bytes,
+            "/v1/chat/": text_bytes,
+            "/v1/completions": text_bytes,
+        },
+    )
     return app

@@ -40,8 +40,9 @@ def parse_bounded(raw: bytes, limits: LimitsSettings, what: str = "body") -> Any
         value = pydantic_core.from_json(raw, allow_inf_nan=False)
     except ValueError as exc:
         if "recursion limit" in str(exc):
-            raise BodyTooComplexError(f"{what}: nested deeper than "
-                                      f"{limits.json_max_depth} levels") from None
+            raise BodyTooComplexError(
+                f"{what}: nested deeper than {limits.json_max_depth} levels"
+            ) from None
         raise InputError(f"{what}: not valid JSON") from None
     check_shape(value, limits, what)
     return value

@@ -94,8 +94,9 @@ def _vouched(pipeline: Pipeline, template: str, values: dict[str, Any]) -> str |
     return template.format(**values)
 
 
-async def _gate(request: Request, template: str, act: str,
-                values: dict[str, Any] | None) -> Authorized:
+async def _gate(
+    request: Request, template: str, act: str, values: dict[str, Any] | None
+) -> Authorized:
     pipeline: Pipeline = request.app.state.pipeline
     state = request.scope["state"]
     principal = _principal(request)

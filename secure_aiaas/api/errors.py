@@ -77,24 +77,33 @@ def validation_message(errors: Sequence[Any]) -> str:
 # Routes that answer errors in OpenAI's shape (`{"error": {"message", "type", "code"}}`), as
 # the openai client expects; every other route uses `ErrorBody`.
 OPENAI_ERROR_PATHS = ("/v1/chat/", "/v1/completions")
-_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                 403: "permission_error", 404: "not_found_error", 413: "invalid_request_error",
-                 422: "invalid_request_error", 429: "rate_limit_error"}
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
 
 
-def error_body(message: str, code: str, request_id: str | None,
-               path: str = "", status: int = 500) -> dict[str, object]:
+def error_body(
+    message: str, code: str, request_id: str | None, path: str = "", status: int = 500
+) -> dict[str, object]:
     """The one error shape of ``path`` (OpenAI's on the chat routes)."""
     if path.startswith(OPENAI_ERROR_PATHS):
-        kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else
-                                 "invalid_request_error")
-        return {"error": {"message": message, "type": kind, "param": None, "code": code},
-                "request_id": request_id}
+        kind = _OPENAI_TYPES.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        )
+        return {
+            "error": {"message": message, "type": kind, "param": None, "code": code},
+            "request_id": request_id,
+        }
     return {"error": message, "code": code, "request_id": request_id}
 
 
-def error_response(exc: e.ServiceError, request_id: str | None,
-                   path: str = "") -> JSONResponse:
+def error_response(exc: e.ServiceError, request_id: str | None, path: str = "") -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, e.AuthenticationError):
         headers["WWW-Authenticate"] = "Bearer"
@@ -102,8 +111,11 @@ def error_response(exc: e.ServiceError, request_id: str | None,
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
     status = status_for(exc)
-    return JSONResponse(error_body(exc.public_message, exc.code, request_id, path, status),
-                        status_code=status, headers=headers)
+    return JSONResponse(
+        error_body(exc.public_message, exc.code, request_id, path, status),
+        status_code=status,
+        headers=headers,
+    )
 
 
 def _request_id(request: Request) -> str | None:
@@ -118,14 +130,26 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body(validation_message(exc.errors()), "invalid_input",
-                                       _request_id(request), request.url.path, 422),
-                            status_code=422)
+        return JSONResponse(
+            error_body(
+                validation_message(exc.errors()),
+                "invalid_input",
+                _request_id(request),
+                request.url.path,
+                422,
+            ),
+            status_code=422,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = {404: "not found", 405: "method not allowed"}.get(exc.status_code,
-                                                                     "request refused")
-        return JSONResponse(error_body(message, "http_error", _request_id(request),
-                                       request.url.path, exc.status_code),
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        message = {404: "not found", 405: "method not allowed"}.get(
+            exc.status_code, "request refused"
+        )
+        return JSONResponse(
+            error_body(
+                message, "http_error", _request_id(request), request.url.path, exc.status_code
+            ),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )

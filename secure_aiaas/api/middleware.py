@@ -50,8 +50,9 @@ UNAUDITED_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", 
 # Recorded as sent; any other method (a token the caller made up) is recorded as "OTHER".
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Query parameters that would put a credential into URLs, proxies' logs and browser history.
-CREDENTIAL_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token", "auth",
-                               "authorization", "bearer"})
+CREDENTIAL_PARAMS = frozenset(
+    {"api_key", "apikey", "key", "token", "access_token", "auth", "authorization", "bearer"}
+)
 _Headers = tuple[tuple[bytes, bytes], ...]
 
 
@@ -65,18 +66,28 @@ def outcome_of(status: int, facts: AuditFacts) -> Outcome:
     return "error"
 
 
-def _json_response(status: int, body: dict[str, object],
-                   headers: _Headers = ()) -> list[Message]:
+def _json_response(status: int, body: dict[str, object], headers: _Headers = ()) -> list[Message]:
     payload = json.dumps(body).encode()
-    start_headers = [(b"content-type", b"application/json"),
-                     (b"content-length", str(len(payload)).encode()), *headers]
-    return [{"type": "http.response.start", "status": status, "headers": start_headers},
-            {"type": "http.response.body", "body": payload}]
+    start_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *headers,
+    ]
+    return [
+        {"type": "http.response.start", "status": status, "headers": start_headers},
+        {"type": "http.response.body", "body": payload},
+    ]
 
 
 class AuditMiddleware:
-    def __init__(self, app: ASGIApp, *, pipeline_getter: Any, max_body_bytes: int,
-                 large_body_prefixes: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        pipeline_getter: Any,
+        max_body_bytes: int,
+        large_body_prefixes: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self._pipeline_getter = pipeline_getter
         self._max_body = max_body_bytes
@@ -91,8 +102,11 @@ class AuditMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in UNAUDITED_PATHS \
-                or path.startswith(UNAUDITED_PREFIXES):
+        if (
+            scope["type"] != "http"
+            or path in UNAUDITED_PATHS
+            or path.startswith(UNAUDITED_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         pipeline: Pipeline = self._pipeline_getter()
@@ -154,8 +168,9 @@ class AuditMiddleware:
 class _Exchange:
     """One request/response pair, whose response waits for its audit record."""
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, pipeline: Pipeline,
-                 max_body: int) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, pipeline: Pipeline, max_body: int
+    ) -> None:
         self._scope = scope
         self._receive = receive
         self._send = send
@@ -182,8 +197,9 @@ class _Exchange:
         """The route *template* once routing matched, never the raw path: a caller could
         put personal data into a URL."""
         matched = self._scope.get("route")
-        return str(matched.path) if matched is not None and hasattr(matched, "path") \
-            else "unmatched"
+        return (
+            str(matched.path) if matched is not None and hasattr(matched, "path") else "unmatched"
+        )
 
     def _facts(self) -> AuditFacts:
         facts = self._scope["state"].get("facts")
@@ -194,14 +210,23 @@ class _Exchange:
         details = dict(facts.details)
         details.setdefault("bytes_in", self._bytes_in)
         return AuditEvent(
-            ts=utc_now(), request_id=self.request_id, method=self.method, route=self.route,
-            status=status, decision=decision,
+            ts=utc_now(),
+            request_id=self.request_id,
+            method=self.method,
+            route=self.route,
+            status=status,
+            decision=decision,
             latency_ms=(time.perf_counter() - self._started_at) * 1000,
-            tenant=p.tenant if p else None, subject=p.subject if p else None,
-            key_id=p.key_id if p else None, role=p.role if p else None,
-            action=facts.action, object=facts.object,
-            rule=d.rule_text if d else None, policy_version=d.policy_version if d else None,
-            details=details)
+            tenant=p.tenant if p else None,
+            subject=p.subject if p else None,
+            key_id=p.key_id if p else None,
+            role=p.role if p else None,
+            action=facts.action,
+            object=facts.object,
+            rule=d.rule_text if d else None,
+            policy_version=d.policy_version if d else None,
+            details=details,
+        )
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -245,8 +270,14 @@ class _Exchange:
         finally:
             self._outcome_recorded = True  # recorded, or failed: never a second outcome
         self._observe(event, status)
-        log.info("request.completed", method=event.method, route=event.route, status=status,
-                 decision=event.decision, latency_ms=round(event.latency_ms, 2))
+        log.info(
+            "request.completed",
+            method=event.method,
+            route=event.route,
+            status=status,
+            decision=event.decision,
+            latency_ms=round(event.latency_ms, 2),
+        )
 
     @property
     def outcome_pending(self) -> bool:
@@ -271,15 +302,20 @@ class _Exchange:
 
     async def respond(self, exc: ServiceError) -> None:
         """Answer with ``exc`` without calling the app (still audited like any response)."""
-        headers: _Headers = ((b"www-authenticate", b"Bearer"),) \
-            if isinstance(exc, AuthenticationError) else ()
+        headers: _Headers = (
+            ((b"www-authenticate", b"Bearer"),) if isinstance(exc, AuthenticationError) else ()
+        )
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             headers = (*headers, (b"retry-after", str(max(1, round(retry_after))).encode()))
         status = status_for(exc)
-        start, body = _json_response(status, error_body(
-            exc.public_message, exc.code, self.request_id, self._scope.get("path", ""), status),
-            headers)
+        start, body = _json_response(
+            status,
+            error_body(
+                exc.public_message, exc.code, self.request_id, self._scope.get("path", ""), status
+            ),
+            headers,
+        )
         await self.send(start)
         await self.send(body)
 
@@ -288,11 +324,12 @@ class _Exchange:
         self.started = True
         await self._send_error(status_for(exc), exc.public_message, exc.code, ())
 
-    async def _send_error(self, status: int, message: str, code: str,
-                          headers: _Headers) -> None:
-        start, body = _json_response(status, error_body(
-            message, code, self.request_id, self._scope.get("path", ""), status),
-            (*headers, self._id_header()))
+    async def _send_error(self, status: int, message: str, code: str, headers: _Headers) -> None:
+        start, body = _json_response(
+            status,
+            error_body(message, code, self.request_id, self._scope.get("path", ""), status),
+            (*headers, self._id_header()),
+        )
         await self._send(start)
         await self._send(body)
 
@@ -307,8 +344,12 @@ class _Exchange:
         if facts.principal is None and not await self._pipeline.admit_anonymous(self._address):
             # Over the anonymous budget: counted into an aggregate record, not one per request.
             self._observe(event, 429)
-            return (429, RateLimitedError.public_message, RateLimitedError.code,
-                    ((b"retry-after", b"60"),))
+            return (
+                429,
+                RateLimitedError.public_message,
+                RateLimitedError.code,
+                ((b"retry-after", b"60"),),
+            )
         appending = time.perf_counter()
         try:
             await self._pipeline.record(event)
@@ -320,8 +361,14 @@ class _Exchange:
         if metrics is not None:
             metrics.audit_append.observe(time.perf_counter() - appending)
         self._observe(event, status)
-        log.info("request.completed", method=event.method, route=event.route, status=status,
-                 decision=event.decision, latency_ms=round(event.latency_ms, 2))
+        log.info(
+            "request.completed",
+            method=event.method,
+            route=event.route,
+            status=status,
+            decision=event.decision,
+            latency_ms=round(event.latency_ms, 2),
+        )
         return None
 
     def _observe(self, event: AuditEvent, status: int) -> None:
@@ -331,9 +378,15 @@ class _Exchange:
             return
         decision = event.decision if status == event.status else "error"
         try:
-            metrics.observe_request(route=event.route, method=event.method, decision=decision,
-                                    status=status, seconds=time.perf_counter() - self._started_at,
-                                    tenant=event.tenant, details=event.details)
+            metrics.observe_request(
+                route=event.route,
+                method=event.method,
+                decision=decision,
+                status=status,
+                seconds=time.perf_counter() - self._started_at,
+                tenant=event.tenant,
+                details=event.details,
+            )
         except Exception:
             log.exception("metrics.observe_failed")
 

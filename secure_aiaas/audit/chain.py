@@ -68,8 +68,9 @@ def _no_default(obj: object) -> object:
 # verifying 10^5 records/s). Same output as canonical() for flat, key-sorted dicts.
 _c_encoder = getattr(json.encoder, "c_make_encoder", None)
 if _c_encoder is not None:
-    _encode = _c_encoder(None, _no_default, json.encoder.encode_basestring, None, ":", ",",
-                         False, False, True)
+    _encode = _c_encoder(
+        None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
 
     def _dumps(obj: dict[str, Any]) -> str:
         return "".join(_encode(obj, 0))
@@ -91,13 +92,11 @@ def content_from_values(values: tuple[Any, ...]) -> bytes:
 
 def hash_content(seq: int, prev_hash: str, tenant_prev_hash: str | None, content: bytes) -> str:
     """SHA-256 over position, both links and the canonical content bytes."""
-    prefix = _PREFIX % (CHAIN_FORMAT, seq, prev_hash.encode(),
-                        (tenant_prev_hash or "-").encode())
+    prefix = _PREFIX % (CHAIN_FORMAT, seq, prev_hash.encode(), (tenant_prev_hash or "-").encode())
     return hashlib.sha256(prefix + content).hexdigest()
 
 
-def record_hash(fields: dict[str, Any], prev_hash: str,
-                tenant_prev_hash: str | None = None) -> str:
+def record_hash(fields: dict[str, Any], prev_hash: str, tenant_prev_hash: str | None = None) -> str:
     """The hash of a stored record (``fields`` holds ``seq`` and, usually, its tenant link)."""
     tprev = tenant_prev_hash if tenant_prev_hash is not None else fields.get("tenant_prev_hash")
     return hash_content(int(fields["seq"]), prev_hash, tprev, content_bytes(fields))
@@ -126,27 +125,55 @@ class Checkpoint:
         return verify_signature(public_key, self.signature, self.payload())
 
     def to_json(self) -> dict[str, Any]:
-        return {"tenant": self.tenant, "seq": self.seq, "head_hash": self.head_hash,
-                "ts": self.ts, "key_id": self.key_id, "signature": self.signature.hex()}
+        return {
+            "tenant": self.tenant,
+            "seq": self.seq,
+            "head_hash": self.head_hash,
+            "ts": self.ts,
+            "key_id": self.key_id,
+            "signature": self.signature.hex(),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Checkpoint:
-        return cls(seq=int(data["seq"]), head_hash=str(data["head_hash"]), ts=str(data["ts"]),
-                   key_id=str(data["key_id"]), signature=bytes.fromhex(data["signature"]),
-                   tenant=str(data.get("tenant", GLOBAL)))
+        return cls(
+            seq=int(data["seq"]),
+            head_hash=str(data["head_hash"]),
+            ts=str(data["ts"]),
+            key_id=str(data["key_id"]),
+            signature=bytes.fromhex(data["signature"]),
+            tenant=str(data.get("tenant", GLOBAL)),
+        )
 
 
-def checkpoint_payload(seq: int, head_hash: str, ts: str, key_id: str,
-                       tenant: str = GLOBAL) -> bytes:
-    return canonical({"kind": "audit-checkpoint", "v": CHAIN_FORMAT, "tenant": tenant,
-                      "seq": seq, "head_hash": head_hash, "ts": ts, "key_id": key_id})
+def checkpoint_payload(
+    seq: int, head_hash: str, ts: str, key_id: str, tenant: str = GLOBAL
+) -> bytes:
+    return canonical(
+        {
+            "kind": "audit-checkpoint",
+            "v": CHAIN_FORMAT,
+            "tenant": tenant,
+            "seq": seq,
+            "head_hash": head_hash,
+            "ts": ts,
+            "key_id": key_id,
+        }
+    )
 
 
-def sign_checkpoint(signing_key: Ed25519PrivateKey, key_id: str, seq: int, head_hash: str,
-                    ts: str, tenant: str = GLOBAL) -> Checkpoint:
+def sign_checkpoint(
+    signing_key: Ed25519PrivateKey,
+    key_id: str,
+    seq: int,
+    head_hash: str,
+    ts: str,
+    tenant: str = GLOBAL,
+) -> Checkpoint:
     signature = signing_key.sign(checkpoint_payload(seq, head_hash, ts, key_id, tenant))
-    return Checkpoint(seq=seq, head_hash=head_hash, ts=ts, key_id=key_id, signature=signature,
-                      tenant=tenant)
+    return Checkpoint(
+        seq=seq, head_hash=head_hash, ts=ts, key_id=key_id, signature=signature, tenant=tenant
+    )
 
 
 def verify_signature(public_key: Ed25519PublicKey, signature: bytes, payload: bytes) -> bool:
@@ -158,14 +185,27 @@ def verify_signature(public_key: Ed25519PublicKey, signature: bytes, payload: by
 
 
 # -- purges -------------------------------------------------------------------------------
-PURGE_FIELDS = ("tenant", "cutoff", "first_seq", "last_seq", "count", "last_purged_hash",
-                "ts", "key_id")
+PURGE_FIELDS = (
+    "tenant",
+    "cutoff",
+    "first_seq",
+    "last_seq",
+    "count",
+    "last_purged_hash",
+    "ts",
+    "key_id",
+)
 
 
 def purge_payload(purge: dict[str, Any]) -> bytes:
     """What a purge record's signature covers (its details["purge"] minus the signature)."""
-    return canonical({"kind": "audit-purge", "v": CHAIN_FORMAT,
-                      **{name: purge.get(name) for name in PURGE_FIELDS}})
+    return canonical(
+        {
+            "kind": "audit-purge",
+            "v": CHAIN_FORMAT,
+            **{name: purge.get(name) for name in PURGE_FIELDS},
+        }
+    )
 
 
 def verify_purge(purge: dict[str, Any], public_keys: dict[str, Ed25519PublicKey]) -> bool:

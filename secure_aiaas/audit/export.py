@@ -67,11 +67,15 @@ def jsonl_line(row: dict[str, Any]) -> bytes:
     """One record as the export writes it; ``record`` holds the exact hashed bytes."""
     tprev = row["tenant_prev_hash"]
     head = b'{"seq":%d,"hash":"%s","prev_hash":"%s","tenant_prev_hash":%s,"record":' % (
-        row["seq"], row["hash"].encode(), row["prev_hash"].encode(),
-        b"null" if tprev is None else b'"' + tprev.encode() + b'"')
+        row["seq"],
+        row["hash"].encode(),
+        row["prev_hash"].encode(),
+        b"null" if tprev is None else b'"' + tprev.encode() + b'"',
+    )
     if row["details"] is None:  # tombstone: only what a purge keeps
-        tomb = json.dumps({"tenant": row["tenant"], "ts": row["ts"]}, sort_keys=True,
-                          separators=(",", ":")).encode()
+        tomb = json.dumps(
+            {"tenant": row["tenant"], "ts": row["ts"]}, sort_keys=True, separators=(",", ":")
+        ).encode()
         return head + b'null,"tombstone":' + tomb + b"}\n"
     return head + content_bytes(row) + b"}\n"
 
@@ -113,9 +117,16 @@ def _write_records(path: Path, fmt: str, rows: Any) -> dict[str, Any]:
             if fmt == "jsonl":
                 out.write(jsonl_line(row))
             else:
-                writer.writerow([row["seq"], row["hash"], row["prev_hash"],
-                                 row["tenant_prev_hash"] or "", int(tomb),
-                                 *("" if row[n] is None else row[n] for n in HASHED_FIELDS)])
+                writer.writerow(
+                    [
+                        row["seq"],
+                        row["hash"],
+                        row["prev_hash"],
+                        row["tenant_prev_hash"] or "",
+                        int(tomb),
+                        *("" if row[n] is None else row[n] for n in HASHED_FIELDS),
+                    ]
+                )
                 out.write(text.getvalue().encode())
                 text.seek(0)
                 text.truncate()
@@ -123,8 +134,15 @@ def _write_records(path: Path, fmt: str, rows: Any) -> dict[str, Any]:
     return stats
 
 
-def export_range(store: SqlAuditStore, out_dir: Path, request: ExportRequest, *,
-                 signing_key: Ed25519PrivateKey, key_id: str, created_at: str) -> dict[str, Any]:
+def export_range(
+    store: SqlAuditStore,
+    out_dir: Path,
+    request: ExportRequest,
+    *,
+    signing_key: Ed25519PrivateKey,
+    key_id: str,
+    created_at: str,
+) -> dict[str, Any]:
     """Write records, ``manifest.json`` and ``manifest.sig`` into ``out_dir``; returns the
     manifest (with ``manifest_sha256`` added, not part of the signed file)."""
     if request.fmt not in ("jsonl", "csv"):
@@ -140,29 +158,45 @@ def export_range(store: SqlAuditStore, out_dir: Path, request: ExportRequest, *,
     anchor = first[link] if first else None
     chain = tenant if tenant is not None else GLOBAL
     checkpoints = [c.to_json() for c in store.checkpoints(chain, lo, hi)] if first else []
-    purges = [p for p in store.purge_details()
-              if (tenant is None or p.get("tenant") == tenant)
-              and int(p["first_seq"]) <= hi and int(p["last_seq"]) >= lo]
+    purges = [
+        p
+        for p in store.purge_details()
+        if (tenant is None or p.get("tenant") == tenant)
+        and int(p["first_seq"]) <= hi
+        and int(p["last_seq"]) >= lo
+    ]
     manifest = {
-        "format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "chain_format": 2,
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_VERSION,
+        "chain_format": 2,
         "chain": "tenant" if tenant is not None else "global",
-        "tenant": tenant, "since": request.since, "until": request.until,
+        "tenant": tenant,
+        "since": request.since,
+        "until": request.until,
         "first_seq": first["seq"] if first else None,
         "last_seq": last["seq"] if last else None,
-        "count": stats["count"], "tombstones": stats["tombstones"],
-        "anchor_hash": anchor, "first_hash": first["hash"] if first else None,
+        "count": stats["count"],
+        "tombstones": stats["tombstones"],
+        "anchor_hash": anchor,
+        "first_hash": first["hash"] if first else None,
         "last_hash": last["hash"] if last else None,
         # True when the range starts at the very first record of its chain.
         "genesis": anchor == (GENESIS_HASH if tenant is None else tenant_genesis(tenant)),
-        "records_file": name, "records_format": request.fmt,
+        "records_file": name,
+        "records_format": request.fmt,
         "files": {name: stats["file"]},
-        "checkpoints": checkpoints, "purges": purges,
-        "key_id": key_id, "created_at": created_at,
+        "checkpoints": checkpoints,
+        "purges": purges,
+        "key_id": key_id,
+        "created_at": created_at,
     }
     body = json.dumps(manifest, sort_keys=True, indent=2).encode() + b"\n"
     (out_dir / MANIFEST).write_bytes(body)
-    signature = {"key_id": key_id, "algorithm": "Ed25519",
-                 "signature": signing_key.sign(body).hex()}
+    signature = {
+        "key_id": key_id,
+        "algorithm": "Ed25519",
+        "signature": signing_key.sign(body).hex(),
+    }
     (out_dir / SIGNATURE).write_text(json.dumps(signature, sort_keys=True) + "\n")
     return {**manifest, "manifest_sha256": hashlib.sha256(body).hexdigest()}
 

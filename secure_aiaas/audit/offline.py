@@ -43,8 +43,10 @@ from secure_aiaas.audit.walk import Damage, Entry, PurgeIndex, walk
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
-_LINE = re.compile(rb'\{"seq":(\d+),"hash":"([0-9a-f]{64})","prev_hash":"([0-9a-f]{64})",'
-                   rb'"tenant_prev_hash":(?:"([0-9a-f]{64})"|null),"record":')
+_LINE = re.compile(
+    rb'\{"seq":(\d+),"hash":"([0-9a-f]{64})","prev_hash":"([0-9a-f]{64})",'
+    rb'"tenant_prev_hash":(?:"([0-9a-f]{64})"|null),"record":'
+)
 _CHUNK = 1 << 20
 
 
@@ -57,12 +59,19 @@ class ExportReport:
     findings: list[Damage] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "records": self.records, "tombstones": self.tombstones,
-                "tenant": self.manifest.get("tenant"), "chain": self.manifest.get("chain"),
-                "first_seq": self.manifest.get("first_seq"),
-                "last_seq": self.manifest.get("last_seq"),
-                "findings": [{"kind": d.kind, "seq": d.seq, "line": d.line,
-                              "message": d.message} for d in self.findings]}
+        return {
+            "ok": self.ok,
+            "records": self.records,
+            "tombstones": self.tombstones,
+            "tenant": self.manifest.get("tenant"),
+            "chain": self.manifest.get("chain"),
+            "first_seq": self.manifest.get("first_seq"),
+            "last_seq": self.manifest.get("last_seq"),
+            "findings": [
+                {"kind": d.kind, "seq": d.seq, "line": d.line, "message": d.message}
+                for d in self.findings
+            ],
+        }
 
 
 def load_public_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
@@ -70,12 +79,12 @@ def load_public_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
     keys: dict[str, Ed25519PublicKey] = {}
     for path in paths:
         text = path.read_text()
-        for block in re.findall(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----",
-                                text, flags=re.DOTALL):
+        for block in re.findall(
+            r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----", text, flags=re.DOTALL
+        ):
             key = serialization.load_pem_public_key(block.encode())
             if isinstance(key, Ed25519PublicKey):
-                raw = key.public_bytes(serialization.Encoding.Raw,
-                                       serialization.PublicFormat.Raw)
+                raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
                 keys[hashlib.sha256(raw).hexdigest()[:16]] = key
     return keys
 
@@ -95,7 +104,7 @@ def _jsonl_entries(path: Path, link_field: str, digest: Any) -> Iterator[Entry]:
             tprev_raw = match.group(4)
             tprev = tprev_raw.decode() if tprev_raw is not None else None
             link = prev if link_group == 3 else tprev
-            content = line[match.end():-2]
+            content = line[match.end() : -2]
             if content.startswith(b"null,"):
                 try:
                     tomb = json.loads(line)["tombstone"]
@@ -122,8 +131,7 @@ def _csv_entries(path: Path, link_field: str, digest: Any) -> Iterator[Entry]:
                 values = dict(zip(header or (), row, strict=True))
                 fields: dict[str, Any] = {n: values[n] or None for n in HASHED_FIELDS}
                 fields["status"] = int(values["status"]) if values["status"] else None
-                fields["latency_ms"] = (float(values["latency_ms"]) if values["latency_ms"]
-                                        else None)
+                fields["latency_ms"] = float(values["latency_ms"]) if values["latency_ms"] else None
                 seq, stored = int(values["seq"]), values["hash"]
                 prev, tprev = values["prev_hash"], values["tenant_prev_hash"] or None
                 tombstone = values["tombstone"] == "1"
@@ -131,10 +139,8 @@ def _csv_entries(path: Path, link_field: str, digest: Any) -> Iterator[Entry]:
                 yield Entry(0, None, "", False, None, None, False, number, malformed=True)
                 continue
             link = prev if link_field == "prev_hash" else tprev
-            ok = (not tombstone
-                  and hash_content(seq, prev, tprev, content_bytes(fields)) == stored)
-            yield Entry(seq, link, stored, ok, fields["tenant"], fields["ts"], tombstone,
-                        number)
+            ok = not tombstone and hash_content(seq, prev, tprev, content_bytes(fields)) == stored
+            yield Entry(seq, link, stored, ok, fields["tenant"], fields["ts"], tombstone, number)
 
 
 def verify_export(export_dir: Path, public_keys: dict[str, Ed25519PublicKey]) -> ExportReport:
@@ -148,13 +154,20 @@ def verify_export(export_dir: Path, public_keys: dict[str, Ed25519PublicKey]) ->
         if not isinstance(manifest, dict) or not isinstance(signature, dict):
             raise ValueError("not an object")  # noqa: TRY004 - one handler for bad files
         # The signature file is not itself signed: accept only its exact, expected form.
-        if (set(signature) != {"algorithm", "key_id", "signature"}
-                or signature["algorithm"] != "Ed25519"
-                or sig_text != json.dumps(signature, sort_keys=True) + "\n"):
+        if (
+            set(signature) != {"algorithm", "key_id", "signature"}
+            or signature["algorithm"] != "Ed25519"
+            or sig_text != json.dumps(signature, sort_keys=True) + "\n"
+        ):
             raise ValueError("unexpected signature file")
     except (OSError, ValueError) as exc:
-        report.findings.append(Damage("bad-manifest", None, f"manifest or signature missing "
-                                      f"or unreadable ({type(exc).__name__})"))
+        report.findings.append(
+            Damage(
+                "bad-manifest",
+                None,
+                f"manifest or signature missing or unreadable ({type(exc).__name__})",
+            )
+        )
         return report
     report.manifest = manifest
     key = public_keys.get(str(signature.get("key_id")))
@@ -163,40 +176,77 @@ def verify_export(export_dir: Path, public_keys: dict[str, Ed25519PublicKey]) ->
     except ValueError:
         sig = b""
     if key is None:
-        report.findings.append(Damage("bad-signature", None, "manifest signed by key "
-                                      f"{signature.get('key_id')!r}, which is not among the "
-                                      "public keys given"))
+        report.findings.append(
+            Damage(
+                "bad-signature",
+                None,
+                "manifest signed by key "
+                f"{signature.get('key_id')!r}, which is not among the "
+                "public keys given",
+            )
+        )
     elif not verify_signature(key, sig, body):
-        report.findings.append(Damage("bad-signature", None, "manifest signature is invalid: "
-                                      "the manifest or its signature was altered"))
+        report.findings.append(
+            Damage(
+                "bad-signature",
+                None,
+                "manifest signature is invalid: the manifest or its signature was altered",
+            )
+        )
     try:
         _verify_contents(export_dir, manifest, public_keys, report)
     except (KeyError, TypeError, ValueError, OSError) as exc:
-        report.findings.append(Damage("bad-manifest", None, "manifest is incomplete or "
-                                      f"malformed ({type(exc).__name__})"))
+        report.findings.append(
+            Damage(
+                "bad-manifest", None, f"manifest is incomplete or malformed ({type(exc).__name__})"
+            )
+        )
     report.ok = not report.findings
     return report
 
 
-def _verify_contents(export_dir: Path, manifest: dict[str, Any],
-                     public_keys: dict[str, Ed25519PublicKey], report: ExportReport) -> None:
+def _verify_contents(
+    export_dir: Path,
+    manifest: dict[str, Any],
+    public_keys: dict[str, Ed25519PublicKey],
+    report: ExportReport,
+) -> None:
     checkpoints = [Checkpoint.from_json(c) for c in manifest["checkpoints"]]
     for checkpoint in checkpoints:
         key = public_keys.get(checkpoint.key_id)
         if key is None or not checkpoint.verify(key):
-            report.findings.append(Damage("bad-checkpoint", checkpoint.seq, "checkpoint at "
-                                          f"seq {checkpoint.seq} has an invalid signature or "
-                                          "an unknown key"))
+            report.findings.append(
+                Damage(
+                    "bad-checkpoint",
+                    checkpoint.seq,
+                    "checkpoint at "
+                    f"seq {checkpoint.seq} has an invalid signature or "
+                    "an unknown key",
+                )
+            )
     purges = PurgeIndex(manifest["purges"], public_keys)
     for purge in purges.invalid:
-        report.findings.append(Damage("bad-purge", purge.get("record_seq"), "purge record "
-                                      f"{purge.get('record_seq')} has an invalid signature"))
+        report.findings.append(
+            Damage(
+                "bad-purge",
+                purge.get("record_seq"),
+                f"purge record {purge.get('record_seq')} has an invalid signature",
+            )
+        )
     if manifest.get("genesis"):
-        start = GENESIS_HASH if manifest["chain"] == "global" else tenant_genesis(
-            str(manifest["tenant"]))
+        start = (
+            GENESIS_HASH
+            if manifest["chain"] == "global"
+            else tenant_genesis(str(manifest["tenant"]))
+        )
         if manifest["anchor_hash"] != start:
-            report.findings.append(Damage("deleted", manifest.get("first_seq"), "the export "
-                                          "claims to start its chain but does not"))
+            report.findings.append(
+                Damage(
+                    "deleted",
+                    manifest.get("first_seq"),
+                    "the export claims to start its chain but does not",
+                )
+            )
     name = manifest["records_file"]
     expected_file = manifest["files"][name]
     link_field = "tenant_prev_hash" if manifest["chain"] == "tenant" else "prev_hash"
@@ -207,20 +257,27 @@ def _verify_contents(export_dir: Path, manifest: dict[str, Any],
     count = int(manifest["count"])
     # A short file (fewer lines than signed) turns an unexplained broken link into a deletion.
     short = _count_lines(path, manifest["records_format"]) < count
-    result = walk(entries, anchor=manifest["anchor_hash"] or "",
-                  checkpoints={c.seq: c for c in checkpoints}, purges=purges,
-                  contiguous=manifest["chain"] == "global", short=short)
+    result = walk(
+        entries,
+        anchor=manifest["anchor_hash"] or "",
+        checkpoints={c.seq: c for c in checkpoints},
+        purges=purges,
+        contiguous=manifest["chain"] == "global",
+        short=short,
+    )
     for _ in entries:
         pass  # finish hashing the file after an early stop
     report.records, report.tombstones = result.records, result.tombstones
     if result.damage is not None:
         report.findings.append(result.damage)
     else:
-        _check_tail(manifest, result.records, result.last_seq, result.last_hash, checkpoints,
-                    report)
+        _check_tail(
+            manifest, result.records, result.last_seq, result.last_hash, checkpoints, report
+        )
     if digest.hexdigest() != expected_file["sha256"]:
-        report.findings.append(Damage("file-hash", None, f"{name}: SHA-256 differs from the "
-                                      "signed manifest"))
+        report.findings.append(
+            Damage("file-hash", None, f"{name}: SHA-256 differs from the signed manifest")
+        )
 
 
 def _count_lines(path: Path, fmt: str) -> int:
@@ -229,25 +286,50 @@ def _count_lines(path: Path, fmt: str) -> int:
     return lines - (1 if fmt == "csv" else 0)
 
 
-def _check_tail(manifest: dict[str, Any], records: int, last_seq: int,
-                last_hash: str | None, checkpoints: list[Checkpoint],
-                report: ExportReport) -> None:
+def _check_tail(
+    manifest: dict[str, Any],
+    records: int,
+    last_seq: int,
+    last_hash: str | None,
+    checkpoints: list[Checkpoint],
+    report: ExportReport,
+) -> None:
     count = int(manifest["count"])
     if records < count:
-        report.findings.append(Damage(
-            "truncated", manifest["last_seq"], f"the records end after {records} of {count} "
-            f"signed records (seq {last_seq}): the tail up to seq {manifest['last_seq']} "
-            "was dropped", records + 1 + (manifest["records_format"] == "csv")))
+        report.findings.append(
+            Damage(
+                "truncated",
+                manifest["last_seq"],
+                f"the records end after {records} of {count} "
+                f"signed records (seq {last_seq}): the tail up to seq {manifest['last_seq']} "
+                "was dropped",
+                records + 1 + (manifest["records_format"] == "csv"),
+            )
+        )
     elif records > count:
-        report.findings.append(Damage("inserted", None, f"{records - count} record(s) "
-                                      f"appended after the signed last record", count + 1))
+        report.findings.append(
+            Damage(
+                "inserted",
+                None,
+                f"{records - count} record(s) appended after the signed last record",
+                count + 1,
+            )
+        )
     elif records and last_hash != manifest["last_hash"]:
-        report.findings.append(Damage("edited", last_seq, "the last record is not the one "
-                                      "the manifest signed", records))
+        report.findings.append(
+            Damage(
+                "edited", last_seq, "the last record is not the one the manifest signed", records
+            )
+        )
     late = [c for c in checkpoints if c.seq > last_seq]
     if late and records >= count:
-        report.findings.append(Damage("truncated", late[0].seq, "a signed checkpoint covers "
-                                      f"seq {late[0].seq}, after the last record"))
+        report.findings.append(
+            Damage(
+                "truncated",
+                late[0].seq,
+                f"a signed checkpoint covers seq {late[0].seq}, after the last record",
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,9 +349,11 @@ def render(report: ExportReport, *, as_json: bool) -> str:
         return json.dumps(report.to_json(), sort_keys=True)
     if report.ok:
         m = report.manifest
-        return (f"export intact: {report.records} records ({report.tombstones} purged), "
-                f"{m.get('chain')} chain{' of tenant ' + str(m['tenant']) if m.get('tenant') else ''}"
-                f", seq {m.get('first_seq')}..{m.get('last_seq')}, signed by {m.get('key_id')}")
+        return (
+            f"export intact: {report.records} records ({report.tombstones} purged), "
+            f"{m.get('chain')} chain{' of tenant ' + str(m['tenant']) if m.get('tenant') else ''}"
+            f", seq {m.get('first_seq')}..{m.get('last_seq')}, signed by {m.get('key_id')}"
+        )
     lines = [f"TAMPERED: {len(report.findings)} finding(s)"]
     for d in report.findings:
         where = f" record {d.seq}" if d.seq is not None else ""

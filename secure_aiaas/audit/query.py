@@ -18,9 +18,27 @@ from secure_aiaas.audit.store import SqlAuditStore
 from secure_aiaas.errors import InputError
 
 MAX_LIMIT = 1000
-_PUBLIC = ("seq", "ts", "request_id", "tenant", "subject", "key_id", "role", "method", "route",
-           "action", "object", "decision", "rule", "policy_version", "status", "latency_ms",
-           "model", "details", "hash")
+_PUBLIC = (
+    "seq",
+    "ts",
+    "request_id",
+    "tenant",
+    "subject",
+    "key_id",
+    "role",
+    "method",
+    "route",
+    "action",
+    "object",
+    "decision",
+    "rule",
+    "policy_version",
+    "status",
+    "latency_ms",
+    "model",
+    "details",
+    "hash",
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +70,9 @@ def decode_cursor(cursor: str | None) -> int:
         raise InputError("invalid cursor") from exc
 
 
-def query_events(store: SqlAuditStore, flt: EventFilter, *, cursor: str | None = None,
-                 limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+def query_events(
+    store: SqlAuditStore, flt: EventFilter, *, cursor: str | None = None, limit: int = 100
+) -> tuple[list[dict[str, Any]], str | None]:
     """One page of matching records in seq order, and the cursor of the next page."""
     limit = max(1, min(limit, MAX_LIMIT))
     c = events_table.c

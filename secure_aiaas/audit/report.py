@@ -49,8 +49,13 @@ class _Stats:
         self.routes[(route, decision)] += 1
         if decision == "deny":
             self.deny_rules[str(rec["rule"] or "default-deny")] += 1
-            self.deny_who[(str(rec.get("subject")), str(rec.get("object")),
-                           str(rec["rule"] or "default-deny"))] += 1
+            self.deny_who[
+                (
+                    str(rec.get("subject")),
+                    str(rec.get("object")),
+                    str(rec["rule"] or "default-deny"),
+                )
+            ] += 1
         details = json.loads(rec["details"] or "{}")
         pii = details.get("pii")
         if isinstance(pii, dict):
@@ -91,8 +96,14 @@ def collect(export_dir: Path) -> tuple[dict[str, Any], _Stats]:
     return manifest, stats
 
 
-def _chart(kind: str, labels: list[str], values: list[int | float], title: str,
-           xlabel: str = "", color: str = "#3465a4") -> str:
+def _chart(
+    kind: str,
+    labels: list[str],
+    values: list[int | float],
+    title: str,
+    xlabel: str = "",
+    color: str = "#3465a4",
+) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,8 +138,13 @@ def _chart(kind: str, labels: list[str], values: list[int | float], title: str,
 
 def _table(headers: list[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                   for row in rows) or f"<tr><td colspan={len(headers)}>none</td></tr>"
+    body = (
+        "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+            for row in rows
+        )
+        or f"<tr><td colspan={len(headers)}>none</td></tr>"
+    )
     header = f"<tr>{head}</tr>" if any(headers) else ""
     return f"<table>{header}{body}</table>"
 
@@ -141,63 +157,143 @@ def build_report(export_dir: Path, output: Path, *, manifest_sha256: str) -> dic
     """Write the HTML report for the export in ``export_dir``; returns its headline figures."""
     manifest, s = collect(export_dir)
     deny_rules = s.deny_rules.most_common(15)
-    routes = sorted({r for r, _ in s.routes}, key=lambda r: -sum(
-        n for (rr, _), n in s.routes.items() if rr == r))[:20]
+    routes = sorted(
+        {r for r, _ in s.routes},
+        key=lambda r: -sum(n for (rr, _), n in s.routes.items() if rr == r),
+    )[:20]
     p50, p95, p99 = (_percentile(s.latency, q) for q in (0.5, 0.95, 0.99))
     charts = [
-        _img(_chart("bar", list(s.decisions), list(s.decisions.values()),
-                    "Requests by decision", "requests"), "requests by decision"),
-        _img(_chart("barh", [f"{r} [{d}]" for (r, d), _ in s.routes.most_common(20)],
-                    [n for _, n in s.routes.most_common(20)], "Requests by route and decision",
-                    "requests"), "requests by route"),
-        _img(_chart("barh", [r for r, _ in deny_rules], [n for _, n in deny_rules],
-                    "Denials by policy rule", "denials", "#cc0000"), "denials by rule"),
-        _img(_chart("barh", list(s.pii), list(s.pii.values()),
-                    "Personal data found (entity counts by type)", "entities", "#75507b"),
-             "PII by type"),
-        _img(_chart("bar", list(s.modes), list(s.modes.values()),
-                    "Allowed inference: encrypted vs plaintext", "requests", "#4e9a06"), "HE use"),
-        _img(_chart("hist", ["latency"] if s.latency else [], list(s.latency),
-                    "Latency distribution", "milliseconds", "#c4a000"), "latency"),
-        _img(_chart("bar", sorted(s.days), [s.days[d] for d in sorted(s.days)],
-                    "Requests per day", "requests"), "requests per day"),
+        _img(
+            _chart(
+                "bar",
+                list(s.decisions),
+                list(s.decisions.values()),
+                "Requests by decision",
+                "requests",
+            ),
+            "requests by decision",
+        ),
+        _img(
+            _chart(
+                "barh",
+                [f"{r} [{d}]" for (r, d), _ in s.routes.most_common(20)],
+                [n for _, n in s.routes.most_common(20)],
+                "Requests by route and decision",
+                "requests",
+            ),
+            "requests by route",
+        ),
+        _img(
+            _chart(
+                "barh",
+                [r for r, _ in deny_rules],
+                [n for _, n in deny_rules],
+                "Denials by policy rule",
+                "denials",
+                "#cc0000",
+            ),
+            "denials by rule",
+        ),
+        _img(
+            _chart(
+                "barh",
+                list(s.pii),
+                list(s.pii.values()),
+                "Personal data found (entity counts by type)",
+                "entities",
+                "#75507b",
+            ),
+            "PII by type",
+        ),
+        _img(
+            _chart(
+                "bar",
+                list(s.modes),
+                list(s.modes.values()),
+                "Allowed inference: encrypted vs plaintext",
+                "requests",
+                "#4e9a06",
+            ),
+            "HE use",
+        ),
+        _img(
+            _chart(
+                "hist",
+                ["latency"] if s.latency else [],
+                list(s.latency),
+                "Latency distribution",
+                "milliseconds",
+                "#c4a000",
+            ),
+            "latency",
+        ),
+        _img(
+            _chart(
+                "bar",
+                sorted(s.days),
+                [s.days[d] for d in sorted(s.days)],
+                "Requests per day",
+                "requests",
+            ),
+            "requests per day",
+        ),
     ]
-    route_rows = [[r, *(s.routes.get((r, d), 0) for d in ("allow", "deny", "unauthenticated",
-                                                          "error")),
-                   f"{_percentile(s.route_latency[r], 0.5):.1f}",
-                   f"{_percentile(s.route_latency[r], 0.95):.1f}"] for r in routes]
-    summary = {"records": s.records, "purged": s.purged, "decisions": dict(s.decisions),
-               "pii": dict(s.pii), "modes": dict(s.modes),
-               "latency_ms": {"p50": p50, "p95": p95, "p99": p99}}
-    facts = [["tenant", manifest.get("tenant") or "all tenants"],
-             ["requested range",
-              f"{manifest.get('since') or 'start'} .. {manifest.get('until') or 'now'}"],
-             ["records", f"{s.records} (+{s.purged} purged under retention)"],
-             ["first / last record time", f"{s.first_ts} / {s.last_ts}"],
-             ["seq range", f"{manifest.get('first_seq')} .. {manifest.get('last_seq')}"],
-             ["manifest SHA-256", manifest_sha256],
-             ["first / last record hash",
-              f"{manifest.get('first_hash')} / {manifest.get('last_hash')}"],
-             ["signed checkpoints in range", len(manifest.get("checkpoints", []))],
-             ["signing key id", manifest.get("key_id")],
-             ["export verified", "yes: signature, file hashes and chain checked offline"]]
+    route_rows = [
+        [
+            r,
+            *(s.routes.get((r, d), 0) for d in ("allow", "deny", "unauthenticated", "error")),
+            f"{_percentile(s.route_latency[r], 0.5):.1f}",
+            f"{_percentile(s.route_latency[r], 0.95):.1f}",
+        ]
+        for r in routes
+    ]
+    summary = {
+        "records": s.records,
+        "purged": s.purged,
+        "decisions": dict(s.decisions),
+        "pii": dict(s.pii),
+        "modes": dict(s.modes),
+        "latency_ms": {"p50": p50, "p95": p95, "p99": p99},
+    }
+    facts = [
+        ["tenant", manifest.get("tenant") or "all tenants"],
+        [
+            "requested range",
+            f"{manifest.get('since') or 'start'} .. {manifest.get('until') or 'now'}",
+        ],
+        ["records", f"{s.records} (+{s.purged} purged under retention)"],
+        ["first / last record time", f"{s.first_ts} / {s.last_ts}"],
+        ["seq range", f"{manifest.get('first_seq')} .. {manifest.get('last_seq')}"],
+        ["manifest SHA-256", manifest_sha256],
+        ["first / last record hash", f"{manifest.get('first_hash')} / {manifest.get('last_hash')}"],
+        ["signed checkpoints in range", len(manifest.get("checkpoints", []))],
+        ["signing key id", manifest.get("key_id")],
+        ["export verified", "yes: signature, file hashes and chain checked offline"],
+    ]
     page = _PAGE.format(
         tenant=html.escape(str(manifest.get("tenant") or "all tenants")),
         facts=_table(["", ""], facts),
         decisions=_table(["decision", "requests"], s.decisions.most_common()),
         charts="\n".join(charts),
-        routes=_table(["route", "allow", "deny", "unauthenticated", "error", "p50 ms",
-                       "p95 ms"], route_rows),
+        routes=_table(
+            ["route", "allow", "deny", "unauthenticated", "error", "p50 ms", "p95 ms"], route_rows
+        ),
         rules=_table(["rule", "denials"], deny_rules),
-        deny_who=_table(["subject", "object", "rule", "denials"],
-                        [[*k, n] for k, n in s.deny_who.most_common(25)]),
+        deny_who=_table(
+            ["subject", "object", "rule", "denials"],
+            [[*k, n] for k, n in s.deny_who.most_common(25)],
+        ),
         pii=_table(["entity type", "count"], s.pii.most_common()),
-        models=_table(["model", "subject", "requests"],
-                      [[m, who, n] for (m, who), n in s.models.most_common(25)]),
-        latency=_table(["p50 ms", "p95 ms", "p99 ms", "max ms"],
-                       [[f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}",
-                         f"{max(s.latency, default=0.0):.1f}"]]),
-        sha=manifest_sha256)
+        models=_table(
+            ["model", "subject", "requests"],
+            [[m, who, n] for (m, who), n in s.models.most_common(25)],
+        ),
+        latency=_table(
+            ["p50 ms", "p95 ms", "p99 ms", "max ms"],
+            [[f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}", f"{max(s.latency, default=0.0):.1f}"]],
+        ),
+        sha=manifest_sha256,
+    )
     output.write_text(page, encoding="utf-8")
     return summary
 

@@ -51,15 +51,23 @@ class PurgeResult:
 
 
 def _upsert(conn: Connection, tenant: str, now: str, **values: Any) -> None:
-    exists = conn.execute(select(retention_table.c.tenant)
-                          .where(retention_table.c.tenant == tenant)).first()
+    exists = conn.execute(
+        select(retention_table.c.tenant).where(retention_table.c.tenant == tenant)
+    ).first()
     if exists:
-        conn.execute(update(retention_table).where(retention_table.c.tenant == tenant)
-                     .values(updated_at=now, **values))
+        conn.execute(
+            update(retention_table)
+            .where(retention_table.c.tenant == tenant)
+            .values(updated_at=now, **values)
+        )
     else:
-        conn.execute(insert(retention_table).values(
-            tenant=tenant, updated_at=now, **{"retention_days": None, "legal_hold": False,
-                                              **values}))
+        conn.execute(
+            insert(retention_table).values(
+                tenant=tenant,
+                updated_at=now,
+                **{"retention_days": None, "legal_hold": False, **values},
+            )
+        )
 
 
 def set_retention(store: SqlAuditStore, tenant: str, days: int | None, now: str) -> None:
@@ -84,19 +92,24 @@ def set_legal_hold(store: SqlAuditStore, tenant: str, on: bool, now: str) -> Non
 def list_retention(store: SqlAuditStore) -> list[Retention]:
     with store._reader.connect() as conn:
         rows = conn.execute(select(retention_table).order_by(retention_table.c.tenant)).all()
-    return [Retention(r.tenant, r.retention_days, bool(r.legal_hold), r.updated_at)
-            for r in rows]
+    return [Retention(r.tenant, r.retention_days, bool(r.legal_hold), r.updated_at) for r in rows]
 
 
 def cutoff_for(now: str, days: int) -> str:
     """The ts before which records are past retention (same ISO format as ``utc_now``)."""
-    return (datetime.fromisoformat(now) - timedelta(days=days)).isoformat(
-        timespec="microseconds")
+    return (datetime.fromisoformat(now) - timedelta(days=days)).isoformat(timespec="microseconds")
 
 
-def purge(store: SqlAuditStore, *, now: str, signing_key: Ed25519PrivateKey, key_id: str,
-          tenant: str | None = None, dry_run: bool = False,
-          cutoff: str | None = None) -> list[PurgeResult]:
+def purge(
+    store: SqlAuditStore,
+    *,
+    now: str,
+    signing_key: Ed25519PrivateKey,
+    key_id: str,
+    tenant: str | None = None,
+    dry_run: bool = False,
+    cutoff: str | None = None,
+) -> list[PurgeResult]:
     """Purge every tenant with a retention period (or only ``tenant``).
 
     Args:
@@ -121,36 +134,69 @@ def purge(store: SqlAuditStore, *, now: str, signing_key: Ed25519PrivateKey, key
     return results
 
 
-def _purge_tenant(store: SqlAuditStore, tenant: str, cutoff: str, now: str,
-                  signing_key: Ed25519PrivateKey, key_id: str, dry_run: bool) -> PurgeResult:
-    old = and_(events_table.c.tenant == tenant, events_table.c.ts < cutoff,
-               events_table.c.details.is_not(None), events_table.c.action.is_distinct_from(
-                   PURGE_ACTION))
+def _purge_tenant(
+    store: SqlAuditStore,
+    tenant: str,
+    cutoff: str,
+    now: str,
+    signing_key: Ed25519PrivateKey,
+    key_id: str,
+    dry_run: bool,
+) -> PurgeResult:
+    old = and_(
+        events_table.c.tenant == tenant,
+        events_table.c.ts < cutoff,
+        events_table.c.details.is_not(None),
+        events_table.c.action.is_distinct_from(PURGE_ACTION),
+    )
     try:
         with store._writer.begin() as conn:
             store._lock_head(conn)  # serialised with appends and other purges
-            hold = conn.execute(select(retention_table.c.legal_hold)
-                                .where(retention_table.c.tenant == tenant)).scalar()
+            hold = conn.execute(
+                select(retention_table.c.legal_hold).where(retention_table.c.tenant == tenant)
+            ).scalar()
             if hold:  # re-checked under the lock: a hold set meanwhile wins
                 return PurgeResult(tenant, cutoff, 0, skipped="legal hold")
             first, last, count = conn.execute(
-                select(func.min(events_table.c.seq), func.max(events_table.c.seq),
-                       func.count()).where(old)).one()
+                select(
+                    func.min(events_table.c.seq), func.max(events_table.c.seq), func.count()
+                ).where(old)
+            ).one()
             if not count or dry_run:
                 return PurgeResult(tenant, cutoff, int(count or 0), first, last)
-            last_hash = conn.execute(select(events_table.c.hash)
-                                     .where(events_table.c.seq == last)).scalar_one()
+            last_hash = conn.execute(
+                select(events_table.c.hash).where(events_table.c.seq == last)
+            ).scalar_one()
             with store.purge_mode(conn):
-                conn.execute(update(events_table).where(old)
-                             .values(**{name: None for name in CONTENT_COLUMNS}))
-            details = {"tenant": tenant, "cutoff": cutoff, "first_seq": int(first),
-                       "last_seq": int(last), "count": int(count),
-                       "last_purged_hash": last_hash, "ts": now, "key_id": key_id}
+                conn.execute(
+                    update(events_table)
+                    .where(old)
+                    .values(**{name: None for name in CONTENT_COLUMNS})
+                )
+            details = {
+                "tenant": tenant,
+                "cutoff": cutoff,
+                "first_seq": int(first),
+                "last_seq": int(last),
+                "count": int(count),
+                "last_purged_hash": last_hash,
+                "ts": now,
+                "key_id": key_id,
+            }
             details["signature"] = signing_key.sign(purge_payload(details)).hex()
-            event = AuditEvent(ts=now, request_id=uuid.uuid4().hex, method="CLI",
-                               route="cli:audit.purge", status=0, decision="allow",
-                               latency_ms=0.0, tenant=tenant, action=PURGE_ACTION,
-                               object=f"audit:tenant:{tenant}", details={"purge": details})
+            event = AuditEvent(
+                ts=now,
+                request_id=uuid.uuid4().hex,
+                method="CLI",
+                route="cli:audit.purge",
+                status=0,
+                decision="allow",
+                latency_ms=0.0,
+                tenant=tenant,
+                action=PURGE_ACTION,
+                object=f"audit:tenant:{tenant}",
+                details={"purge": details},
+            )
             (seq,) = store.append_locked(conn, [event_fields(event)])
     except SQLAlchemyError as exc:
         raise AuditError() from exc

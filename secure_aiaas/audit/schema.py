@@ -92,6 +92,19 @@ retention_table = Table(
 )
 
 CONTENT_COLUMNS: tuple[str, ...] = (
-    "request_id", "subject", "key_id", "role", "method", "route", "action", "object",
-    "decision", "rule", "policy_version", "status", "latency_ms", "model", "details",
+    "request_id",
+    "subject",
+    "key_id",
+    "role",
+    "method",
+    "route",
+    "action",
+    "object",
+    "decision",
+    "rule",
+    "policy_version",
+    "status",
+    "latency_ms",
+    "model",
+    "details",
 )

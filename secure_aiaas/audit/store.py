@@ -39,16 +39,38 @@ from secure_aiaas.storage import is_sqlite, make_engine
 from secure_aiaas.types import AuditEvent
 
 # Re-exported for callers of the first format.
-__all__ = ["MAX_DETAILS_CHARS", "SqlAuditStore", "checkpoints_table", "event_fields",
-           "events_table", "head_table"]
+__all__ = [
+    "MAX_DETAILS_CHARS",
+    "SqlAuditStore",
+    "checkpoints_table",
+    "event_fields",
+    "events_table",
+    "head_table",
+]
 
-_STR_FIELDS = ("ts", "request_id", "tenant", "subject", "key_id", "role", "method", "route",
-               "action", "object", "decision", "rule", "policy_version", "model")
+_STR_FIELDS = (
+    "ts",
+    "request_id",
+    "tenant",
+    "subject",
+    "key_id",
+    "role",
+    "method",
+    "route",
+    "action",
+    "object",
+    "decision",
+    "rule",
+    "policy_version",
+    "model",
+)
 # Each text column's bound, read from the schema: a value is cut to fit before it is hashed,
 # so an over-long value can never fail the transaction it rides in (on PostgreSQL a too-long
 # value would abort the whole group commit, every concurrent request with it).
-_BOUNDS: dict[str, int] = {name: int(events_table.c[name].type.length)  # type: ignore[attr-defined]
-                           for name in _STR_FIELDS}
+_BOUNDS: dict[str, int] = {
+    name: int(events_table.c[name].type.length)  # type: ignore[attr-defined]
+    for name in _STR_FIELDS
+}
 # The details JSON: small, non-personal facts only. Anything larger is replaced by a marker.
 MAX_DETAILS_CHARS = 8192
 _CUT = "~"
@@ -72,8 +94,9 @@ def _bounded(value: Any, limit: int) -> str | None:
     return text_value or None
 
 
-_DUMPS = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
-                          default=lambda obj: f"<{type(obj).__name__}>").encode
+_DUMPS = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), default=lambda obj: f"<{type(obj).__name__}>"
+).encode
 
 
 def _details_json(details: Mapping[str, object]) -> str:
@@ -83,8 +106,9 @@ def _details_json(details: Mapping[str, object]) -> str:
     except (TypeError, ValueError):  # non-string keys that cannot be sorted, cycles
         encoded = '{"unencodable":true}'
     if len(encoded) > MAX_DETAILS_CHARS:
-        encoded = json.dumps({"truncated": True, "chars": len(encoded)}, sort_keys=True,
-                             separators=(",", ":"))
+        encoded = json.dumps(
+            {"truncated": True, "chars": len(encoded)}, sort_keys=True, separators=(",", ":")
+        )
     return encoded
 
 
@@ -102,7 +126,9 @@ def event_fields(event: AuditEvent) -> dict[str, Any]:
         latency = None
     fields: dict[str, Any] = {
         # Empty strings become NULL, so every export format (CSV too) round-trips exactly.
-        name: _bounded(getattr(event, name), _BOUNDS[name]) for name in _EVENT_STR_FIELDS}
+        name: _bounded(getattr(event, name), _BOUNDS[name])
+        for name in _EVENT_STR_FIELDS
+    }
     fields["model"] = _bounded(model, _BOUNDS["model"]) if isinstance(model, str) else None
     fields["status"] = event.status if isinstance(event.status, int) else None
     fields["latency_ms"] = latency
@@ -114,9 +140,11 @@ _EVENT_STR_FIELDS = tuple(name for name in _STR_FIELDS if name != "model")
 
 
 # The content columns in the order the raw insert lists them (after seq and the links).
-_INSERT_CONTENT: tuple[str, ...] = tuple(c.name for c in events_table.columns
-                                         if c.name not in ("seq", "prev_hash",
-                                                           "tenant_prev_hash", "hash"))
+_INSERT_CONTENT: tuple[str, ...] = tuple(
+    c.name
+    for c in events_table.columns
+    if c.name not in ("seq", "prev_hash", "tenant_prev_hash", "hash")
+)
 
 
 class _RawSQL:
@@ -126,19 +154,27 @@ class _RawSQL:
         mark = "?" if sqlite else "%s"
         self._mark = mark
         columns = ("seq", "prev_hash", "tenant_prev_hash", "hash", *_INSERT_CONTENT)
-        self.head = ("SELECT seq, hash FROM audit_head WHERE id = 1"
-                     + ("" if sqlite else " FOR UPDATE"))
-        self.insert_events = (f"INSERT INTO audit_events ({', '.join(columns)}) "
-                              f"VALUES ({', '.join([mark] * len(columns))})")
+        self.head = "SELECT seq, hash FROM audit_head WHERE id = 1" + (
+            "" if sqlite else " FOR UPDATE"
+        )
+        self.insert_events = (
+            f"INSERT INTO audit_events ({', '.join(columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))})"
+        )
         self.update_head = f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1"
-        self.update_tenant = (f"UPDATE audit_tenant_heads SET seq = {mark}, hash = {mark} "
-                              f"WHERE tenant = {mark}")
-        self.insert_tenant = ("INSERT INTO audit_tenant_heads (tenant, checkpointed_seq, seq, "
-                              f"hash) VALUES ({mark}, {mark}, {mark}, {mark})")
+        self.update_tenant = (
+            f"UPDATE audit_tenant_heads SET seq = {mark}, hash = {mark} WHERE tenant = {mark}"
+        )
+        self.insert_tenant = (
+            "INSERT INTO audit_tenant_heads (tenant, checkpointed_seq, seq, "
+            f"hash) VALUES ({mark}, {mark}, {mark}, {mark})"
+        )
 
     def tenant_heads(self, count: int) -> str:
-        return ("SELECT tenant, hash FROM audit_tenant_heads WHERE tenant IN "
-                f"({', '.join([self._mark] * count)})")
+        return (
+            "SELECT tenant, hash FROM audit_tenant_heads WHERE tenant IN "
+            f"({', '.join([self._mark] * count)})"
+        )
 
 
 # -- append-only, enforced by the database -----------------------------------------------
@@ -179,6 +215,7 @@ END $$ LANGUAGE plpgsql""",
 
 def _register_purge_flag(engine: Engine) -> None:
     """Every SQLite connection knows the purge flag, off (the trigger's WHEN reads it)."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.create_function(PURGE_FLAG, 0, _purge_off)
@@ -210,14 +247,19 @@ class SqlAuditStore:
         head = select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1)
         self._sql_head = head if self._sqlite else head.with_for_update()
         self._sql_insert_events = insert(events_table)
-        self._sql_update_head = (update(head_table).where(head_table.c.id == 1)
-                                 .values(seq=bindparam("h_seq"), hash=bindparam("h_hash")))
-        self._sql_tenant_heads = (
-            select(tenant_heads_table.c.tenant, tenant_heads_table.c.hash)
-            .where(tenant_heads_table.c.tenant.in_(bindparam("tenants", expanding=True))))
+        self._sql_update_head = (
+            update(head_table)
+            .where(head_table.c.id == 1)
+            .values(seq=bindparam("h_seq"), hash=bindparam("h_hash"))
+        )
+        self._sql_tenant_heads = select(
+            tenant_heads_table.c.tenant, tenant_heads_table.c.hash
+        ).where(tenant_heads_table.c.tenant.in_(bindparam("tenants", expanding=True)))
         self._sql_update_tenant = (
-            update(tenant_heads_table).where(tenant_heads_table.c.tenant == bindparam("t_name"))
-            .values(seq=bindparam("t_seq"), hash=bindparam("t_hash")))
+            update(tenant_heads_table)
+            .where(tenant_heads_table.c.tenant == bindparam("t_name"))
+            .values(seq=bindparam("t_seq"), hash=bindparam("t_hash"))
+        )
         self._sql_insert_tenant = insert(tenant_heads_table)
         self._raw = _RawSQL(sqlite=self._sqlite)
 
@@ -309,8 +351,9 @@ class SqlAuditStore:
                 tenant = fields.get("tenant")
                 tprev = None if tenant is None else heads.get(tenant) or tenant_genesis(tenant)
                 digest = hash_content(seq, prev, tprev, content_bytes(fields))
-                values.append((seq, prev, tprev, digest,
-                               *[fields.get(name) for name in _INSERT_CONTENT]))
+                values.append(
+                    (seq, prev, tprev, digest, *[fields.get(name) for name in _INSERT_CONTENT])
+                )
                 prev = digest
                 if tenant is not None:
                     heads[tenant] = digest
@@ -335,23 +378,45 @@ class SqlAuditStore:
         try:
             with self._writer.begin() as conn:
                 seq, head = self._lock_head(conn)
-                last = conn.execute(select(func.max(checkpoints_table.c.seq))
-                                    .where(checkpoints_table.c.tenant == GLOBAL)).scalar()
+                last = conn.execute(
+                    select(func.max(checkpoints_table.c.seq)).where(
+                        checkpoints_table.c.tenant == GLOBAL
+                    )
+                ).scalar()
                 if seq == 0 or (last is not None and last >= seq):
                     return None
                 checkpoint = sign_checkpoint(signing_key, key_id, seq, head, ts)
                 signed = [checkpoint]
-                moved = conn.execute(select(tenant_heads_table).where(
-                    tenant_heads_table.c.seq > tenant_heads_table.c.checkpointed_seq)).all()
+                moved = conn.execute(
+                    select(tenant_heads_table).where(
+                        tenant_heads_table.c.seq > tenant_heads_table.c.checkpointed_seq
+                    )
+                ).all()
                 for row in moved:
-                    signed.append(sign_checkpoint(signing_key, key_id, int(row.seq), row.hash,
-                                                  ts, tenant=row.tenant))
-                    conn.execute(update(tenant_heads_table)
-                                 .where(tenant_heads_table.c.tenant == row.tenant)
-                                 .values(checkpointed_seq=row.seq))
-                conn.execute(insert(checkpoints_table), [
-                    {"tenant": c.tenant, "seq": c.seq, "head_hash": c.head_hash, "ts": c.ts,
-                     "key_id": c.key_id, "signature": c.signature} for c in signed])
+                    signed.append(
+                        sign_checkpoint(
+                            signing_key, key_id, int(row.seq), row.hash, ts, tenant=row.tenant
+                        )
+                    )
+                    conn.execute(
+                        update(tenant_heads_table)
+                        .where(tenant_heads_table.c.tenant == row.tenant)
+                        .values(checkpointed_seq=row.seq)
+                    )
+                conn.execute(
+                    insert(checkpoints_table),
+                    [
+                        {
+                            "tenant": c.tenant,
+                            "seq": c.seq,
+                            "head_hash": c.head_hash,
+                            "ts": c.ts,
+                            "key_id": c.key_id,
+                            "signature": c.signature,
+                        }
+                        for c in signed
+                    ],
+                )
                 return checkpoint
         except SQLAlchemyError as exc:
             raise AuditError() from exc
@@ -361,8 +426,9 @@ class SqlAuditStore:
         the head row unchanged."""
         try:
             with self._writer.begin() as conn:
-                conn.execute(update(head_table).where(head_table.c.id == 1)
-                             .values(seq=head_table.c.seq))
+                conn.execute(
+                    update(head_table).where(head_table.c.id == 1).values(seq=head_table.c.seq)
+                )
             return True
         except SQLAlchemyError:
             return False
@@ -385,8 +451,14 @@ class SqlAuditStore:
         with self._reader.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(events_table)).scalar() or 0)
 
-    def iter_records(self, *, batch_size: int = 5000, tenant: str | None = None,
-                     lo: int = 1, hi: int | None = None) -> Iterator[dict[str, Any]]:
+    def iter_records(
+        self,
+        *,
+        batch_size: int = 5000,
+        tenant: str | None = None,
+        lo: int = 1,
+        hi: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Records in seq order (optionally one tenant's, within ``lo..hi``), in constant
         memory (keyset pagination)."""
         last = lo - 1
@@ -397,33 +469,56 @@ class SqlAuditStore:
             if tenant is not None:
                 stmt = stmt.where(events_table.c.tenant == tenant)
             with self._reader.connect() as conn:
-                rows = conn.execute(stmt.order_by(events_table.c.seq)
-                                    .limit(batch_size)).mappings().all()
+                rows = (
+                    conn.execute(stmt.order_by(events_table.c.seq).limit(batch_size))
+                    .mappings()
+                    .all()
+                )
             if not rows:
                 return
             for row in rows:
                 yield dict(row)
             last = int(rows[-1]["seq"])
 
-    def checkpoints(self, tenant: str = GLOBAL, lo: int = 0,
-                    hi: int | None = None) -> list[Checkpoint]:
+    def checkpoints(
+        self, tenant: str = GLOBAL, lo: int = 0, hi: int | None = None
+    ) -> list[Checkpoint]:
         """Signed checkpoints of the global chain (or of ``tenant``'s), in seq order."""
-        stmt = select(checkpoints_table).where(checkpoints_table.c.tenant == tenant,
-                                               checkpoints_table.c.seq >= lo)
+        stmt = select(checkpoints_table).where(
+            checkpoints_table.c.tenant == tenant, checkpoints_table.c.seq >= lo
+        )
         if hi is not None:
             stmt = stmt.where(checkpoints_table.c.seq <= hi)
         with self._reader.connect() as conn:
             rows = conn.execute(stmt.order_by(checkpoints_table.c.seq)).all()
-        return [Checkpoint(seq=int(r.seq), head_hash=r.head_hash, ts=r.ts, key_id=r.key_id,
-                           signature=bytes(r.signature), tenant=r.tenant) for r in rows]
+        return [
+            Checkpoint(
+                seq=int(r.seq),
+                head_hash=r.head_hash,
+                ts=r.ts,
+                key_id=r.key_id,
+                signature=bytes(r.signature),
+                tenant=r.tenant,
+            )
+            for r in rows
+        ]
 
     def tenant_checkpoints(self) -> list[Checkpoint]:
         """Every tenant checkpoint (for verification of the tenant chains)."""
         stmt = select(checkpoints_table).where(checkpoints_table.c.tenant != GLOBAL)
         with self._reader.connect() as conn:
             rows = conn.execute(stmt.order_by(checkpoints_table.c.seq)).all()
-        return [Checkpoint(seq=int(r.seq), head_hash=r.head_hash, ts=r.ts, key_id=r.key_id,
-                           signature=bytes(r.signature), tenant=r.tenant) for r in rows]
+        return [
+            Checkpoint(
+                seq=int(r.seq),
+                head_hash=r.head_hash,
+                ts=r.ts,
+                key_id=r.key_id,
+                signature=bytes(r.signature),
+                tenant=r.tenant,
+            )
+            for r in rows
+        ]
 
     def seq_bounds(self, since: str | None, until: str | None) -> tuple[int, int] | None:
         """First and last seq of records with ``since <= ts < until`` (None: no record).
@@ -442,10 +537,11 @@ class SqlAuditStore:
 
     def purge_details(self) -> list[dict[str, Any]]:
         """details["purge"] of every purge record (few), with the record's seq and hash."""
-        stmt = (select(events_table.c.seq, events_table.c.hash, events_table.c.details)
-                .where(events_table.c.action == "audit.purge",
-                       events_table.c.details.is_not(None))
-                .order_by(events_table.c.seq))
+        stmt = (
+            select(events_table.c.seq, events_table.c.hash, events_table.c.details)
+            .where(events_table.c.action == "audit.purge", events_table.c.details.is_not(None))
+            .order_by(events_table.c.seq)
+        )
         with self._reader.connect() as conn:
             rows = conn.execute(stmt).all()
         out = []
@@ -457,6 +553,9 @@ class SqlAuditStore:
 
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._reader.connect() as conn:
-            rows = conn.execute(select(events_table).order_by(events_table.c.seq.desc())
-                                .limit(limit)).mappings().all()
+            rows = (
+                conn.execute(select(events_table).order_by(events_table.c.seq.desc()).limit(limit))
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]

@@ -51,22 +51,39 @@ def row_entry(row: dict[str, Any], link_field: str = "prev_hash") -> Entry:
     """A stored row as a walk entry (hash recomputed unless it is a tombstone)."""
     seq = int(row["seq"])
     tombstone = row.get("details") is None
-    hash_ok = (not tombstone and hash_content(seq, row["prev_hash"], row.get("tenant_prev_hash"),
-                                              content_bytes(row)) == row["hash"])
-    return Entry(seq=seq, link=row[link_field], hash=row["hash"], hash_ok=hash_ok,
-                 tenant=row.get("tenant"), ts=row.get("ts"), tombstone=tombstone, line=0,
-                 tenant_link=row.get("tenant_prev_hash"), request_id=row.get("request_id"),
-                 attempt=row.get("decision") == "attempt")
+    hash_ok = (
+        not tombstone
+        and hash_content(seq, row["prev_hash"], row.get("tenant_prev_hash"), content_bytes(row))
+        == row["hash"]
+    )
+    return Entry(
+        seq=seq,
+        link=row[link_field],
+        hash=row["hash"],
+        hash_ok=hash_ok,
+        tenant=row.get("tenant"),
+        ts=row.get("ts"),
+        tombstone=tombstone,
+        line=0,
+        tenant_link=row.get("tenant_prev_hash"),
+        request_id=row.get("request_id"),
+        attempt=row.get("decision") == "attempt",
+    )
 
 
-def _check_signatures(checkpoints: Iterable[Checkpoint],
-                      public_keys: dict[str, Ed25519PublicKey]) -> Damage | None:
+def _check_signatures(
+    checkpoints: Iterable[Checkpoint], public_keys: dict[str, Ed25519PublicKey]
+) -> Damage | None:
     for checkpoint in checkpoints:
         key = public_keys.get(checkpoint.key_id)
         if key is None or not checkpoint.verify(key):
             where = "" if checkpoint.tenant == "*" else f" of tenant {checkpoint.tenant}"
-            return Damage("bad-checkpoint", checkpoint.seq, f"checkpoint{where} at seq "
-                          f"{checkpoint.seq} has an invalid signature or an unknown key")
+            return Damage(
+                "bad-checkpoint",
+                checkpoint.seq,
+                f"checkpoint{where} at seq "
+                f"{checkpoint.seq} has an invalid signature or an unknown key",
+            )
     return None
 
 
@@ -87,13 +104,22 @@ def verify_chain(
         tenant_checkpoints: signed heads of tenant chains, checked on the way.
         purges: details["purge"] of the store's purge records (tombstones they cover pass).
     """
-    return _verify_entries((row_entry(row) for row in rows), checkpoints, public_keys,
-                           tenant_checkpoints or [], purges or [])
+    return _verify_entries(
+        (row_entry(row) for row in rows),
+        checkpoints,
+        public_keys,
+        tenant_checkpoints or [],
+        purges or [],
+    )
 
 
-def _verify_entries(entries: Iterable[Entry], checkpoints: list[Checkpoint],
-                    public_keys: dict[str, Ed25519PublicKey],
-                    tenant_cps: list[Checkpoint], purges: list[dict[str, Any]]) -> VerifyReport:
+def _verify_entries(
+    entries: Iterable[Entry],
+    checkpoints: list[Checkpoint],
+    public_keys: dict[str, Ed25519PublicKey],
+    tenant_cps: list[Checkpoint],
+    purges: list[dict[str, Any]],
+) -> VerifyReport:
     report = VerifyReport(checkpoints=len(checkpoints) + len(tenant_cps))
     bad = _check_signatures([*checkpoints, *tenant_cps], public_keys)
     if bad is not None:
@@ -124,26 +150,47 @@ def _verify_entries(entries: Iterable[Entry], checkpoints: list[Checkpoint],
                 if tenant_damage:
                     pass
                 elif entry.tenant_link != expected:
-                    tenant_damage.append(Damage("edited", entry.seq, f"record {entry.seq} "
-                                                f"breaks the chain of tenant {tenant}"))
+                    tenant_damage.append(
+                        Damage(
+                            "edited",
+                            entry.seq,
+                            f"record {entry.seq} breaks the chain of tenant {tenant}",
+                        )
+                    )
                 elif signed is not None and signed != entry.hash:
-                    tenant_damage.append(Damage("edited", entry.seq, f"record {entry.seq} "
-                                                f"differs from tenant {tenant}'s signed "
-                                                "checkpoint"))
+                    tenant_damage.append(
+                        Damage(
+                            "edited",
+                            entry.seq,
+                            f"record {entry.seq} differs from tenant {tenant}'s signed checkpoint",
+                        )
+                    )
                 last[tenant] = entry.hash
             elif entry.tenant_link is not None and not tenant_damage:
-                tenant_damage.append(Damage("edited", entry.seq, f"record {entry.seq} has a "
-                                            "tenant link but no tenant"))
+                tenant_damage.append(
+                    Damage(
+                        "edited", entry.seq, f"record {entry.seq} has a tenant link but no tenant"
+                    )
+                )
             yield entry  # keep going: the walk's look-ahead needs what follows
 
-    result = walk(checked(), anchor=GENESIS_HASH,
-                  checkpoints={c.seq: c for c in checkpoints}, purges=index, contiguous=True)
-    report.records, report.last_seq, report.tombstones = (result.records, result.last_seq,
-                                                          result.tombstones)
+    result = walk(
+        checked(),
+        anchor=GENESIS_HASH,
+        checkpoints={c.seq: c for c in checkpoints},
+        purges=index,
+        contiguous=True,
+    )
+    report.records, report.last_seq, report.tombstones = (
+        result.records,
+        result.last_seq,
+        result.tombstones,
+    )
     report.damage = result.damage
     report.orphaned_attempts = sorted(open_attempts.values())
-    if tenant_damage and (report.damage is None
-                          or (report.damage.seq or 0) > (tenant_damage[0].seq or 0)):
+    if tenant_damage and (
+        report.damage is None or (report.damage.seq or 0) > (tenant_damage[0].seq or 0)
+    ):
         # The walk's own finding wins at the same record: it names the kind more precisely.
         report.damage = tenant_damage[0]
     if report.damage is not None:
@@ -151,28 +198,38 @@ def _verify_entries(entries: Iterable[Entry], checkpoints: list[Checkpoint],
     prev_seq = result.last_seq
     if checkpoints and checkpoints[-1].seq > prev_seq:
         last_cp = checkpoints[-1]
-        report.damage = Damage("truncated", prev_seq + 1,
-                               f"chain ends at seq {prev_seq} but a checkpoint signed seq "
-                               f"{last_cp.seq}: records {prev_seq + 1}..{last_cp.seq} were "
-                               "dropped")
+        report.damage = Damage(
+            "truncated",
+            prev_seq + 1,
+            f"chain ends at seq {prev_seq} but a checkpoint signed seq "
+            f"{last_cp.seq}: records {prev_seq + 1}..{last_cp.seq} were "
+            "dropped",
+        )
     elif checkpoints and checkpoints[-1].seq < prev_seq:
-        report.warnings.append(f"records {checkpoints[-1].seq + 1}..{prev_seq} are not yet "
-                               "covered by a signed checkpoint")
+        report.warnings.append(
+            f"records {checkpoints[-1].seq + 1}..{prev_seq} are not yet "
+            "covered by a signed checkpoint"
+        )
     elif not checkpoints and prev_seq:
         report.warnings.append("no signed checkpoint yet: a dropped tail cannot be detected")
     return report
 
 
-def verify_store(store: SqlAuditStore,
-                 public_keys: dict[str, Ed25519PublicKey]) -> VerifyReport:
+def verify_store(store: SqlAuditStore, public_keys: dict[str, Ed25519PublicKey]) -> VerifyReport:
     """Verify everything in ``store``: both kinds of chain, checkpoints, purges."""
-    return _verify_entries(_store_entries(store), store.checkpoints(), public_keys,
-                           store.tenant_checkpoints(), store.purge_details())
+    return _verify_entries(
+        _store_entries(store),
+        store.checkpoints(),
+        public_keys,
+        store.tenant_checkpoints(),
+        store.purge_details(),
+    )
 
 
 _LINK_COLUMNS = ("seq", "prev_hash", "tenant_prev_hash", "hash")
 _TENANT, _TS, _DETAILS, _REQUEST, _DECISION = (
-    SORTED_FIELDS.index(n) for n in ("tenant", "ts", "details", "request_id", "decision"))
+    SORTED_FIELDS.index(n) for n in ("tenant", "ts", "details", "request_id", "decision")
+)
 
 
 def _store_entries(store: SqlAuditStore, page: int = 5_000) -> Iterator[Entry]:
@@ -204,8 +261,22 @@ def _store_entries(store: SqlAuditStore, page: int = 5_000) -> Iterator[Entry]:
                 seq, prev, tprev, stored = row[0], row[1], row[2], row[3]
                 values = row[4:]
                 tombstone = values[_DETAILS] is None
-                ok = not tombstone and hash_content(seq, prev, tprev,
-                                                    content_from_values(values)) == stored
-                yield Entry(seq, prev, stored, ok, values[_TENANT], values[_TS], tombstone, 0,
-                            False, tprev, values[_REQUEST], values[_DECISION] == "attempt")
+                ok = (
+                    not tombstone
+                    and hash_content(seq, prev, tprev, content_from_values(values)) == stored
+                )
+                yield Entry(
+                    seq,
+                    prev,
+                    stored,
+                    ok,
+                    values[_TENANT],
+                    values[_TS],
+                    tombstone,
+                    0,
+                    False,
+                    tprev,
+                    values[_REQUEST],
+                    values[_DECISION] == "attempt",
+                )
             del rows

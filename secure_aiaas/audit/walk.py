@@ -59,8 +59,9 @@ class WalkResult:
 class PurgeIndex:
     """Signed purges: which tombstones are legitimate, and the hash each purge ended on."""
 
-    def __init__(self, purges: Iterable[dict[str, Any]],
-                 public_keys: dict[str, Ed25519PublicKey]) -> None:
+    def __init__(
+        self, purges: Iterable[dict[str, Any]], public_keys: dict[str, Ed25519PublicKey]
+    ) -> None:
         self.valid: list[dict[str, Any]] = []
         self.invalid: list[dict[str, Any]] = []
         for purge in purges:
@@ -68,9 +69,12 @@ class PurgeIndex:
         self.by_last_seq = {int(p["last_seq"]): p for p in self.valid}
 
     def covers(self, entry: Entry) -> bool:
-        return any(p["tenant"] == entry.tenant and int(p["first_seq"]) <= entry.seq
-                   <= int(p["last_seq"]) and (entry.ts is None or entry.ts < p["cutoff"])
-                   for p in self.valid)
+        return any(
+            p["tenant"] == entry.tenant
+            and int(p["first_seq"]) <= entry.seq <= int(p["last_seq"])
+            and (entry.ts is None or entry.ts < p["cutoff"])
+            for p in self.valid
+        )
 
 
 def _windowed(entries: Iterable[Entry]) -> Iterator[tuple[Entry, deque[Entry]]]:
@@ -84,8 +88,15 @@ def _windowed(entries: Iterable[Entry]) -> Iterator[tuple[Entry, deque[Entry]]]:
         yield window.popleft(), window
 
 
-def walk(entries: Iterable[Entry], *, anchor: str, checkpoints: dict[int, Checkpoint],
-         purges: PurgeIndex, contiguous: bool, short: bool = False) -> WalkResult:
+def walk(
+    entries: Iterable[Entry],
+    *,
+    anchor: str,
+    checkpoints: dict[int, Checkpoint],
+    purges: PurgeIndex,
+    contiguous: bool,
+    short: bool = False,
+) -> WalkResult:
     """Follow ``link`` from ``anchor`` through ``entries``; stop at the first damage.
 
     Args:
@@ -102,33 +113,54 @@ def walk(entries: Iterable[Entry], *, anchor: str, checkpoints: dict[int, Checkp
     for entry, ahead in _windowed(entries):
         result.records += 1
         if entry.malformed:
-            result.damage = Damage("edited", entry.seq or None, f"line {entry.line} is not a "
-                                   "well-formed record", entry.line)
+            result.damage = Damage(
+                "edited",
+                entry.seq or None,
+                f"line {entry.line} is not a well-formed record",
+                entry.line,
+            )
             return result
         if entry.link != expected:
-            result.damage = _classify_link(entry, expected, prev, recent, ahead,
-                                           contiguous=contiguous, short=short)
+            result.damage = _classify_link(
+                entry, expected, prev, recent, ahead, contiguous=contiguous, short=short
+            )
             return result
         if entry.tombstone:
             if not purges.covers(entry):
-                result.damage = Damage("edited", entry.seq, f"record {entry.seq} was emptied "
-                                       "without a signed purge covering it", entry.line)
+                result.damage = Damage(
+                    "edited",
+                    entry.seq,
+                    f"record {entry.seq} was emptied without a signed purge covering it",
+                    entry.line,
+                )
                 return result
             result.tombstones += 1
         elif not entry.hash_ok:
-            result.damage = Damage("edited", entry.seq, f"record {entry.seq}: content does "
-                                   "not match its hash", entry.line)
+            result.damage = Damage(
+                "edited",
+                entry.seq,
+                f"record {entry.seq}: content does not match its hash",
+                entry.line,
+            )
             return result
         checkpoint = checkpoints.get(entry.seq)
         if checkpoint is not None and checkpoint.head_hash != entry.hash:
-            result.damage = Damage("edited", entry.seq, f"record {entry.seq} differs from the "
-                                   "signed checkpoint at that position (chain rewritten)",
-                                   entry.line)
+            result.damage = Damage(
+                "edited",
+                entry.seq,
+                f"record {entry.seq} differs from the "
+                "signed checkpoint at that position (chain rewritten)",
+                entry.line,
+            )
             return result
         purge = purges.by_last_seq.get(entry.seq)
         if purge is not None and purge["last_purged_hash"] != entry.hash:
-            result.damage = Damage("edited", entry.seq, f"record {entry.seq} is not the last "
-                                   "record the signed purge removed", entry.line)
+            result.damage = Damage(
+                "edited",
+                entry.seq,
+                f"record {entry.seq} is not the last record the signed purge removed",
+                entry.line,
+            )
             return result
         recent.append(entry.hash)
         expected = entry.hash
@@ -138,29 +170,62 @@ def walk(entries: Iterable[Entry], *, anchor: str, checkpoints: dict[int, Checkp
     return result
 
 
-def _classify_link(entry: Entry, expected: str, prev: Entry | None, recent: deque[str],
-                   ahead: deque[Entry], *, contiguous: bool, short: bool) -> Damage:
+def _classify_link(
+    entry: Entry,
+    expected: str,
+    prev: Entry | None,
+    recent: deque[str],
+    ahead: deque[Entry],
+    *,
+    contiguous: bool,
+    short: bool,
+) -> Damage:
     seq, line = entry.seq, entry.line
     if any(later.hash == entry.link for later in ahead):
-        return Damage("reordered", seq, f"record {seq} is out of order: its predecessor "
-                      "appears later in the chain", line)
+        return Damage(
+            "reordered",
+            seq,
+            f"record {seq} is out of order: its predecessor appears later in the chain",
+            line,
+        )
     if ahead and ahead[0].link == expected:
-        return Damage("inserted", seq, f"record {seq} was inserted: the chain continues after "
-                      "it as if it were not there", line)
+        return Damage(
+            "inserted",
+            seq,
+            f"record {seq} was inserted: the chain continues after it as if it were not there",
+            line,
+        )
     if not entry.hash_ok and not entry.tombstone and (not ahead or ahead[0].link == entry.hash):
         # Its own link was changed (links are hashed): the record itself was edited.
-        return Damage("edited", seq, f"record {seq}: its link and content do not match its "
-                      "hash", line)
+        return Damage(
+            "edited", seq, f"record {seq}: its link and content do not match its hash", line
+        )
     if len(recent) == 2 and entry.link == recent[0] and prev is not None:
-        return Damage("inserted", prev.seq, f"record {prev.seq} was inserted: record {seq} "
-                      "links to the record before it", prev.line)
+        return Damage(
+            "inserted",
+            prev.seq,
+            f"record {prev.seq} was inserted: record {seq} links to the record before it",
+            prev.line,
+        )
     if prev is None:
-        return Damage("deleted", seq, f"record {seq} does not link to the start of the "
-                      "range: records before it were deleted", line)
+        return Damage(
+            "deleted",
+            seq,
+            f"record {seq} does not link to the start of the range: records before it were deleted",
+            line,
+        )
     if (contiguous and seq > prev.seq + 1) or (not contiguous and short):
         missing = f"{prev.seq + 1}..{seq - 1}" if contiguous else f"between {prev.seq} and {seq}"
-        return Damage("deleted", prev.seq + 1 if contiguous else seq,
-                      f"records {missing} are missing (deleted)", line)
-    return Damage("edited", prev.seq, f"record {prev.seq} was replaced, or a record after it "
-                  f"deleted: record {seq} links to a record that is not in the chain",
-                  prev.line)
+        return Damage(
+            "deleted",
+            prev.seq + 1 if contiguous else seq,
+            f"records {missing} are missing (deleted)",
+            line,
+        )
+    return Damage(
+        "edited",
+        prev.seq,
+        f"record {prev.seq} was replaced, or a record after it "
+        f"deleted: record {seq} links to a record that is not in the chain",
+        prev.line,
+    )

@@ -134,8 +134,7 @@ class AuditWriter:
                 probe = self._probe = _Probe()
                 self._queue.put(probe)
         try:
-            ok = await asyncio.wait_for(asyncio.wrap_future(probe.future),
-                                        self._timeout_s * 2 + 1)
+            ok = await asyncio.wait_for(asyncio.wrap_future(probe.future), self._timeout_s * 2 + 1)
         except TimeoutError as exc:
             raise AuditError() from exc
         if not ok:
@@ -229,8 +228,7 @@ class AuditWriter:
                     self._commit_rows([row], [future])
                 return
             self._failing = self._failing or _is_outage(exc)
-            log.error("audit.append_failed", records=len(rows),
-                      error=type(exc.__cause__).__name__)
+            log.error("audit.append_failed", records=len(rows), error=type(exc.__cause__).__name__)
             _fail([(None, f) for f in futures])
             return
         self._committed(started, seqs, futures)
@@ -241,8 +239,7 @@ class AuditWriter:
             seqs = self.store.append_rows(rows)
         except AuditError as exc:
             self._failing = self._failing or _is_outage(exc)
-            log.error("audit.append_failed", records=len(rows),
-                      error=type(exc.__cause__).__name__)
+            log.error("audit.append_failed", records=len(rows), error=type(exc.__cause__).__name__)
             _fail([(None, f) for f in futures])
             return
         self._committed(started, seqs, futures)
@@ -276,9 +273,8 @@ class AuditWriter:
         return False
 
     def _maybe_checkpoint(self, *, force: bool = False) -> None:
-        due = (
-            self._since_checkpoint >= self._every_records
-            or (self._since_checkpoint and time.monotonic() - self._last_checkpoint >= self._every_s)
+        due = self._since_checkpoint >= self._every_records or (
+            self._since_checkpoint and time.monotonic() - self._last_checkpoint >= self._every_s
         )
         if not (due or force):
             return
@@ -306,4 +302,5 @@ def _is_outage(exc: BaseException) -> bool:
     """The store itself is unavailable (locked, unreachable, full), not one record's fault."""
     cause = exc.__cause__
     return isinstance(cause, OperationalError) or (
-        isinstance(cause, DBAPIError) and bool(cause.connection_invalidated))
+        isinstance(cause, DBAPIError) and bool(cause.connection_invalidated)
+    )

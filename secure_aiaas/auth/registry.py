@@ -72,9 +72,12 @@ tenants_table = Table(
     Column("max_streams", Integer),
 )
 # Columns added after the first release, created on an older store by `create_schema`.
-_ADDED_COLUMNS = {"operator": "BOOLEAN NOT NULL DEFAULT false",
-                  "tokens_per_minute": "INTEGER", "key_tokens_per_minute": "INTEGER",
-                  "max_streams": "INTEGER"}
+_ADDED_COLUMNS = {
+    "operator": "BOOLEAN NOT NULL DEFAULT false",
+    "tokens_per_minute": "INTEGER",
+    "key_tokens_per_minute": "INTEGER",
+    "max_streams": "INTEGER",
+}
 api_keys_table = Table(
     "api_keys",
     metadata,
@@ -98,17 +101,25 @@ class Tenant:
 
 
 def _tenant(row: Any) -> Tenant:
-    return Tenant(name=row.name, trust=row.trust, created_at=row.created_at,
-                  limits=_limits(row), operator=bool(row.operator))
+    return Tenant(
+        name=row.name,
+        trust=row.trust,
+        created_at=row.created_at,
+        limits=_limits(row),
+        operator=bool(row.operator),
+    )
 
 
 def _limits(row: Any) -> TenantLimits:
-    return TenantLimits(requests_per_minute=row.requests_per_minute,
-                        key_requests_per_minute=row.key_requests_per_minute,
-                        max_concurrent=row.max_concurrent, priority=int(row.priority or 0),
-                        tokens_per_minute=row.tokens_per_minute,
-                        key_tokens_per_minute=row.key_tokens_per_minute,
-                        max_streams=row.max_streams)
+    return TenantLimits(
+        requests_per_minute=row.requests_per_minute,
+        key_requests_per_minute=row.key_requests_per_minute,
+        max_concurrent=row.max_concurrent,
+        priority=int(row.priority or 0),
+        tokens_per_minute=row.tokens_per_minute,
+        key_tokens_per_minute=row.key_tokens_per_minute,
+        max_streams=row.max_streams,
+    )
 
 
 @dataclass(frozen=True)
@@ -137,12 +148,18 @@ class Registry:
         self._dummy_digest = self.digest("saiaas_" + "0" * 43)
         # Built once: SQLAlchemy memoizes compilation per statement object (hot path).
         self._lookup = (
-            select(api_keys_table, tenants_table.c.trust,
-                   tenants_table.c.requests_per_minute,
-                   tenants_table.c.key_requests_per_minute,
-                   tenants_table.c.max_concurrent, tenants_table.c.priority,
-                   tenants_table.c.operator, tenants_table.c.tokens_per_minute,
-                   tenants_table.c.key_tokens_per_minute, tenants_table.c.max_streams)
+            select(
+                api_keys_table,
+                tenants_table.c.trust,
+                tenants_table.c.requests_per_minute,
+                tenants_table.c.key_requests_per_minute,
+                tenants_table.c.max_concurrent,
+                tenants_table.c.priority,
+                tenants_table.c.operator,
+                tenants_table.c.tokens_per_minute,
+                tenants_table.c.key_tokens_per_minute,
+                tenants_table.c.max_streams,
+            )
             .join(tenants_table, tenants_table.c.name == api_keys_table.c.tenant)
             .where(api_keys_table.c.digest == bindparam("digest"))
         )
@@ -178,9 +195,15 @@ class Registry:
         tenant = Tenant(name=name, trust=trust, created_at=_now(), operator=operator)
         try:
             with self._engine.begin() as conn:
-                conn.execute(insert(tenants_table).values(name=name, trust=trust,
-                                                          created_at=tenant.created_at,
-                                                          priority=0, operator=operator))
+                conn.execute(
+                    insert(tenants_table).values(
+                        name=name,
+                        trust=trust,
+                        created_at=tenant.created_at,
+                        priority=0,
+                        operator=operator,
+                    )
+                )
         except IntegrityError as exc:
             raise InputError(f"tenant {name!r} already exists") from exc
         return tenant
@@ -196,8 +219,9 @@ class Registry:
     def get_tenant(self, name: str) -> Tenant:
         try:
             with self._engine.connect() as conn:
-                row = conn.execute(select(tenants_table)
-                                   .where(tenants_table.c.name == name)).first()
+                row = conn.execute(
+                    select(tenants_table).where(tenants_table.c.name == name)
+                ).first()
         except SQLAlchemyError as exc:
             raise StoreUnavailableError() from exc
         if row is None:
@@ -206,21 +230,28 @@ class Registry:
 
     def set_limits(self, name: str, limits: TenantLimits) -> Tenant:
         """Store a tenant's compute limits (read by every replica on the next request)."""
-        for value in (limits.requests_per_minute, limits.key_requests_per_minute,
-                      limits.max_concurrent, limits.tokens_per_minute,
-                      limits.key_tokens_per_minute, limits.max_streams):
+        for value in (
+            limits.requests_per_minute,
+            limits.key_requests_per_minute,
+            limits.max_concurrent,
+            limits.tokens_per_minute,
+            limits.key_tokens_per_minute,
+            limits.max_streams,
+        ):
             if value is not None and value <= 0:
                 raise InputError("limits must be positive (omit a limit for none)")
         with self._engine.begin() as conn:
-            result = conn.execute(update(tenants_table).where(tenants_table.c.name == name)
-                                  .values(**limits.__dict__))
+            result = conn.execute(
+                update(tenants_table).where(tenants_table.c.name == name).values(**limits.__dict__)
+            )
         if result.rowcount == 0:
             raise NotFoundError(f"tenant {name!r} not found")
         return self.get_tenant(name)
 
     # -- API keys -------------------------------------------------------------------------
-    def create_api_key(self, tenant: str, subject: str, role: str, *,
-                       roles: Iterable[str] = ()) -> tuple[str, ApiKeyInfo]:
+    def create_api_key(
+        self, tenant: str, subject: str, role: str, *, roles: Iterable[str] = ()
+    ) -> tuple[str, ApiKeyInfo]:
         """Create a key; returns (the key itself, shown once; its stored description).
 
         Args:
@@ -239,14 +270,25 @@ class Registry:
         if role not in known:
             raise InputError(f"role {role!r} is not defined by the policy")
         if role in GLOBAL_ROLES and not owner.operator:
-            raise InputError(f"role {role!r} acts across tenants: only an operator tenant's "
-                             "keys may hold it (tenant create NAME --operator)")
-        api_key = KEY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-        info = ApiKeyInfo(key_id="k_" + secrets.token_hex(8), tenant=tenant, subject=subject,
-                          role=role, created_at=_now(), revoked_at=None)
+            raise InputError(
+                f"role {role!r} acts across tenants: only an operator tenant's "
+                "keys may hold it (tenant create NAME --operator)"
+            )
+        api_key = KEY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip(
+            "="
+        )
+        info = ApiKeyInfo(
+            key_id="k_" + secrets.token_hex(8),
+            tenant=tenant,
+            subject=subject,
+            role=role,
+            created_at=_now(),
+            revoked_at=None,
+        )
         with self._engine.begin() as conn:
-            conn.execute(insert(api_keys_table).values(digest=self.digest(api_key),
-                                                       **info.__dict__))
+            conn.execute(
+                insert(api_keys_table).values(digest=self.digest(api_key), **info.__dict__)
+            )
         return api_key, info
 
     def revoke_api_key(self, key_id: str) -> ApiKeyInfo:
@@ -261,14 +303,22 @@ class Registry:
         return next(k for k in self.list_api_keys() if k.key_id == key_id)
 
     def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyInfo]:
-        stmt = select(api_keys_table).order_by(api_keys_table.c.created_at,
-                                               api_keys_table.c.key_id)
+        stmt = select(api_keys_table).order_by(api_keys_table.c.created_at, api_keys_table.c.key_id)
         if tenant is not None:
             stmt = stmt.where(api_keys_table.c.tenant == tenant)
         with self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return [ApiKeyInfo(key_id=r.key_id, tenant=r.tenant, subject=r.subject, role=r.role,
-                           created_at=r.created_at, revoked_at=r.revoked_at) for r in rows]
+        return [
+            ApiKeyInfo(
+                key_id=r.key_id,
+                tenant=r.tenant,
+                subject=r.subject,
+                role=r.role,
+                created_at=r.created_at,
+                revoked_at=r.revoked_at,
+            )
+            for r in rows
+        ]
 
     # -- authentication -------------------------------------------------------------------
     def authenticate(self, api_key: str) -> Principal:
@@ -288,9 +338,15 @@ class Registry:
         matches = hmac.compare_digest(stored, digest)
         if not (well_formed and row is not None and matches and row.revoked_at is None):
             raise AuthenticationError()
-        return Principal(tenant=row.tenant, trust=row.trust, subject=row.subject,
-                         role=row.role, key_id=row.key_id, limits=_limits(row),
-                         operator=bool(row.operator))
+        return Principal(
+            tenant=row.tenant,
+            trust=row.trust,
+            subject=row.subject,
+            role=row.role,
+            key_id=row.key_id,
+            limits=_limits(row),
+            operator=bool(row.operator),
+        )
 
     def ping(self) -> bool:
         try:

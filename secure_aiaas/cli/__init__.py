@@ -21,8 +21,11 @@ from secure_aiaas.cli.policy import app as policy_app
 from secure_aiaas.cli.privacy import app as privacy_app
 from secure_aiaas.cli.tenants import apikey_app, tenant_app
 
-app = typer.Typer(help="secure_aiaas: secure inference service.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="secure_aiaas: secure inference service.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 keys_app = typer.Typer(help="Server key material in the keys directory.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenant_app, name="tenant")
@@ -38,9 +41,14 @@ JsonOpt = _common.JsonOpt
 
 @app.callback()
 def _root(
-    actor: Annotated[str | None, typer.Option(
-        "--actor", envvar="SAIAAS_ACTOR",
-        help="who you are, recorded with admin actions beside the OS account")] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--actor",
+            envvar="SAIAAS_ACTOR",
+            help="who you are, recorded with admin actions beside the OS account",
+        ),
+    ] = None,
 ) -> None:
     """secure_aiaas: secure inference service."""
     # Everything the service writes (stores, keys, caches) is private to its user.
@@ -82,8 +90,9 @@ def keys_export_public(
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
-    workers: Annotated[int | None, typer.Option(
-        help="worker processes (default SAIAAS_SERVER__WORKERS, 1)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes (default SAIAAS_SERVER__WORKERS, 1)")
+    ] = None,
 ) -> None:
     """Serve the API with uvicorn."""
     import shutil
@@ -96,15 +105,22 @@ def serve(
     settings = _common.settings()
     configure_logging(settings.log.level, json_logs=settings.log.json_logs)
     count = workers or settings.server.workers
-    bind = {"host": host or settings.server.host, "port": port or settings.server.port,
-            "log_config": None, "access_log": False, "server_header": False,
-            "lifespan": "on"}
+    bind = {
+        "host": host or settings.server.host,
+        "port": port or settings.server.port,
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "lifespan": "on",
+    }
     if count == 1:
         uvicorn.run(create_app(settings), **bind)  # type: ignore[arg-type]
         return
     if not settings.redis_url:
-        _common.fail("--workers > 1 needs SAIAAS_REDIS_URL: quotas and the anonymous budget "
-                     "must be shared by the workers, not kept per process")
+        _common.fail(
+            "--workers > 1 needs SAIAAS_REDIS_URL: quotas and the anonymous budget "
+            "must be shared by the workers, not kept per process"
+        )
     # Prometheus multiprocess mode: every worker writes its samples under one directory,
     # `GET /metrics` (on any worker) merges them. Set before the workers start.
     metrics_dir = settings.data_dir / "prometheus"
@@ -112,8 +128,7 @@ def serve(
     metrics_dir.mkdir(parents=True, mode=0o700)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     os.environ["SAIAAS_SERVER__WORKERS"] = str(count)
-    uvicorn.run("secure_aiaas.api.app:app_from_environment", factory=True, workers=count,
-                **bind)  # type: ignore[arg-type]
+    uvicorn.run("secure_aiaas.api.app:app_from_environment", factory=True, workers=count, **bind)  # type: ignore[arg-type]
 
 
 def main() -> NoReturn:  # pragma: no cover - console entry

@@ -59,8 +59,9 @@ def os_account() -> dict[str, object]:
 
 
 @contextmanager
-def admin_action(action: str, obj: str, *, tenant: str | None,
-                 details: dict[str, object] | None = None) -> Iterator[dict[str, object]]:
+def admin_action(
+    action: str, obj: str, *, tenant: str | None, details: dict[str, object] | None = None
+) -> Iterator[dict[str, object]]:
     """Write-ahead audit of a change made from the command line.
 
     An *attempt* record is durably committed before the change (if it cannot be, the change
@@ -84,10 +85,20 @@ def admin_action(action: str, obj: str, *, tenant: str | None,
     facts: dict[str, object] = dict(details or {})
 
     def event(decision: str, status: int, extra: dict[str, object]) -> AuditEvent:
-        return AuditEvent(ts=utc_now(), request_id=request_id, method="CLI",
-                          route=f"cli:{action}", status=status, decision=decision,  # type: ignore[arg-type]
-                          latency_ms=0.0, tenant=tenant, subject=f"os:{account['user']}",
-                          action=action, object=obj, details={**extra, "by": who})
+        return AuditEvent(
+            ts=utc_now(),
+            request_id=request_id,
+            method="CLI",
+            route=f"cli:{action}",
+            status=status,
+            decision=decision,  # type: ignore[arg-type]
+            latency_ms=0.0,
+            tenant=tenant,
+            subject=f"os:{account['user']}",
+            action=action,
+            object=obj,
+            details={**extra, "by": who},
+        )
 
     store = SqlAuditStore(cfg.resolved_audit_url(), timeout_s=cfg.audit.write_timeout_s)
     try:
@@ -103,8 +114,11 @@ def admin_action(action: str, obj: str, *, tenant: str | None,
             if exit_code == 0:
                 outcome = event("allow", 0, facts)
             else:
-                code = exc.code if isinstance(exc, ServiceError) else (
-                    "refused" if exit_code is not None else type(exc).__name__)
+                code = (
+                    exc.code
+                    if isinstance(exc, ServiceError)
+                    else ("refused" if exit_code is not None else type(exc).__name__)
+                )
                 outcome = event("error", 1, {**facts, "error": code})
             _finish(store, keys, outcome)
             raise

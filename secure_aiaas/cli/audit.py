@@ -58,8 +58,11 @@ def init(as_json: JsonOpt = False) -> None:
     store = _store()
     seq, _ = store.head()
     store.dispose()
-    emit({"audit_url": redacted(cfg.resolved_audit_url()), "records": seq}, as_json,
-         f"audit store ready at {redacted(cfg.resolved_audit_url())} ({seq} records)")
+    emit(
+        {"audit_url": redacted(cfg.resolved_audit_url()), "records": seq},
+        as_json,
+        f"audit store ready at {redacted(cfg.resolved_audit_url())} ({seq} records)",
+    )
 
 
 @app.command("verify")
@@ -74,31 +77,52 @@ def verify(as_json: JsonOpt = False) -> None:
         report = verify_store(store, known_audit_public_keys(cfg.keys_dir))
     finally:
         store.dispose()
-    result = {"ok": report.ok, "records": report.records, "checkpoints": report.checkpoints,
-              "last_seq": report.last_seq, "purged": report.tombstones,
-              "warnings": report.warnings,
-              "orphaned_attempts": {"count": len(report.orphaned_attempts),
-                                    "seqs": report.orphaned_attempts[:100]},
-              "damage": None if report.damage is None else {
-                  "kind": report.damage.kind, "seq": report.damage.seq,
-                  "message": report.damage.message}}
+    result = {
+        "ok": report.ok,
+        "records": report.records,
+        "checkpoints": report.checkpoints,
+        "last_seq": report.last_seq,
+        "purged": report.tombstones,
+        "warnings": report.warnings,
+        "orphaned_attempts": {
+            "count": len(report.orphaned_attempts),
+            "seqs": report.orphaned_attempts[:100],
+        },
+        "damage": None
+        if report.damage is None
+        else {
+            "kind": report.damage.kind,
+            "seq": report.damage.seq,
+            "message": report.damage.message,
+        },
+    }
     if report.damage is not None:
         if as_json:
             emit(result, True, "")
             raise typer.Exit(1)
-        fail(f"TAMPERED ({report.damage.kind}) at record {report.damage.seq}: "
-             f"{report.damage.message}")
+        fail(
+            f"TAMPERED ({report.damage.kind}) at record {report.damage.seq}: "
+            f"{report.damage.message}"
+        )
     orphans = report.orphaned_attempts
-    emit(result, as_json, f"audit chain intact: {report.records} records, "
-         f"{report.checkpoints} signed checkpoints"
-         + (f"\norphaned attempts (interrupted requests, not damage): {len(orphans)} "
+    emit(
+        result,
+        as_json,
+        f"audit chain intact: {report.records} records, "
+        f"{report.checkpoints} signed checkpoints"
+        + (
+            f"\norphaned attempts (interrupted requests, not damage): {len(orphans)} "
             f"(records {', '.join(map(str, orphans[:10]))}{', ...' if len(orphans) > 10 else ''})"
-            if orphans else "")
-         + "".join(f"\nwarning: {w}" for w in report.warnings))
+            if orphans
+            else ""
+        )
+        + "".join(f"\nwarning: {w}" for w in report.warnings),
+    )
 
 
-def _export(out: Path, since: str | None, until: str | None, tenant: str | None,
-            fmt: str) -> dict[str, Any]:
+def _export(
+    out: Path, since: str | None, until: str | None, tenant: str | None, fmt: str
+) -> dict[str, Any]:
     from secure_aiaas.audit import utc_now
     from secure_aiaas.audit.export import ExportRequest, export_range
 
@@ -106,14 +130,23 @@ def _export(out: Path, since: str | None, until: str | None, tenant: str | None,
     with admin_action("audit.export", obj, tenant=tenant) as facts:
         store, keys = _store(), _keys()
         try:
-            manifest = export_range(store, out, ExportRequest(since, until, tenant, fmt),
-                                    signing_key=keys.audit_signing_key,
-                                    key_id=keys.audit_key_id, created_at=utc_now())
+            manifest = export_range(
+                store,
+                out,
+                ExportRequest(since, until, tenant, fmt),
+                signing_key=keys.audit_signing_key,
+                key_id=keys.audit_key_id,
+                created_at=utc_now(),
+            )
         finally:
             store.dispose()
-        facts["export"] = {"tenant": tenant, "count": manifest["count"],
-                           "first_seq": manifest["first_seq"], "last_seq": manifest["last_seq"],
-                           "manifest_sha256": manifest["manifest_sha256"]}
+        facts["export"] = {
+            "tenant": tenant,
+            "count": manifest["count"],
+            "first_seq": manifest["first_seq"],
+            "last_seq": manifest["last_seq"],
+            "manifest_sha256": manifest["manifest_sha256"],
+        }
     return manifest
 
 
@@ -132,18 +165,32 @@ def export(
     if output.exists() and any(output.iterdir()):
         fail(f"{output} is not empty")
     manifest = _export(output, since, until, tenant, fmt)
-    summary = {k: manifest[k] for k in ("tenant", "count", "first_seq", "last_seq",
-                                        "first_hash", "last_hash", "manifest_sha256")}
-    emit({"output": str(output), **summary}, as_json,
-         f"exported {manifest['count']} records (seq {manifest['first_seq']}.."
-         f"{manifest['last_seq']}) to {output}; manifest sha256 {manifest['manifest_sha256']}")
+    summary = {
+        k: manifest[k]
+        for k in (
+            "tenant",
+            "count",
+            "first_seq",
+            "last_seq",
+            "first_hash",
+            "last_hash",
+            "manifest_sha256",
+        )
+    }
+    emit(
+        {"output": str(output), **summary},
+        as_json,
+        f"exported {manifest['count']} records (seq {manifest['first_seq']}.."
+        f"{manifest['last_seq']}) to {output}; manifest sha256 {manifest['manifest_sha256']}",
+    )
 
 
 @app.command("verify-export")
 def verify_export(
     export_dir: Path,
-    public_key: Annotated[list[Path], typer.Option("--public-key", help="PEM file(s) with "
-                                                   "the published audit key(s)")],
+    public_key: Annotated[
+        list[Path], typer.Option("--public-key", help="PEM file(s) with the published audit key(s)")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Verify an export offline (no server, database or network); exit 1 on tampering."""
@@ -162,8 +209,10 @@ def report(
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")],
     since: SinceOpt = None,
     until: UntilOpt = None,
-    export_dir: Annotated[Path | None, typer.Option(
-        "--export-dir", help="keep the export the report is computed from here")] = None,
+    export_dir: Annotated[
+        Path | None,
+        typer.Option("--export-dir", help="keep the export the report is computed from here"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compliance report (HTML with charts) computed from a fresh, verified export."""
@@ -176,11 +225,16 @@ def report(
         manifest = _export(target, since, until, tenant, "jsonl")
         checked = run(target, known_audit_public_keys(settings().keys_dir))
         if not checked.ok:
-            fail("the export does not verify; no report written: "
-                 + "; ".join(f.message for f in checked.findings))
+            fail(
+                "the export does not verify; no report written: "
+                + "; ".join(f.message for f in checked.findings)
+            )
         summary = build_report(target, output, manifest_sha256=manifest["manifest_sha256"])
-    emit({"output": str(output), "manifest_sha256": manifest["manifest_sha256"], **summary},
-         as_json, f"report for {tenant} ({summary['records']} records) written to {output}")
+    emit(
+        {"output": str(output), "manifest_sha256": manifest["manifest_sha256"], **summary},
+        as_json,
+        f"report for {tenant} ({summary['records']} records) written to {output}",
+    )
 
 
 @retention_app.command("set")
@@ -195,15 +249,19 @@ def retention_set(
 
     if days is not None and days < 1:
         fail("retention must be at least one day")
-    with admin_action("audit.retention", f"audit:tenant:{tenant}", tenant=tenant,
-                      details={"retention_days": days}):
+    with admin_action(
+        "audit.retention", f"audit:tenant:{tenant}", tenant=tenant, details={"retention_days": days}
+    ):
         store = _store()
         try:
             run_service_call(set_retention, store, tenant, days, utc_now())
         finally:
             store.dispose()
-    emit({"tenant": tenant, "retention_days": days}, as_json,
-         f"retention of {tenant}: {days if days is not None else 'for ever'} days")
+    emit(
+        {"tenant": tenant, "retention_days": days},
+        as_json,
+        f"retention of {tenant}: {days if days is not None else 'for ever'} days",
+    )
 
 
 @retention_app.command("show")
@@ -216,9 +274,16 @@ def retention_show(as_json: JsonOpt = False) -> None:
     store = _store()
     rules = [asdict(r) for r in list_retention(store)]
     store.dispose()
-    emit({"retention": rules}, as_json, "\n".join(
-        f"{r['tenant']}\t{r['retention_days'] or 'for ever'}\t"
-        f"{'LEGAL HOLD' if r['legal_hold'] else ''}" for r in rules) or "no retention rules")
+    emit(
+        {"retention": rules},
+        as_json,
+        "\n".join(
+            f"{r['tenant']}\t{r['retention_days'] or 'for ever'}\t"
+            f"{'LEGAL HOLD' if r['legal_hold'] else ''}"
+            for r in rules
+        )
+        or "no retention rules",
+    )
 
 
 @app.command("hold")
@@ -233,24 +298,30 @@ def hold(
 
     if state not in ("on", "off"):
         fail("state must be on or off")
-    with admin_action("audit.hold", f"audit:tenant:{tenant}", tenant=tenant,
-                      details={"legal_hold": state == "on"}):
+    with admin_action(
+        "audit.hold", f"audit:tenant:{tenant}", tenant=tenant, details={"legal_hold": state == "on"}
+    ):
         store = _store()
         try:
             run_service_call(set_legal_hold, store, tenant, state == "on", utc_now())
         finally:
             store.dispose()
-    emit({"tenant": tenant, "legal_hold": state == "on"}, as_json,
-         f"legal hold on {tenant}: {state}")
+    emit(
+        {"tenant": tenant, "legal_hold": state == "on"}, as_json, f"legal hold on {tenant}: {state}"
+    )
 
 
 @app.command("purge")
 def purge(
     tenant: TenantOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="count only")] = False,
-    before: Annotated[str | None, typer.Option(
-        "--before", help="purge records older than this ISO time instead of the retention "
-        "period")] = None,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before",
+            help="purge records older than this ISO time instead of the retention period",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Empty records past retention into tombstones, with a signed purge record."""
@@ -263,8 +334,15 @@ def purge(
         store, keys = _store(), _keys()
         try:
             done: list[Any] = run_service_call(
-                run, store, now=utc_now(), signing_key=keys.audit_signing_key,
-                key_id=keys.audit_key_id, tenant=tenant, dry_run=dry_run, cutoff=before)
+                run,
+                store,
+                now=utc_now(),
+                signing_key=keys.audit_signing_key,
+                key_id=keys.audit_key_id,
+                tenant=tenant,
+                dry_run=dry_run,
+                cutoff=before,
+            )
             return done
         finally:
             store.dispose()
@@ -273,14 +351,21 @@ def purge(
         results = purge_now()
     else:
         obj = f"audit:tenant:{tenant}" if tenant else "audit:all"
-        with admin_action("audit.purge-run", obj, tenant=tenant,
-                          details={"before": before is not None}) as facts:
+        with admin_action(
+            "audit.purge-run", obj, tenant=tenant, details={"before": before is not None}
+        ) as facts:
             results = purge_now()
             facts["purged"] = {r.tenant: r.count for r in results if r.count}
     rows = [asdict(r) for r in results]
-    emit({"dry_run": dry_run, "results": rows}, as_json, "\n".join(
-        f"{r['tenant']}: {r['skipped'] or ('would purge ' if dry_run else 'purged ') + str(r['count'])}"
-        for r in rows) or "no tenant has a retention period")
+    emit(
+        {"dry_run": dry_run, "results": rows},
+        as_json,
+        "\n".join(
+            f"{r['tenant']}: {r['skipped'] or ('would purge ' if dry_run else 'purged ') + str(r['count'])}"
+            for r in rows
+        )
+        or "no tenant has a retention period",
+    )
 
 
 @app.command("public-keys")

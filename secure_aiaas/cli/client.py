@@ -21,18 +21,22 @@ app = typer.Typer(help="Call the service as a tenant (uses the SDK).", no_args_i
 
 @app.command("predict")
 def predict(
-    input_file: Annotated[Path, typer.Argument(help=".npy file: one sample per row",
-                                               exists=True, dir_okay=False)],
+    input_file: Annotated[
+        Path, typer.Argument(help=".npy file: one sample per row", exists=True, dir_okay=False)
+    ],
     model: Annotated[str, typer.Option("--model", "-m")],
     encrypted: Annotated[bool, typer.Option("--encrypted", help="CKKS end to end")] = False,
     url: Annotated[str, typer.Option(envvar="SAIAAS_URL")] = "http://127.0.0.1:8000",
-    api_key: Annotated[str, typer.Option(envvar="SAIAAS_API_KEY", help="(env SAIAAS_API_KEY)",
-                                         show_default=False)] = "",
-    key_dir: Annotated[Path | None, typer.Option(help="keep the secret context here, "
-                                                      "encrypted (with SAIAAS_HE_PASSPHRASE)")]
-    = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help=".npy for the "
-                                                                      "result")] = None,
+    api_key: Annotated[
+        str, typer.Option(envvar="SAIAAS_API_KEY", help="(env SAIAAS_API_KEY)", show_default=False)
+    ] = "",
+    key_dir: Annotated[
+        Path | None,
+        typer.Option(help="keep the secret context here, encrypted (with SAIAAS_HE_PASSPHRASE)"),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help=".npy for the result")
+    ] = None,
 ) -> None:
     """Predict for every row of INPUT_FILE; prints one JSON object (or writes --output)."""
     from secure_aiaas.sdk import Client, EncryptedClient
@@ -58,5 +62,13 @@ def predict(
         raise typer.Exit(1) from exc
     if output is not None:
         np.save(output, result)
-    typer.echo(json.dumps({"model": model, "encrypted": encrypted, "shape": list(result.shape),
-                           **({} if output else {"outputs": result.tolist()})}))
+    typer.echo(
+        json.dumps(
+            {
+                "model": model,
+                "encrypted": encrypted,
+                "shape": list(result.shape),
+                **({} if output else {"outputs": result.tolist()}),
+            }
+        )
+    )

@@ -19,8 +19,11 @@ app = typer.Typer(help="Manage models in the registry.", no_args_is_help=True)
 
 DataDir = Annotated[
     Path,
-    typer.Option("--data-dir", envvar=["SAIAAS_MODELS_DIR", "SAIAAS_DATA_DIR"],
-                 help="Data directory (models/ inside)."),
+    typer.Option(
+        "--data-dir",
+        envvar=["SAIAAS_MODELS_DIR", "SAIAAS_DATA_DIR"],
+        help="Data directory (models/ inside).",
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 VersionOpt = Annotated[str | None, typer.Option("--version", "-v", help="Default: the latest.")]
@@ -90,17 +93,24 @@ def show(
 
 @app.command("register")
 def register(
-    manifest_file: Annotated[Path | None, typer.Option("--manifest", exists=True,
-                                                       dir_okay=False)] = None,
-    weights: Annotated[Path | None, typer.Option("--weights", exists=True,
-                                                 dir_okay=False)] = None,
-    hf_dir: Annotated[Path | None, typer.Option(
-        "--hf-dir", exists=True, file_okay=False,
-        help="A Hugging Face causal-LM folder (config, safetensors weights, tokenizer, chat "
-             "template): registered as a chat model. Every file is hashed; only safetensors "
-             "load; pickles, remote code and untested architectures are refused.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="The chat model's name "
-                                                            "(with --hf-dir).")] = None,
+    manifest_file: Annotated[
+        Path | None, typer.Option("--manifest", exists=True, dir_okay=False)
+    ] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", exists=True, dir_okay=False)] = None,
+    hf_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--hf-dir",
+            exists=True,
+            file_okay=False,
+            help="A Hugging Face causal-LM folder (config, safetensors weights, tokenizer, chat "
+            "template): registered as a chat model. Every file is hashed; only safetensors "
+            "load; pickles, remote code and untested architectures are refused.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="The chat model's name (with --hf-dir).")
+    ] = None,
     asset: Annotated[
         list[str] | None,
         typer.Option("--asset", help="NAME=PATH of an extra file the model reads (repeatable)."),
@@ -135,8 +145,11 @@ def register(
             manifest = _registry(data_dir).register(
                 raw, weights, assets=assets, curve=curve, overwrite=overwrite
             )
-            facts.update(model=manifest.name, model_version=manifest.version,
-                         weights_sha256=manifest.weights_sha256)
+            facts.update(
+                model=manifest.name,
+                model_version=manifest.version,
+                weights_sha256=manifest.weights_sha256,
+            )
     except ServiceError as exc:
         _fail(as_json, exc)
     _emit(
@@ -146,8 +159,9 @@ def register(
     )
 
 
-def _register_chat_model(directory: Path, name: str | None, overwrite: bool, data_dir: Path,
-                         as_json: bool) -> None:
+def _register_chat_model(
+    directory: Path, name: str | None, overwrite: bool, data_dir: Path, as_json: bool
+) -> None:
     from secure_aiaas.errors import InputError
     from secure_aiaas.llm import register_causal_lm
 
@@ -155,14 +169,19 @@ def _register_chat_model(directory: Path, name: str | None, overwrite: bool, dat
         _fail(as_json, InputError("--name is needed with --hf-dir"))
     try:
         with admin_action("models.register", _model_object(name), tenant=None) as facts:
-            manifest = register_causal_lm(_registry(data_dir), directory, name=name,
-                                          overwrite=overwrite)
-            facts.update(model=manifest.name, model_version=manifest.version,
-                         task="text-generation")
+            manifest = register_causal_lm(
+                _registry(data_dir), directory, name=name, overwrite=overwrite
+            )
+            facts.update(
+                model=manifest.name, model_version=manifest.version, task="text-generation"
+            )
     except ServiceError as exc:
         _fail(as_json, exc)
-    _emit(as_json, {"registered": manifest.summary()},
-          f"registered chat model {manifest.id} ({len(manifest.assets)} files hashed)")
+    _emit(
+        as_json,
+        {"registered": manifest.summary()},
+        f"registered chat model {manifest.id} ({len(manifest.assets)} files hashed)",
+    )
 
 
 @app.command("remove")
@@ -180,8 +199,9 @@ def remove(
         if not yes:
             what = f"{name} version {version}" if version else f"every version of {name}"
             typer.confirm(f"Remove {what}?", abort=True)
-        with admin_action("models.remove", _model_object(name), tenant=None,
-                          details={"model": name}) as facts:
+        with admin_action(
+            "models.remove", _model_object(name), tenant=None, details={"model": name}
+        ) as facts:
             removed = registry.remove(name, version)
             facts["versions"] = removed
     except ServiceError as exc:
@@ -224,8 +244,9 @@ def train(
 @app.command("ensure")
 def ensure(
     data_dir: DataDir = Path("data"),
-    chat: Annotated[bool, typer.Option(help="Also the built-in chat model (converted once, "
-                                            "~40 s).")] = True,
+    chat: Annotated[
+        bool, typer.Option(help="Also the built-in chat model (converted once, ~40 s).")
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
     """Prepare every built-in model not registered yet (first `make serve`): train the small
@@ -240,6 +261,10 @@ def ensure(
             made += ensure_builtin_chat_model(data_dir)
     except ServiceError as exc:
         _fail(as_json, exc)
-    _emit(as_json, {"trained": [m.id for m in made]},
-          "prepared " + ", ".join(m.id for m in made) if made
-          else "built-in models already registered")
+    _emit(
+        as_json,
+        {"trained": [m.id for m in made]},
+        "prepared " + ", ".join(m.id for m in made)
+        if made
+        else "built-in models already registered",
+    )

@@ -12,8 +12,10 @@ from secure_aiaas.cli._common import JsonOpt, admin_action, emit, fail, run_serv
 if TYPE_CHECKING:
     from secure_aiaas.policy.loader import PolicySource
 
-app = typer.Typer(help="Access policy: the policy directory, and the version published to "
-                  "replicas.", no_args_is_help=True)
+app = typer.Typer(
+    help="Access policy: the policy directory, and the version published to replicas.",
+    no_args_is_help=True,
+)
 
 
 @app.command("check")
@@ -27,10 +29,17 @@ def check(as_json: JsonOpt = False) -> None:
     errors.extend(validate_privacy_file(privacy_file))
     if errors or source is None:
         _refuse(errors, as_json)
-    emit({"valid": True, "version": source.version, "rules": len(source.lines),
-          "files": [*source.files, privacy_file.name]}, as_json,
-         f"policy OK: version {source.version}, {len(source.lines)} rules "
-         f"({', '.join(source.files)}); {privacy_file.name} OK")
+    emit(
+        {
+            "valid": True,
+            "version": source.version,
+            "rules": len(source.lines),
+            "files": [*source.files, privacy_file.name],
+        },
+        as_json,
+        f"policy OK: version {source.version}, {len(source.lines)} rules "
+        f"({', '.join(source.files)}); {privacy_file.name} OK",
+    )
 
 
 def _checked_policy() -> tuple[dict[str, bytes], PolicySource | None, list[str]]:
@@ -42,8 +51,7 @@ def _checked_policy() -> tuple[dict[str, bytes], PolicySource | None, list[str]]
     cfg = settings()
     contents: dict[str, bytes] = {}
     try:
-        contents = read_policy_files(cfg.policy_dir, cfg.policy.model_file,
-                                     cfg.policy.policy_file)
+        contents = read_policy_files(cfg.policy_dir, cfg.policy.model_file, cfg.policy.policy_file)
         source = parse_policy(contents, cfg.policy.model_file, cfg.policy.policy_file)
     except PolicyValidationError as exc:
         return contents, None, list(exc.errors)
@@ -90,23 +98,33 @@ def publish(as_json: JsonOpt = False) -> None:
     if errors or source is None:
         _refuse(errors, as_json)  # nothing stored, nothing announced
     store = published_store(cfg, run_service_call(load_keys, cfg.keys_dir).data_key)
-    announcer = (Announcer(cfg.redis_url, notice_channel(cfg.scheduling.key_prefix),
-                           timeout_s=cfg.scheduling.redis_timeout_s) if cfg.redis_url else None)
+    announcer = (
+        Announcer(
+            cfg.redis_url,
+            notice_channel(cfg.scheduling.key_prefix),
+            timeout_s=cfg.scheduling.redis_timeout_s,
+        )
+        if cfg.redis_url
+        else None
+    )
     try:
         run_service_call(store.create_schema)
         current = run_service_call(store.current)
-        details: dict[str, object] = {"version": source.version,
-                                      "previous": current[1] if current else None,
-                                      "files": list(source.files)}
+        details: dict[str, object] = {
+            "version": source.version,
+            "previous": current[1] if current else None,
+            "files": list(source.files),
+        }
         # Attempt recorded first; the facts below (never the rules) go into the outcome.
-        with admin_action("policy.publish", "admin:policy", tenant=None,
-                          details=details) as facts:
-            result = run_service_call(store.publish, contents,
-                                      model_file=cfg.policy.model_file,
-                                      policy_file=cfg.policy.policy_file,
-                                      publisher=_publisher())
-            facts.update(previous=result.previous, publication=result.seq,
-                         changed=result.changed)
+        with admin_action("policy.publish", "admin:policy", tenant=None, details=details) as facts:
+            result = run_service_call(
+                store.publish,
+                contents,
+                model_file=cfg.policy.model_file,
+                policy_file=cfg.policy.policy_file,
+                publisher=_publisher(),
+            )
+            facts.update(previous=result.previous, publication=result.seq, changed=result.changed)
             heard = announcer.announce(result.version) if announcer is not None else None
             facts["notified"] = heard
     finally:
@@ -115,19 +133,32 @@ def publish(as_json: JsonOpt = False) -> None:
             announcer.close()
     check_s = cfg.policy.published_check_s
     if heard is None:
-        reach = (f"replicas pick it up at their next check (within {check_s:g} s)"
-                 + ("; Redis could not be reached" if cfg.redis_url else
-                    " (no SAIAAS_REDIS_URL: no notice sent)"))
+        reach = f"replicas pick it up at their next check (within {check_s:g} s)" + (
+            "; Redis could not be reached"
+            if cfg.redis_url
+            else " (no SAIAAS_REDIS_URL: no notice sent)"
+        )
     else:
         reach = f"notice heard by {heard} subscriber(s)"
     if result.changed:
-        text = (f"published version {result.version} (publication {result.seq}, previous "
-                f"{result.previous or 'none'}); {reach}")
+        text = (
+            f"published version {result.version} (publication {result.seq}, previous "
+            f"{result.previous or 'none'}); {reach}"
+        )
     else:
         text = f"version {result.version} is already the published version: nothing changed"
-    emit({"version": result.version, "previous": result.previous,
-          "publication": result.seq, "changed": result.changed, "notified": heard,
-          "files": list(source.files)}, as_json, text)
+    emit(
+        {
+            "version": result.version,
+            "previous": result.previous,
+            "publication": result.seq,
+            "changed": result.changed,
+            "notified": heard,
+            "files": list(source.files),
+        },
+        as_json,
+        text,
+    )
 
 
 def _publisher() -> str:
@@ -156,11 +187,17 @@ def published(
         history = run_service_call(store.history, limit)
     finally:
         store.dispose()
-    emit({"publications": [asdict(a) for a in history]}, as_json,
-         "\n".join(f"{a.seq}\t{a.version}\t{a.activated_at}\t{a.publisher}"
-                   f"{chr(9) + 'current' if a.current else ''}"
-                   f"{'' if a.intact else chr(9) + 'REFUSED: edited outside policy publish'}"
-                   for a in history) or "nothing published yet")
+    emit(
+        {"publications": [asdict(a) for a in history]},
+        as_json,
+        "\n".join(
+            f"{a.seq}\t{a.version}\t{a.activated_at}\t{a.publisher}"
+            f"{chr(9) + 'current' if a.current else ''}"
+            f"{'' if a.intact else chr(9) + 'REFUSED: edited outside policy publish'}"
+            for a in history
+        )
+        or "nothing published yet",
+    )
     if not all(a.intact for a in history):
         raise typer.Exit(1)
 
@@ -171,13 +208,20 @@ def explain(
     tenant: str,
     obj: Annotated[str, typer.Argument(metavar="OBJECT")],
     action: str,
-    role: Annotated[str | None, typer.Option(help="role to evaluate (default: the roles of "
-                                                   "the subject's active keys)")] = None,
-    trust: Annotated[str | None, typer.Option(help="tenant trust (default: from the "
-                                                    "registry)")] = None,
-    published: Annotated[bool, typer.Option(
-        "--published", help="explain the published version (what replicas enforce) instead "
-        "of the files")] = False,
+    role: Annotated[
+        str | None,
+        typer.Option(help="role to evaluate (default: the roles of the subject's active keys)"),
+    ] = None,
+    trust: Annotated[
+        str | None, typer.Option(help="tenant trust (default: from the registry)")
+    ] = None,
+    published: Annotated[
+        bool,
+        typer.Option(
+            "--published",
+            help="explain the published version (what replicas enforce) instead of the files",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Allow or deny, and the policy line that decided."""
@@ -192,8 +236,9 @@ def explain(
         run_service_call(store.create_schema)
         engine = PolicyEngine(PublishedOrigin(store))
     else:
-        engine = PolicyEngine(cfg.policy_dir, model_file=cfg.policy.model_file,
-                              policy_file=cfg.policy.policy_file)
+        engine = PolicyEngine(
+            cfg.policy_dir, model_file=cfg.policy.model_file, policy_file=cfg.policy.policy_file
+        )
     try:
         run_service_call(engine.load)
     except PolicyValidationError as exc:
@@ -211,25 +256,53 @@ def explain(
     except NotFoundError:
         if trust is None:  # explaining a tenant that does not exist yet
             fail(f"tenant {tenant!r} is unknown; pass --trust to evaluate one")
-    roles = [role] if role else sorted({k.role for k in registry.list_api_keys(tenant)
-                                        if k.subject == subject and k.revoked_at is None})
+    roles = (
+        [role]
+        if role
+        else sorted(
+            {
+                k.role
+                for k in registry.list_api_keys(tenant)
+                if k.subject == subject and k.revoked_at is None
+            }
+        )
+    )
     if not roles:
         fail(f"{subject} holds no active key in {tenant}; pass --role to evaluate one")
     loaded = engine.loaded
     assert loaded is not None
     results: list[dict[str, Any]] = []
     for r in roles:
-        decision = engine.decide_for(subject, r, tenant, trust, obj, action,
-                                     operator=operator)
-        results.append({"role": r, "allowed": decision.allowed,
-                        "rule": list(decision.rule) if decision.rule else None,
-                        "source": loaded.rule_origin(decision.rule) if decision.rule else None,
-                        "policy_version": decision.policy_version})
+        decision = engine.decide_for(subject, r, tenant, trust, obj, action, operator=operator)
+        results.append(
+            {
+                "role": r,
+                "allowed": decision.allowed,
+                "rule": list(decision.rule) if decision.rule else None,
+                "source": loaded.rule_origin(decision.rule) if decision.rule else None,
+                "policy_version": decision.policy_version,
+            }
+        )
     allowed = any(x["allowed"] for x in results)
     text = "\n".join(
         f"{'ALLOW' if x['allowed'] else 'DENY'} as {x['role']}: "
-        + (f"{x['source']}: p, {', '.join(x['rule'])}" if x["rule"]
-           else "no allow line matches (deny by default)")
-        for x in results)
-    emit({"subject": subject, "tenant": tenant, "trust": trust, "object": obj,
-          "action": action, "allowed": allowed, "decisions": results}, as_json, text)
+        + (
+            f"{x['source']}: p, {', '.join(x['rule'])}"
+            if x["rule"]
+            else "no allow line matches (deny by default)"
+        )
+        for x in results
+    )
+    emit(
+        {
+            "subject": subject,
+            "tenant": tenant,
+            "trust": trust,
+            "object": obj,
+            "action": action,
+            "allowed": allowed,
+            "decisions": results,
+        },
+        as_json,
+        text,
+    )

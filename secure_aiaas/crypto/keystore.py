@@ -151,5 +151,9 @@ def derive_tenant_key(data_key: bytes, purpose: str, tenant: str) -> bytes:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"secure_aiaas/v1",
-                info=f"{purpose}/{tenant}".encode()).derive(data_key)
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=b"secure_aiaas/v1",
+        info=f"{purpose}/{tenant}".encode(),
+    ).derive(data_key)

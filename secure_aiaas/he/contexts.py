@@ -92,8 +92,11 @@ class MemoryContextStore:
     def usage(self, owner_prefix: str) -> tuple[int, int]:
         """Live contexts whose owner starts with ``owner_prefix``: (count, uploaded bytes)."""
         now = time.time()
-        live = [rec for rec, _ in self._items.values()
-                if rec.owner.startswith(owner_prefix) and rec.expires_at > now]
+        live = [
+            rec
+            for rec, _ in self._items.values()
+            if rec.owner.startswith(owner_prefix) and rec.expires_at > now
+        ]
         return len(live), sum(rec.nbytes for rec in live)
 
 
@@ -134,9 +137,12 @@ class SqlContextStore:
         columns = [c for c in contexts_table.c if c.name != "sealed"]
         try:
             with self._engine.connect() as conn:
-                row = conn.execute(select(*columns).where(
-                    contexts_table.c.context_id == context_id,
-                    contexts_table.c.expires_at > time.time())).first()
+                row = conn.execute(
+                    select(*columns).where(
+                        contexts_table.c.context_id == context_id,
+                        contexts_table.c.expires_at > time.time(),
+                    )
+                ).first()
         except SQLAlchemyError as exc:
             raise StoreUnavailableError() from exc
         return None if row is None else ContextRecord(**row._asdict())
@@ -144,8 +150,9 @@ class SqlContextStore:
     def sealed_blob(self, context_id: str) -> bytes | None:
         try:
             with self._engine.connect() as conn:
-                value = conn.execute(select(contexts_table.c.sealed).where(
-                    contexts_table.c.context_id == context_id)).scalar()
+                value = conn.execute(
+                    select(contexts_table.c.sealed).where(contexts_table.c.context_id == context_id)
+                ).scalar()
         except SQLAlchemyError as exc:
             raise StoreUnavailableError() from exc
         return None if value is None else bytes(value)
@@ -153,8 +160,9 @@ class SqlContextStore:
     def delete(self, context_id: str) -> bool:
         try:
             with self._engine.begin() as conn:
-                result = conn.execute(delete(contexts_table).where(
-                    contexts_table.c.context_id == context_id))
+                result = conn.execute(
+                    delete(contexts_table).where(contexts_table.c.context_id == context_id)
+                )
         except SQLAlchemyError as exc:
             raise StoreUnavailableError() from exc
         return bool(result.rowcount)
@@ -163,11 +171,17 @@ class SqlContextStore:
         now = time.time()
         try:
             with self._engine.begin() as conn:
-                gone = list(conn.execute(select(contexts_table.c.context_id).where(
-                    contexts_table.c.expires_at <= now)).scalars())
+                gone = list(
+                    conn.execute(
+                        select(contexts_table.c.context_id).where(
+                            contexts_table.c.expires_at <= now
+                        )
+                    ).scalars()
+                )
                 if gone:
-                    conn.execute(delete(contexts_table).where(
-                        contexts_table.c.context_id.in_(gone)))
+                    conn.execute(
+                        delete(contexts_table).where(contexts_table.c.context_id.in_(gone))
+                    )
         except SQLAlchemyError as exc:
             raise StoreUnavailableError() from exc
         return gone
@@ -175,9 +189,14 @@ class SqlContextStore:
     def count(self) -> int:
         try:
             with self._engine.connect() as conn:
-                return int(conn.execute(select(func.count()).select_from(contexts_table)
-                                        .where(contexts_table.c.expires_at > time.time()))
-                           .scalar() or 0)
+                return int(
+                    conn.execute(
+                        select(func.count())
+                        .select_from(contexts_table)
+                        .where(contexts_table.c.expires_at > time.time())
+                    ).scalar()
+                    or 0
+                )
         except SQLAlchemyError as exc:
             raise StoreUnavailableError() from exc
 
@@ -187,9 +206,11 @@ class SqlContextStore:
         try:
             with self._engine.connect() as conn:
                 count, total = conn.execute(
-                    select(func.count(), func.coalesce(func.sum(c.nbytes), 0))
-                    .where(c.owner.startswith(owner_prefix, autoescape=True),
-                           c.expires_at > time.time())).one()
+                    select(func.count(), func.coalesce(func.sum(c.nbytes), 0)).where(
+                        c.owner.startswith(owner_prefix, autoescape=True),
+                        c.expires_at > time.time(),
+                    )
+                ).one()
         except SQLAlchemyError as exc:
             raise StoreUnavailableError() from exc
         return int(count), int(total)

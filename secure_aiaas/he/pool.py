@@ -218,8 +218,11 @@ class HEPool:
             max_workers=self.workers,
             mp_context=get_context("spawn"),  # no fork of a threaded server process
             initializer=_init_worker,
-            initargs=(self.limits.worker_memory_bytes, self.limits.contexts_per_worker,
-                      self._data_key),
+            initargs=(
+                self.limits.worker_memory_bytes,
+                self.limits.contexts_per_worker,
+                self._data_key,
+            ),
         )
 
     def start(self) -> None:
@@ -279,8 +282,7 @@ class HEPool:
                 self.replacements += 1
         broken.shutdown(wait=False, cancel_futures=True)
 
-    async def call(self, fn: Callable[..., Any], *args: Any,
-                   priority: int | None = None) -> Any:
+    async def call(self, fn: Callable[..., Any], *args: Any, priority: int | None = None) -> Any:
         """Run `fn(*args)` in a worker; a worker crash -> pool replaced, one retry, then 422.
 
         Waits for a free worker behind higher-priority calls (default priority:
@@ -304,8 +306,11 @@ class HEPool:
                 self._slots.release()
             if self._on_call is not None:
                 try:
-                    self._on_call(getattr(fn, "__name__", "call").removeprefix("_task_"),
-                                  started - queued, time.perf_counter() - started)
+                    self._on_call(
+                        getattr(fn, "__name__", "call").removeprefix("_task_"),
+                        started - queued,
+                        time.perf_counter() - started,
+                    )
                 except Exception:  # noqa: BLE001 (a metrics bug must not fail the call)
                     logger.exception("he.on_call_failed")
             return result
@@ -330,11 +335,17 @@ class HEPool:
         """Queue and pool sizes (metrics, the resource view)."""
         with self._lock:
             pending = self._pending
-        return {"workers": self.workers, "running": self._slots.running,
-                "waiting": self._slots.waiting, "pending": pending,
-                "max_pending": self.limits.max_pending, "rejected": self.rejected,
-                "replacements": self.replacements, "models": sorted(self._models),
-                "alive": self._executor is not None}
+        return {
+            "workers": self.workers,
+            "running": self._slots.running,
+            "waiting": self._slots.waiting,
+            "pending": pending,
+            "max_pending": self.limits.max_pending,
+            "rejected": self.rejected,
+            "replacements": self.replacements,
+            "models": sorted(self._models),
+            "alive": self._executor is not None,
+        }
 
     def call_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
         """`call` for synchronous callers (tests, CLI); never use it on the event loop."""
@@ -348,8 +359,9 @@ class HEPool:
         with self._lock:
             if self._tenant_pending[tenant] >= self.limits.max_pending_per_tenant:
                 self.rejected += 1
-                raise TenantLimitError("too many concurrent encrypted requests for this "
-                                       "tenant", retry_after=1)
+                raise TenantLimitError(
+                    "too many concurrent encrypted requests for this tenant", retry_after=1
+                )
             self._tenant_pending[tenant] += 1
         try:
             yield
@@ -371,8 +383,7 @@ class HEPool:
         if allowance <= 0 or (declared is not None and declared > allowance):
             if declared is not None and declared > limits.max_context_bytes:
                 raise PayloadTooLargeError("context too large")
-            raise TenantLimitError("tenant context storage limit reached; delete a context "
-                                   "first")
+            raise TenantLimitError("tenant context storage limit reached; delete a context first")
         return allowance
 
     # ------------------------------------------------------------------ contexts
@@ -415,15 +426,23 @@ class HEPool:
             # Re-checked after validation: concurrent uploads of one tenant cannot overshoot.
             tenant = owner.split("/", 1)[0]
             count, used = await asyncio.to_thread(self._contexts.usage, f"{tenant}/")
-            if (count >= self.limits.max_contexts_per_tenant
-                    or used + len(data) > self.limits.max_context_bytes_per_tenant):
+            if (
+                count >= self.limits.max_contexts_per_tenant
+                or used + len(data) > self.limits.max_context_bytes_per_tenant
+            ):
                 raise TenantLimitError("tenant context limit reached; delete a context first")
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         # nbytes: what the tenant uploaded (what its storage limit counts).
-        record = ContextRecord(context_id, model, compiled.plan.fingerprint, owner, len(data),
-                               time.time() + self.context_ttl_s)
+        record = ContextRecord(
+            context_id,
+            model,
+            compiled.plan.fingerprint,
+            owner,
+            len(data),
+            time.time() + self.context_ttl_s,
+        )
         await asyncio.to_thread(self._contexts.put, record, sealed)
         return context_id
 
@@ -479,8 +498,7 @@ class HEPool:
             raise CiphertextError("context was registered for another model or plan version")
         return record
 
-    async def evaluate(self, model: str, request: InferenceRequest,
-                       record: ContextRecord) -> bytes:
+    async def evaluate(self, model: str, request: InferenceRequest, record: ContextRecord) -> bytes:
         """Evaluate a decoded frame under its (already checked) context."""
         compiled = self._compiled(model)
         path = await asyncio.to_thread(self._local_copy, record)

@@ -88,9 +88,7 @@ def sequential_config(model: nn.Sequential) -> dict[str, Any]:
     layers: list[dict[str, Any]] = []
     for module in model:
         if isinstance(module, Standardize):
-            layers.append(
-                {"type": "standardize", "features": module.mean.numel()}
-            )
+            layers.append({"type": "standardize", "features": module.mean.numel()})
         elif isinstance(module, nn.Linear):
             layers.append(
                 {
@@ -103,9 +101,7 @@ def sequential_config(model: nn.Sequential) -> dict[str, Any]:
         elif isinstance(module, Square):
             layers.append({"type": "square"})
         elif isinstance(module, Polynomial):
-            layers.append(
-                {"type": "polynomial", "degree": module.coeffs.numel() - 1}
-            )
+            layers.append({"type": "polynomial", "degree": module.coeffs.numel() - 1})
         elif isinstance(module, nn.ReLU | nn.Sigmoid | nn.Tanh):
             layers.append({"type": type(module).__name__.lower()})
         else:

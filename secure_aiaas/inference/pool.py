@@ -53,8 +53,10 @@ class ServedModel:
         if rows <= size:
             return await self.batcher.submit(item, priority=priority)
         parts = await asyncio.gather(
-            *(self.batcher.submit(item[start : start + size], priority=priority)
-              for start in range(0, rows, size))
+            *(
+                self.batcher.submit(item[start : start + size], priority=priority)
+                for start in range(0, rows, size)
+            )
         )
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
@@ -190,23 +192,39 @@ class ModelPool:
         if torch.cuda.is_available():
             for index in range(torch.cuda.device_count()):
                 free, total = torch.cuda.mem_get_info(index)
-                cuda.append({"index": index, "name": torch.cuda.get_device_name(index),
-                             "memory_total_bytes": total, "memory_free_bytes": free,
-                             "memory_allocated_bytes": torch.cuda.memory_allocated(index),
-                             "memory_reserved_bytes": torch.cuda.memory_reserved(index)})
+                cuda.append(
+                    {
+                        "index": index,
+                        "name": torch.cuda.get_device_name(index),
+                        "memory_total_bytes": total,
+                        "memory_free_bytes": free,
+                        "memory_allocated_bytes": torch.cuda.memory_allocated(index),
+                        "memory_reserved_bytes": torch.cuda.memory_reserved(index),
+                    }
+                )
         models = []
         for versions in self._served.values():
             for served in versions.values():
                 stats = served.batcher.stats()
-                models.append({"model": served.manifest.id, "task": served.manifest.task,
-                               "device": self.device, "queue_depth": stats.queue_depth,
-                               "max_queue_size": stats.max_queue_size,
-                               "max_batch_size": stats.max_batch_size,
-                               "rejected_total": stats.rejected_total})
-        return {"device": self.device, "torch_threads": torch.get_num_threads(),
-                "cuda_available": torch.cuda.is_available(), "cuda_devices": cuda,
-                "models": sorted(models, key=lambda m: m["model"]),
-                "failures": sorted(self.failures)}
+                models.append(
+                    {
+                        "model": served.manifest.id,
+                        "task": served.manifest.task,
+                        "device": self.device,
+                        "queue_depth": stats.queue_depth,
+                        "max_queue_size": stats.max_queue_size,
+                        "max_batch_size": stats.max_batch_size,
+                        "rejected_total": stats.rejected_total,
+                    }
+                )
+        return {
+            "device": self.device,
+            "torch_threads": torch.get_num_threads(),
+            "cuda_available": torch.cuda.is_available(),
+            "cuda_devices": cuda,
+            "models": sorted(models, key=lambda m: m["model"]),
+            "failures": sorted(self.failures),
+        }
 
     def stats(self) -> list[BatcherStats]:
         return [m.batcher.stats() for versions in self._served.values() for m in versions.values()]

@@ -124,7 +124,11 @@ def _parse_bytes(data: object, shape: list[int], where: str) -> list[str]:
 
 
 def parse_infer_request(
-    body: object, manifest: Manifest, *, max_batch: int = 1024, binary: bytes = b"",
+    body: object,
+    manifest: Manifest,
+    *,
+    max_batch: int = 1024,
+    binary: bytes = b"",
     max_elements: int = MAX_ELEMENTS,
 ) -> InferRequest:
     """Validate a v2 infer body against `manifest`.

@@ -78,8 +78,11 @@ def inspect_causal_lm(directory: Path | str) -> CausalLMSource:
     if any(p.is_symlink() for p in files):
         raise InputError("model folder contains symbolic links; copy the real files in")
     if any(p.suffix.lower() in PICKLE_SUFFIXES for p in files):
-        raise InputError("model folder contains pickle-format files (.bin/.pt/.pkl ...); "
-                         "only safetensors are loaded: remove them", code="unsafe_model_format")
+        raise InputError(
+            "model folder contains pickle-format files (.bin/.pt/.pkl ...); "
+            "only safetensors are loaded: remove them",
+            code="unsafe_model_format",
+        )
     if any(p.suffix.lower() == ".py" for p in files):
         raise InputError("model folder contains Python code; remote code is never run",
                          code="remote_code_refused")  # fmt: skip
@@ -94,15 +97,20 @@ def inspect_causal_lm(directory: Path | str) -> CausalLMSource:
         raise InputError("a fast tokenizer (tokenizer.json) is required")
     weights = _weight_files(root)
     assets = [name for name in TEXT_FILES if (root / name).is_file()] + weights[1:]
-    chat = (root / "chat_template.jinja").is_file() or (root / "chat_template.json").is_file() \
+    chat = (
+        (root / "chat_template.jinja").is_file()
+        or (root / "chat_template.json").is_file()
         or isinstance(tokenizer_config.get("chat_template"), (str, list))
+    )
     return CausalLMSource(root, weights, assets, config, chat)
 
 
 def check_config(config: Mapping[str, Any]) -> None:
     """Refuse configs we do not build: unknown architecture, remote code, quantization."""
     if "auto_map" in config:
-        raise InputError("config.json: auto_map (remote code) is refused", code="remote_code_refused")
+        raise InputError(
+            "config.json: auto_map (remote code) is refused", code="remote_code_refused"
+        )
     model_type = config.get("model_type")
     if model_type not in ARCHITECTURES:
         raise InputError(f"config.json: model_type must be one of {', '.join(sorted(ARCHITECTURES))}",
@@ -150,8 +158,18 @@ def _manifest(source: CausalLMSource, name: str, version: str, description: str,
     import transformers
 
     config = source.config
-    keys = ("model_type", "architectures", "hidden_size", "num_hidden_layers", "vocab_size",
-            "max_position_embeddings", "n_positions", "sliding_window", "dtype", "torch_dtype")
+    keys = (
+        "model_type",
+        "architectures",
+        "hidden_size",
+        "num_hidden_layers",
+        "vocab_size",
+        "max_position_embeddings",
+        "n_positions",
+        "sliding_window",
+        "dtype",
+        "torch_dtype",
+    )
     return {
         "name": name, "version": version, "task": TASK, "description": description,
         "architecture": config["model_type"],
@@ -201,8 +219,9 @@ def _prove_it_loads(manifest: Manifest, directory: Path) -> None:
     loaded = load_from_directory(manifest, directory, device=torch.device("cpu"),
                                  dtype=torch.float32)  # fmt: skip
     with torch.inference_mode():
-        loaded.model(input_ids=torch.tensor([[0]]), attention_mask=torch.tensor([[1]]),
-                     use_cache=False)
+        loaded.model(
+            input_ids=torch.tensor([[0]]), attention_mask=torch.tensor([[1]]), use_cache=False
+        )
 
 
 def load_causal_lm(
@@ -243,7 +262,9 @@ def _verified(manifest: Manifest, directory: Path) -> dict[str, bytes]:
     for file_name, digest in expected.items():
         path = directory / file_name
         if path.is_symlink() or not path.is_file():
-            raise InputError(f"{manifest.id}: {file_name} is missing", code="integrity_check_failed")
+            raise InputError(
+                f"{manifest.id}: {file_name} is missing", code="integrity_check_failed"
+            )
         data[file_name] = path.read_bytes()
         if sha256_bytes(data[file_name]) != digest:
             raise InputError(f"{manifest.id} {file_name}: SHA-256 mismatch; model refused",
@@ -265,7 +286,9 @@ def load_from_directory(
     from secure_aiaas.llm.model import LoadedModel
 
     if manifest.task != TASK or manifest.architecture not in ARCHITECTURES:
-        raise InputError(f"{manifest.id}: not a chat model we load", code="unsupported_architecture")
+        raise InputError(
+            f"{manifest.id}: not a chat model we load", code="unsupported_architecture"
+        )
     files = _verified(manifest, directory)
     config_dict = _parse_json(files, "config.json")
     check_config(config_dict)
@@ -349,9 +372,13 @@ def _tokenizer(files: Mapping[str, bytes]) -> tuple[Any, str | None]:
     return tokenizer, template
 
 
-def _eos_ids(config: Mapping[str, Any], files: Mapping[str, bytes], tokenizer: Any) -> tuple[int, ...]:
+def _eos_ids(
+    config: Mapping[str, Any], files: Mapping[str, bytes], tokenizer: Any
+) -> tuple[int, ...]:
     found: set[int] = set()
-    generation = _parse_json(files, "generation_config.json") if "generation_config.json" in files else {}
+    generation = (
+        _parse_json(files, "generation_config.json") if "generation_config.json" in files else {}
+    )
     for source in (generation.get("eos_token_id"), config.get("eos_token_id"),
                    tokenizer.eos_token_id):  # fmt: skip
         if isinstance(source, int):
@@ -368,4 +395,3 @@ def _context_limit(config: Any) -> int:
         # Our cache keeps every token; staying inside the window keeps attention exact.
         limit = min(limit, window)
     return limit
-

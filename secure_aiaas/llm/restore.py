@@ -166,8 +166,11 @@ class Restorer:
 def _consume_wrappers(text: str, start: int, end: int, *, floor: int) -> tuple[int, int]:
     for _ in range(_MAX_WRAP):
         for left, right in _PAIRS:
-            if (start - len(left) >= floor and text.startswith(left, start - len(left))
-                    and text.startswith(right, end)):
+            if (
+                start - len(left) >= floor
+                and text.startswith(left, start - len(left))
+                and text.startswith(right, end)
+            ):
                 start, end = start - len(left), end + len(right)
                 break
         else:

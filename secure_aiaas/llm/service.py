@@ -170,7 +170,9 @@ class Generation:
     def _fingerprint(self) -> str:
         return self._service.model_id
 
-    def _chunk(self, delta: dict[str, str], finish: wire.FinishReason | None = None) -> dict[str, Any]:
+    def _chunk(
+        self, delta: dict[str, str], finish: wire.FinishReason | None = None
+    ) -> dict[str, Any]:
         if self._prompt.kind == "chat":
             return wire.chat_chunk(id=self.id, created=self.created, model=self._prompt.model,
                                    fingerprint=self._fingerprint(), delta=delta,
@@ -424,4 +426,3 @@ class ChatModelPool:
         for service in self._services.values():
             await service.close()
         self._services.clear()
-

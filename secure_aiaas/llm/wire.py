@@ -53,8 +53,8 @@ class ChatMessage(_Strict):
 
     def text(self) -> str:
         """The content as one string (text parts joined without a separator, as OpenAI does)."""
-        return self.content if isinstance(self.content, str) else "".join(
-            p.text for p in self.content
+        return (
+            self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
         )
 
 
@@ -257,8 +257,13 @@ def service_error_body(
 ) -> dict[str, Any]:
     """`error_body` for one of our errors: its public message and code only."""
     param = getattr(exc, "param", None)
-    return error_body(exc.public_message, code=exc.code, status=status,
-                      param=param if isinstance(param, str) else None, request_id=request_id)
+    return error_body(
+        exc.public_message,
+        code=exc.code,
+        status=status,
+        param=param if isinstance(param, str) else None,
+        request_id=request_id,
+    )
 
 
 def sse_error(exc: ServiceError, *, status: int = 500) -> str:

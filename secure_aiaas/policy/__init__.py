@@ -17,7 +17,22 @@ from secure_aiaas.policy.published import (
     seal_key_from,
 )
 
-__all__ = ["Activation", "Announcer", "FileOrigin", "LoadedPolicy", "PolicyEngine", "PolicyOrigin",
-           "PolicyValidationError", "PublishResult", "PublishedOrigin", "PublishedPolicyStore",
-           "RedisNotices", "announce", "build_policy_engine", "notice_channel",
-           "published_store", "read_policy", "seal_key_from"]
+__all__ = [
+    "Activation",
+    "Announcer",
+    "FileOrigin",
+    "LoadedPolicy",
+    "PolicyEngine",
+    "PolicyOrigin",
+    "PolicyValidationError",
+    "PublishResult",
+    "PublishedOrigin",
+    "PublishedPolicyStore",
+    "RedisNotices",
+    "announce",
+    "build_policy_engine",
+    "notice_channel",
+    "published_store",
+    "read_policy",
+    "seal_key_from",
+]

@@ -57,18 +57,26 @@ class PolicyNotices(Protocol):
 class PolicyEngine:
     """The current policy, its decisions, and a watcher that reloads it when it changes."""
 
-    def __init__(self, origin: Path | PolicyOrigin, *, model_file: str = "model.conf",
-                 policy_file: str = "policy.csv", reload_interval_s: float = 0.5,
-                 stale_after_s: float = 60.0, notices: PolicyNotices | None = None) -> None:
+    def __init__(
+        self,
+        origin: Path | PolicyOrigin,
+        *,
+        model_file: str = "model.conf",
+        policy_file: str = "policy.csv",
+        reload_interval_s: float = 0.5,
+        stale_after_s: float = 60.0,
+        notices: PolicyNotices | None = None,
+    ) -> None:
         """Args:
-            origin: the policy directory, or another origin (the published policy).
-            model_file, policy_file: file names within a policy directory.
-            reload_interval_s: how often the watcher checks the origin.
-            stale_after_s: how long a policy that cannot be confirmed keeps deciding.
-            notices: wakes the watcher at once when a new version is announced.
+        origin: the policy directory, or another origin (the published policy).
+        model_file, policy_file: file names within a policy directory.
+        reload_interval_s: how often the watcher checks the origin.
+        stale_after_s: how long a policy that cannot be confirmed keeps deciding.
+        notices: wakes the watcher at once when a new version is announced.
         """
-        self.origin: PolicyOrigin = (FileOrigin(origin, model_file, policy_file)
-                                     if isinstance(origin, Path) else origin)
+        self.origin: PolicyOrigin = (
+            FileOrigin(origin, model_file, policy_file) if isinstance(origin, Path) else origin
+        )
         self._interval = reload_interval_s
         self._stale_after = stale_after_s
         self._notices = notices
@@ -93,8 +101,11 @@ class PolicyEngine:
         """Load from the origin; raises PolicyValidationError (or StoreUnavailableError) and
         keeps the previous policy."""
         stamp, source = self.origin.read()
-        loaded = LoadedPolicy(source=source, enforcer=build_enforcer(source),
-                              allow_explainer=build_enforcer(source, explain_allows=True))
+        loaded = LoadedPolicy(
+            source=source,
+            enforcer=build_enforcer(source),
+            allow_explainer=build_enforcer(source, explain_allows=True),
+        )
         with self._lock:
             self._current = loaded
             self._cache = {}
@@ -129,18 +140,31 @@ class PolicyEngine:
             except PolicyValidationError as exc:
                 self._stamp = stamp  # don't retry a refused version until the origin changes
                 self.last_error = "; ".join(exc.errors)
-                log.error("policy.reload_rejected", origin=self.origin.kind, errors=exc.errors,
-                          kept_version=previous, refused_after_s=self._stale_after)
+                log.error(
+                    "policy.reload_rejected",
+                    origin=self.origin.kind,
+                    errors=exc.errors,
+                    kept_version=previous,
+                    refused_after_s=self._stale_after,
+                )
                 return False
             if loaded.source.version != previous:
-                log.info("policy.reloaded", origin=self.origin.kind,
-                         version=loaded.source.version, previous=previous)
+                log.info(
+                    "policy.reloaded",
+                    origin=self.origin.kind,
+                    version=loaded.source.version,
+                    previous=previous,
+                )
             return True
 
     def _note_unreachable(self) -> None:
         if not self._unreachable:  # once per outage, not once per tick
-            log.error("policy.origin_unreachable", origin=self.origin.kind,
-                      version=self.version, refused_after_s=self._stale_after)
+            log.error(
+                "policy.origin_unreachable",
+                origin=self.origin.kind,
+                version=self.version,
+                refused_after_s=self._stale_after,
+            )
         self._unreachable = True
 
     def _note_reachable(self) -> None:
@@ -206,9 +230,13 @@ class PolicyEngine:
 
     def state(self) -> dict[str, object]:
         """What readiness may show anyone: no error text, no rules."""
-        return {"source": self.origin.kind, "loaded": self._current is not None,
-                "version": self.version, "fresh": self.fresh,
-                "rejected_edit": self.last_error is not None}
+        return {
+            "source": self.origin.kind,
+            "loaded": self._current is not None,
+            "version": self.version,
+            "fresh": self.fresh,
+            "rejected_edit": self.last_error is not None,
+        }
 
     def _usable(self) -> LoadedPolicy:
         current = self._current
@@ -232,7 +260,8 @@ class PolicyEngine:
             roles.append(key_role)
         with self._lock:
             granted = current.enforcer.get_roles_for_user_in_domain(
-                SUBJECT_PREFIX + principal.subject, principal.tenant)
+                SUBJECT_PREFIX + principal.subject, principal.tenant
+            )
         for role in granted:
             role = self.effective_role(role, principal.operator)
             if role and role not in roles:
@@ -240,11 +269,27 @@ class PolicyEngine:
         return tuple(roles)
 
     def decide(self, principal: Principal, obj: str, act: str) -> Decision:
-        return self.decide_for(principal.subject, principal.role, principal.tenant,
-                               principal.trust, obj, act, operator=principal.operator)
+        return self.decide_for(
+            principal.subject,
+            principal.role,
+            principal.tenant,
+            principal.trust,
+            obj,
+            act,
+            operator=principal.operator,
+        )
 
-    def decide_for(self, subject: str, role: str, tenant: str, trust: str, obj: str,
-                   act: str, *, operator: bool = False) -> Decision:
+    def decide_for(
+        self,
+        subject: str,
+        role: str,
+        tenant: str,
+        trust: str,
+        obj: str,
+        act: str,
+        *,
+        operator: bool = False,
+    ) -> Decision:
         """Allow or deny, with the deciding rule.
 
         Raises:
@@ -258,20 +303,28 @@ class PolicyEngine:
             cached = self._cache.get(key)
             if cached is not None:
                 return cached
-            request = (SUBJECT_PREFIX + subject, self.effective_role(role, operator), tenant,
-                       f"trust:{trust}", OPERATOR_DOMAIN if operator else CUSTOMER_DOMAIN,
-                       obj, act)
+            request = (
+                SUBJECT_PREFIX + subject,
+                self.effective_role(role, operator),
+                tenant,
+                f"trust:{trust}",
+                OPERATOR_DOMAIN if operator else CUSTOMER_DOMAIN,
+                obj,
+                act,
+            )
             try:
                 allowed, explain = current.enforcer.enforce_ex(*request)
                 if allowed:
                     _, explain = current.allow_explainer.enforce_ex(*request)
             except Exception as exc:  # noqa: BLE001 - any enforcer fault is a denial
                 log.error("policy.enforce_failed", error=type(exc).__name__)
-                return Decision(allowed=False, rule=None, policy_version=current.source.version,
-                                error=True)
+                return Decision(
+                    allowed=False, rule=None, policy_version=current.source.version, error=True
+                )
             rule = tuple(explain) if explain else None
-            decision = Decision(allowed=bool(allowed), rule=rule,
-                                policy_version=current.source.version)
+            decision = Decision(
+                allowed=bool(allowed), rule=rule, policy_version=current.source.version
+            )
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[key] = decision

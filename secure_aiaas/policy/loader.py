@@ -71,8 +71,11 @@ def policy_files(policy_dir: Path, model_file: str, policy_file: str) -> list[Pa
     Hidden files (an editor's ``.policy.csv.swp``-style copies, ``.extra.csv``) never load:
     what is enforced is what a reviewer sees with ``ls``.
     """
-    extra = sorted(p for p in policy_dir.glob("*.csv")
-                   if p.name != policy_file and not p.name.startswith(".") and p.is_file())
+    extra = sorted(
+        p
+        for p in policy_dir.glob("*.csv")
+        if p.name != policy_file and not p.name.startswith(".") and p.is_file()
+    )
     return [policy_dir / model_file, policy_dir / policy_file, *extra]
 
 
@@ -85,22 +88,28 @@ def _subject_field_problem(value: str, roles: set[str]) -> str | None:
     if value == "*":
         return None
     if value.startswith(SUBJECT_PREFIX):
-        return subject_problem(value[len(SUBJECT_PREFIX):], roles)
+        return subject_problem(value[len(SUBJECT_PREFIX) :], roles)
     if not ROLE_RE.match(value):
-        return (f"{value!r} is neither a role (lowercase letters, digits, '-'), "
-                "'subject:<name>' nor '*'")
+        return (
+            f"{value!r} is neither a role (lowercase letters, digits, '-'), "
+            "'subject:<name>' nor '*'"
+        )
     if value not in roles:
-        return (f"{value!r} is not a role: built-in roles are {', '.join(sorted(BUILTIN_ROLES))};"
-                f" declare a custom one with 'role, {value}'; for one key holder write "
-                f"'subject:{value}'")
+        return (
+            f"{value!r} is not a role: built-in roles are {', '.join(sorted(BUILTIN_ROLES))};"
+            f" declare a custom one with 'role, {value}'; for one key holder write "
+            f"'subject:{value}'"
+        )
     return None
 
 
 def _domain_field_problem(value: str) -> str | None:
     if value == "*" or value in DOMAIN_CLASSES or TENANT_RE.match(value):
         return None
-    return (f"domain {value!r} is not a tenant name, a class "
-            f"({', '.join(sorted(DOMAIN_CLASSES))}) or '*'")
+    return (
+        f"domain {value!r} is not a tenant name, a class "
+        f"({', '.join(sorted(DOMAIN_CLASSES))}) or '*'"
+    )
 
 
 def _check_names(lines: list[PolicyLine], errors: list[str]) -> None:
@@ -109,22 +118,26 @@ def _check_names(lines: list[PolicyLine], errors: list[str]) -> None:
     for line in lines:
         where = line.source
         if line.ptype == "role":
-            problem = (None if ROLE_RE.match(line.fields[0]) else
-                       f"{line.fields[0]!r} is not a role name (lowercase letters, digits, '-')")
+            problem = (
+                None
+                if ROLE_RE.match(line.fields[0])
+                else f"{line.fields[0]!r} is not a role name (lowercase letters, digits, '-')"
+            )
             if problem is None and fold(line.fields[0]) in {fold(r) for r in BUILTIN_ROLES}:
                 problem = f"{line.fields[0]!r} is (or reads like) a built-in role"
         elif line.ptype == "p":
             sub, dom = line.fields[0], line.fields[1]
             problem = _subject_field_problem(sub, roles) or _domain_field_problem(dom)
             if problem is None and sub in GLOBAL_ROLES and dom != OPERATOR_DOMAIN:
-                problem = (f"global role {sub!r} may be granted only in domain "
-                           f"{OPERATOR_DOMAIN!r}, not {dom!r}")
+                problem = (
+                    f"global role {sub!r} may be granted only in domain "
+                    f"{OPERATOR_DOMAIN!r}, not {dom!r}"
+                )
         else:
             subject, role, tenant = line.fields
             problem = subject_problem(subject, roles)
             if problem is None and role not in roles:
-                problem = (f"{role!r} is not a role (declare a custom one with "
-                           f"'role, {role}')")
+                problem = f"{role!r} is not a role (declare a custom one with 'role, {role}')"
             if problem is None and not TENANT_RE.match(tenant):
                 problem = f"a grant names one tenant, not {tenant!r}"
         if problem is not None:
@@ -137,11 +150,12 @@ def operator_grant_problems(source: PolicySource, operator_tenants: set[str]) ->
     They could not take effect (global roles' lines match only ``tenant:operator``), but a
     reviewer would read them as if they did.
     """
-    return [f"{ln.source}: global role {ln.fields[1]!r} granted in tenant {ln.fields[2]!r}, "
-            "which is not an operator tenant"
-            for ln in source.lines
-            if ln.ptype == "g" and ln.fields[1] in GLOBAL_ROLES
-            and ln.fields[2] not in operator_tenants]
+    return [
+        f"{ln.source}: global role {ln.fields[1]!r} granted in tenant {ln.fields[2]!r}, "
+        "which is not an operator tenant"
+        for ln in source.lines
+        if ln.ptype == "g" and ln.fields[1] in GLOBAL_ROLES and ln.fields[2] not in operator_tenants
+    ]
 
 
 def _parse_csv(name: str, content: str, errors: list[str]) -> list[PolicyLine]:
@@ -155,25 +169,27 @@ def _parse_csv(name: str, content: str, errors: list[str]) -> list[PolicyLine]:
         ptype, rest = fields[0], fields[1:]
         if ptype == "p":
             if len(rest) != 5:
-                errors.append(f"{where}: a 'p' line needs 5 fields (sub, dom, obj, act, eft), "
-                              f"got {len(rest)}")
+                errors.append(
+                    f"{where}: a 'p' line needs 5 fields (sub, dom, obj, act, eft), got {len(rest)}"
+                )
                 continue
             if rest[4] not in EFFECTS:
                 errors.append(f"{where}: effect must be 'allow' or 'deny', got {rest[4]!r}")
                 continue
         elif ptype == "g":
             if len(rest) != 3:
-                errors.append(f"{where}: a 'g' line needs 3 fields (subject, role, tenant), "
-                              f"got {len(rest)}")
+                errors.append(
+                    f"{where}: a 'g' line needs 3 fields (subject, role, tenant), got {len(rest)}"
+                )
                 continue
         elif ptype == "role":
             if len(rest) != 1:
-                errors.append(f"{where}: a 'role' line declares one role name, got "
-                              f"{len(rest)} fields")
+                errors.append(
+                    f"{where}: a 'role' line declares one role name, got {len(rest)} fields"
+                )
                 continue
         else:
-            errors.append(f"{where}: unknown line type {ptype!r} (expected 'p', 'g' or "
-                          "'role')")
+            errors.append(f"{where}: unknown line type {ptype!r} (expected 'p', 'g' or 'role')")
             continue
         if any(not field for field in rest):
             errors.append(f"{where}: empty field")
@@ -188,8 +204,9 @@ def read_policy(policy_dir: Path, model_file: str, policy_file: str) -> PolicySo
     Each file is read once: the version is the digest of exactly the bytes parsed, so an
     edit racing the read can never produce a version that names other content.
     """
-    return parse_policy(read_policy_files(policy_dir, model_file, policy_file), model_file,
-                        policy_file)
+    return parse_policy(
+        read_policy_files(policy_dir, model_file, policy_file), model_file, policy_file
+    )
 
 
 def read_policy_files(policy_dir: Path, model_file: str, policy_file: str) -> dict[str, bytes]:
@@ -257,8 +274,12 @@ def parse_policy(contents: dict[str, bytes], model_file: str, policy_file: str) 
     digest = hashlib.sha256()
     for name in names:
         digest.update(name.encode() + b"\0" + contents[name] + b"\0")
-    source = PolicySource(model_text=model_text, lines=tuple(lines),
-                          version=digest.hexdigest()[:12], files=tuple(names))
+    source = PolicySource(
+        model_text=model_text,
+        lines=tuple(lines),
+        version=digest.hexdigest()[:12],
+        files=tuple(names),
+    )
     _dry_run(source, model_file)
     return source
 
@@ -266,14 +287,22 @@ def parse_policy(contents: dict[str, bytes], model_file: str, policy_file: str) 
 def _dry_run(source: PolicySource, model_file: str) -> None:
     """Evaluate the matcher once over every line: a matcher that cannot be evaluated (an
     unknown function, a bad expression) is refused here rather than at the first request."""
-    request = (SUBJECT_PREFIX + "policy-check", "user", "policy-check", "trust:trusted",
-               "tenant:customer", "identity", "read")
+    request = (
+        SUBJECT_PREFIX + "policy-check",
+        "user",
+        "policy-check",
+        "trust:trusted",
+        "tenant:customer",
+        "identity",
+        "read",
+    )
     try:
         enforcer = build_enforcer(source)
         enforcer.enforce_ex(*request)
     except Exception as exc:  # casbin/simpleeval raise many kinds
-        raise PolicyValidationError([f"{model_file}:0: the matcher cannot be evaluated: "
-                                     f"{type(exc).__name__}: {exc}"]) from exc
+        raise PolicyValidationError(
+            [f"{model_file}:0: the matcher cannot be evaluated: {type(exc).__name__}: {exc}"]
+        ) from exc
 
 
 def _silence_casbin() -> None:
@@ -302,8 +331,9 @@ def build_enforcer(source: PolicySource, *, explain_allows: bool = False) -> cas
     enforcer.logger = _SILENT
     p_rules = [list(line.fields) for line in lines if line.ptype == "p"]  # "role": ours only
     # Subjects enter the enforcer namespaced, as requests carry them (see model.conf).
-    g_rules = [[SUBJECT_PREFIX + line.fields[0], *line.fields[1:]]
-               for line in lines if line.ptype == "g"]
+    g_rules = [
+        [SUBJECT_PREFIX + line.fields[0], *line.fields[1:]] for line in lines if line.ptype == "g"
+    ]
     if p_rules:
         enforcer.add_policies(p_rules)
     if g_rules:

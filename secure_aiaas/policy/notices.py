@@ -39,8 +39,12 @@ def _client(redis_url: str, timeout_s: float) -> redis.Redis:
 
     # No retries inside redis-py: the caller decides (the subscriber reconnects itself and
     # then checks the database, so nothing published meanwhile is missed for long).
-    return redis.Redis.from_url(redis_url, socket_connect_timeout=timeout_s,
-                                socket_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+    return redis.Redis.from_url(
+        redis_url,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 class Announcer:
@@ -87,8 +91,9 @@ def announce(redis_url: str, channel: str, version: str, *, timeout_s: float = 2
 class RedisNotices:
     """Subscribes to the channel in a thread and calls ``on_notice`` for each message."""
 
-    def __init__(self, redis_url: str, channel: str, *, timeout_s: float = 2.0,
-                 retry_s: float = 1.0) -> None:
+    def __init__(
+        self, redis_url: str, channel: str, *, timeout_s: float = 2.0, retry_s: float = 1.0
+    ) -> None:
         self._url = redis_url
         self.channel = channel
         self._timeout = timeout_s
@@ -100,8 +105,9 @@ class RedisNotices:
 
     def start(self, on_notice: Callable[[], None]) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(on_notice,),
-                                        name="policy-notices", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(on_notice,), name="policy-notices", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -132,8 +138,9 @@ class RedisNotices:
             except (RedisError, OSError) as exc:
                 self.listening = False
                 if not down:  # once per outage; the periodic check carries on meanwhile
-                    log.warning("policy.notices_unavailable", channel=self.channel,
-                                error=type(exc).__name__)
+                    log.warning(
+                        "policy.notices_unavailable", channel=self.channel, error=type(exc).__name__
+                    )
                 down = True
                 self._stop.wait(self._retry)
             finally:

@@ -44,8 +44,9 @@ class FileOrigin:
 
     kind = "files"
 
-    def __init__(self, policy_dir: Path, model_file: str = "model.conf",
-                 policy_file: str = "policy.csv") -> None:
+    def __init__(
+        self, policy_dir: Path, model_file: str = "model.conf", policy_file: str = "policy.csv"
+    ) -> None:
         self.policy_dir = policy_dir
         self.model_file = model_file
         self.policy_file = policy_file

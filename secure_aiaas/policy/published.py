@@ -63,8 +63,7 @@ publications_table = Table(
 publication_files_table = Table(
     "policy_publication_files",
     metadata,
-    Column("version", String(64), ForeignKey("policy_publications.version"),
-           primary_key=True),
+    Column("version", String(64), ForeignKey("policy_publications.version"), primary_key=True),
     Column("position", Integer, primary_key=True, autoincrement=False),
     Column("name", String(255), nullable=False),
     Column("content", LargeBinary, nullable=False),
@@ -83,21 +82,31 @@ _TABLES = ("policy_publications", "policy_publication_files", "policy_activation
 _SQLITE_TRIGGERS = tuple(
     f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
     "BEGIN SELECT RAISE(ABORT, 'published policies are append-only'); END"
-    for table in _TABLES for op in ("UPDATE", "DELETE"))
+    for table in _TABLES
+    for op in ("UPDATE", "DELETE")
+)
 _PG_TRIGGERS = (
     "SELECT pg_advisory_xact_lock(hashtext('saiaas-policy-schema'))",
     """CREATE OR REPLACE FUNCTION saiaas_policy_append_only() RETURNS trigger AS $$
 BEGIN
   RAISE EXCEPTION 'published policies are append-only (% on %)', TG_OP, TG_TABLE_NAME;
 END $$ LANGUAGE plpgsql""",
-    *(f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-      "FOR EACH ROW EXECUTE FUNCTION saiaas_policy_append_only()" for table in _TABLES),
-    *(f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-      "FOR EACH STATEMENT EXECUTE FUNCTION saiaas_policy_append_only()" for table in _TABLES),
+    *(
+        f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION saiaas_policy_append_only()"
+        for table in _TABLES
+    ),
+    *(
+        f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION saiaas_policy_append_only()"
+        for table in _TABLES
+    ),
 )
 _PG_PUBLISH_LOCK = "SELECT pg_advisory_xact_lock(hashtext('saiaas-policy-publish'))"
-_UNSEALED = ("publication {seq} ({version}) is not sealed by this deployment's key: it was "
-             "written or edited outside `secure-aiaas policy publish`")
+_UNSEALED = (
+    "publication {seq} ({version}) is not sealed by this deployment's key: it was "
+    "written or edited outside `secure-aiaas policy publish`"
+)
 
 
 def seal_key_from(data_key: bytes) -> bytes:
@@ -147,8 +156,11 @@ class PublishedPolicyStore:
         # Writer: takes the write lock at BEGIN (SQLite), so two publishes serialise.
         self._writer = make_engine(url, timeout_s=timeout_s, immediate=True)
         self._reader = make_engine(url, timeout_s=timeout_s)
-        self._sql_current = (select(activations_table.c.seq, activations_table.c.version)
-                             .order_by(activations_table.c.seq.desc()).limit(1))
+        self._sql_current = (
+            select(activations_table.c.seq, activations_table.c.version)
+            .order_by(activations_table.c.seq.desc())
+            .limit(1)
+        )
 
     def create_schema(self) -> None:
         """Create the tables and make them append-only (idempotent; replicas may race)."""
@@ -165,8 +177,9 @@ class PublishedPolicyStore:
         self._reader.dispose()
 
     # -- writes ---------------------------------------------------------------------------
-    def publish(self, contents: dict[str, bytes], *, model_file: str, policy_file: str,
-                publisher: str) -> PublishResult:
+    def publish(
+        self, contents: dict[str, bytes], *, model_file: str, policy_file: str, publisher: str
+    ) -> PublishResult:
         """Validate ``contents`` (file name → bytes) and make that version current.
 
         Raises:
@@ -184,23 +197,43 @@ class PublishedPolicyStore:
                 previous = None if last is None else str(last.version)
                 if last is not None and previous == version:
                     return PublishResult(version, previous, int(last.seq), changed=False)
-                known = conn.execute(select(publications_table.c.version)
-                                     .where(publications_table.c.version == version)).first()
+                known = conn.execute(
+                    select(publications_table.c.version).where(
+                        publications_table.c.version == version
+                    )
+                ).first()
                 if known is None:
                     files = [(name, contents[name]) for name in source.files]
-                    conn.execute(insert(publications_table).values(
-                        version=version, model_file=model_file, policy_file=policy_file,
-                        published_at=now, publisher=publisher,
-                        seal=self._publication_seal(version, model_file, policy_file, now,
-                                                    publisher, files)))
-                    conn.execute(insert(publication_files_table), [
-                        {"version": version, "position": i, "name": name, "content": data}
-                        for i, (name, data) in enumerate(files)])
+                    conn.execute(
+                        insert(publications_table).values(
+                            version=version,
+                            model_file=model_file,
+                            policy_file=policy_file,
+                            published_at=now,
+                            publisher=publisher,
+                            seal=self._publication_seal(
+                                version, model_file, policy_file, now, publisher, files
+                            ),
+                        )
+                    )
+                    conn.execute(
+                        insert(publication_files_table),
+                        [
+                            {"version": version, "position": i, "name": name, "content": data}
+                            for i, (name, data) in enumerate(files)
+                        ],
+                    )
                 seq = 1 if last is None else int(last.seq) + 1
-                conn.execute(insert(activations_table).values(
-                    seq=seq, version=version, previous=previous, activated_at=now,
-                    publisher=publisher,
-                    seal=self._activation_seal(seq, version, previous, now, publisher)))
+                conn.execute(
+                    insert(activations_table).values(
+                        seq=seq,
+                        version=version,
+                        previous=previous,
+                        activated_at=now,
+                        publisher=publisher,
+                        seal=self._activation_seal(seq, version, previous, now, publisher),
+                    )
+                )
         except IntegrityError as exc:  # a concurrent publisher on SQLite without the lock
             raise StoreUnavailableError("policy store busy; publish again") from exc
         except SQLAlchemyError as exc:
@@ -227,16 +260,18 @@ class PublishedPolicyStore:
         """
         try:
             with self._reader.connect() as conn:
-                row = conn.execute(select(activations_table)
-                                   .order_by(activations_table.c.seq.desc()).limit(1)).first()
+                row = conn.execute(
+                    select(activations_table).order_by(activations_table.c.seq.desc()).limit(1)
+                ).first()
                 if row is None:
-                    raise PolicyValidationError([
-                        "no policy has been published: run `secure-aiaas policy publish`"])
+                    raise PolicyValidationError(
+                        ["no policy has been published: run `secure-aiaas policy publish`"]
+                    )
                 seq = int(row.seq)
-                if row.seal != self._activation_seal(seq, row.version, row.previous,
-                                                     row.activated_at, row.publisher):
-                    raise PolicyValidationError([_UNSEALED.format(seq=seq,
-                                                                  version=row.version)])
+                if row.seal != self._activation_seal(
+                    seq, row.version, row.previous, row.activated_at, row.publisher
+                ):
+                    raise PolicyValidationError([_UNSEALED.format(seq=seq, version=row.version)])
                 return seq, self._verified(conn, seq, str(row.version))
         except SQLAlchemyError as exc:
             raise StoreUnavailableError("policy store unavailable") from exc
@@ -245,57 +280,84 @@ class PublishedPolicyStore:
         """The latest publishes, newest first, each checked as a replica would check it."""
         try:
             with self._reader.connect() as conn:
-                rows = conn.execute(select(activations_table)
-                                    .order_by(activations_table.c.seq.desc())
-                                    .limit(limit)).all()
+                rows = conn.execute(
+                    select(activations_table).order_by(activations_table.c.seq.desc()).limit(limit)
+                ).all()
                 result = []
                 for i, row in enumerate(rows):
                     seq = int(row.seq)
                     intact = row.seal == self._activation_seal(
-                        seq, row.version, row.previous, row.activated_at, row.publisher)
+                        seq, row.version, row.previous, row.activated_at, row.publisher
+                    )
                     if intact:
                         try:
                             self._verified(conn, seq, str(row.version))
                         except PolicyValidationError:
                             intact = False
-                    result.append(Activation(seq=seq, version=str(row.version),
-                                             previous=row.previous,
-                                             activated_at=str(row.activated_at),
-                                             publisher=str(row.publisher), current=i == 0,
-                                             intact=intact))
+                    result.append(
+                        Activation(
+                            seq=seq,
+                            version=str(row.version),
+                            previous=row.previous,
+                            activated_at=str(row.activated_at),
+                            publisher=str(row.publisher),
+                            current=i == 0,
+                            intact=intact,
+                        )
+                    )
                 return result
         except SQLAlchemyError as exc:
             raise StoreUnavailableError("policy store unavailable") from exc
 
     def _verified(self, conn: Connection, seq: int, version: str) -> PolicySource:
-        pub = conn.execute(select(publications_table)
-                           .where(publications_table.c.version == version)).first()
-        files = [(str(r.name), bytes(r.content)) for r in conn.execute(
-            select(publication_files_table.c.name, publication_files_table.c.content)
-            .where(publication_files_table.c.version == version)
-            .order_by(publication_files_table.c.position))]
+        pub = conn.execute(
+            select(publications_table).where(publications_table.c.version == version)
+        ).first()
+        files = [
+            (str(r.name), bytes(r.content))
+            for r in conn.execute(
+                select(publication_files_table.c.name, publication_files_table.c.content)
+                .where(publication_files_table.c.version == version)
+                .order_by(publication_files_table.c.position)
+            )
+        ]
         if pub is None or pub.seal != self._publication_seal(
-                version, pub.model_file, pub.policy_file, pub.published_at, pub.publisher,
-                files):
+            version, pub.model_file, pub.policy_file, pub.published_at, pub.publisher, files
+        ):
             raise PolicyValidationError([_UNSEALED.format(seq=seq, version=version)])
         source = parse_policy(dict(files), str(pub.model_file), str(pub.policy_file))
         if source.version != version:
-            raise PolicyValidationError([f"publication {seq}: its files hash to "
-                                         f"{source.version}, not to {version}"])
+            raise PolicyValidationError(
+                [f"publication {seq}: its files hash to {source.version}, not to {version}"]
+            )
         return source
 
-    def _publication_seal(self, version: str, model_file: str, policy_file: str,
-                          published_at: str, publisher: str,
-                          files: list[tuple[str, bytes]]) -> str:
+    def _publication_seal(
+        self,
+        version: str,
+        model_file: str,
+        policy_file: str,
+        published_at: str,
+        publisher: str,
+        files: list[tuple[str, bytes]],
+    ) -> str:
         parts: list[str | bytes] = [version, model_file, policy_file, published_at, publisher]
         for name, data in files:
             parts += [name, data]
         return _seal(self._seal_key, "policy-publication/v1", *parts)
 
-    def _activation_seal(self, seq: int, version: str, previous: str | None,
-                         activated_at: str, publisher: str) -> str:
-        return _seal(self._seal_key, "policy-activation/v1", str(seq), version,
-                     previous or "", activated_at, publisher)
+    def _activation_seal(
+        self, seq: int, version: str, previous: str | None, activated_at: str, publisher: str
+    ) -> str:
+        return _seal(
+            self._seal_key,
+            "policy-activation/v1",
+            str(seq),
+            version,
+            previous or "",
+            activated_at,
+            publisher,
+        )
 
 
 class PublishedOrigin:
@@ -313,10 +375,13 @@ class PublishedOrigin:
     def read(self) -> tuple[Hashable, PolicySource]:
         seq, source = self.store.load_current()
         if seq < self._highest_seq:
-            raise PolicyValidationError([
-                f"the current publication ({seq}) is older than publication "
-                f"{self._highest_seq}, which this replica already enforced: the database "
-                "was rolled back or edited; publish again and restart the replicas"])
+            raise PolicyValidationError(
+                [
+                    f"the current publication ({seq}) is older than publication "
+                    f"{self._highest_seq}, which this replica already enforced: the database "
+                    "was rolled back or edited; publish again and restart the replicas"
+                ]
+            )
         self._highest_seq = seq
         return (seq, source.version), source
 

@@ -35,7 +35,13 @@ class Detector:
     """spaCy + Presidio analyzer (+ the PII model for the accurate tier), loaded once."""
 
     def __init__(
-        self, *, nlp: Any, analyzer: Any, engine: Any, pii_model: PiiModel | None, batch_size: int,
+        self,
+        *,
+        nlp: Any,
+        analyzer: Any,
+        engine: Any,
+        pii_model: PiiModel | None,
+        batch_size: int,
         lexicon: frozenset[str] = frozenset(),
     ) -> None:
         self.nlp, self.analyzer, self.engine = nlp, analyzer, engine
@@ -48,8 +54,14 @@ class Detector:
         self._per_profile: dict[str, tuple[list[Any], Any]] = {}
 
     @classmethod
-    def load(cls, model_name: str, *, pii_model: str | None = "int8", batch_size: int = 128,
-             pii_graph: bytes | None = None) -> Detector:
+    def load(
+        cls,
+        model_name: str,
+        *,
+        pii_model: str | None = "int8",
+        batch_size: int = 128,
+        pii_graph: bytes | None = None,
+    ) -> Detector:
         """Load spaCy, build the analyzer and (unless ``pii_model`` is None) the PII model.
 
         ``pii_graph``: an already converted model graph (workers get the parent's, so the int8
@@ -62,8 +74,14 @@ class Detector:
         model = None
         if pii_model is not None:
             model = PiiModel(pii_model, graph=pii_graph)
-        return cls(nlp=nlp, analyzer=analyzer, engine=engine, pii_model=model,
-                   batch_size=batch_size, lexicon=lexicon)
+        return cls(
+            nlp=nlp,
+            analyzer=analyzer,
+            engine=engine,
+            pii_model=model,
+            batch_size=batch_size,
+            lexicon=lexicon,
+        )
 
     def detect(
         self, texts: Sequence[str], keys_hint: Sequence[str | None], profile: Profile
@@ -100,8 +118,11 @@ class Detector:
                     if escaped:  # offsets inside an escaped string do not map: take it whole
                         spans.append(rules.Span(s.entity_type, start, end, s.score, s.source))
                     else:
-                        spans.append(rules.Span(s.entity_type, start + s.start, start + s.end,
-                                                s.score, s.source))
+                        spans.append(
+                            rules.Span(
+                                s.entity_type, start + s.start, start + s.end, s.score, s.source
+                            )
+                        )
             out.append(rules.resolve_overlaps(spans))
         return out
 
@@ -129,7 +150,8 @@ class Detector:
             use_model = profile.tier == "accurate" and self.pii_model is not None
             model_spans = (
                 _predict_with_keys(self.pii_model, plain, keys_hint)
-                if use_model and self.pii_model else None
+                if use_model and self.pii_model
+                else None
             )
             docs: Iterator[Any] = self.nlp.pipe(plain, batch_size=self.batch_size)
             for i, (f, doc, key) in enumerate(zip(folded, docs, keys_hint)):
@@ -144,8 +166,13 @@ class Detector:
                     context=context or None,
                 )
                 spans = [
-                    rules.Span(r.entity_type, r.start, r.end, r.score,
-                               r.recognition_metadata.get("recognizer_name", ""))
+                    rules.Span(
+                        r.entity_type,
+                        r.start,
+                        r.end,
+                        r.score,
+                        r.recognition_metadata.get("recognizer_name", ""),
+                    )
                     for r in raw
                     if r.score >= profile.thresholds.get(r.entity_type, 1.01)
                 ]
@@ -155,27 +182,34 @@ class Detector:
                     # ("X22 Edition includes"): with the PII model loaded, such a span stands
                     # only where the PII model sees at least a little of the same.
                     spans = [
-                        s for s in spans
+                        s
+                        for s in spans
                         if s.source != rules.NER_SOURCE
                         or s.entity_type not in ("PERSON", "LOCATION")
                         or prediction.support(s.entity_type, s.start, s.end) >= NER_SUPPORT
                     ]
                     key_context = " ".join(context)
-                    evidence = model_evidence(f.text, prediction.spans, self.lexicon,
-                                              key_context)
-                    evidence += word_evidence(f.text, prediction.person, prediction.place,
-                                              self.lexicon, key_context)
+                    evidence = model_evidence(f.text, prediction.spans, self.lexicon, key_context)
+                    evidence += word_evidence(
+                        f.text, prediction.person, prediction.place, self.lexicon, key_context
+                    )
                     evidence += initial_names(f.text, self.lexicon)
                     evidence += lower_after_person_verb(f.text, self.lexicon)
                     if context and NON_PERSONAL_KEYS.intersection(context):
                         # {"runtime": "Phoenix"}, {"product": "Tunis 14 SE"}: the field says
                         # what the value is, and it is no person or place.
-                        evidence = [s for s in evidence
-                                    if s.entity_type not in ("PERSON", "LOCATION")]
-                        spans = [s for s in spans if s.source != rules.NER_SOURCE
-                                 or s.entity_type not in ("PERSON", "LOCATION")]
+                        evidence = [
+                            s for s in evidence if s.entity_type not in ("PERSON", "LOCATION")
+                        ]
+                        spans = [
+                            s
+                            for s in spans
+                            if s.source != rules.NER_SOURCE
+                            or s.entity_type not in ("PERSON", "LOCATION")
+                        ]
                     spans.extend(
-                        s for s in evidence
+                        s
+                        for s in evidence
                         if s.score >= profile.thresholds.get(s.entity_type, 1.01)
                     )
                 out.append(_finish(f, spans, key, profile, allow))
@@ -248,9 +282,14 @@ def model_evidence(
                 continue
         if s.start > 0 and text[s.start - 1] in "/\\" and s.entity_type in ("PERSON", "LOCATION"):
             continue  # a path segment ("/api/v1/jobs 201")
-        if s.entity_type in ("PERSON", "LOCATION") and value.islower() and " " not in value and (
-            s.score < LOWER_WORD_SCORE
-            or (s.score < LEXICON_WORD_SCORE and _is_english_word(value, lexicon))
+        if (
+            s.entity_type in ("PERSON", "LOCATION")
+            and value.islower()
+            and " " not in value
+            and (
+                s.score < LOWER_WORD_SCORE
+                or (s.score < LEXICON_WORD_SCORE and _is_english_word(value, lexicon))
+            )
         ):
             continue
         if s.entity_type == "PERSON":
@@ -300,8 +339,11 @@ def _shift(pred: Prediction, n: int) -> Prediction:
     def tokens(items: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
         return [(s - n, e - n, p) for s, e, p in items if s >= n]
 
-    spans = [ModelSpan(s.entity_type, s.part, s.start - n, s.end - n, s.score)
-             for s in pred.spans if s.start >= n]
+    spans = [
+        ModelSpan(s.entity_type, s.part, s.start - n, s.end - n, s.score)
+        for s in pred.spans
+        if s.start >= n
+    ]
     return Prediction(spans, tokens(pred.person), tokens(pred.place))
 
 

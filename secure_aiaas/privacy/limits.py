@@ -23,8 +23,13 @@ class ScrubLimits:
     max_json_leaves: int = 10_000  # strings, numbers and keys together
 
     def __post_init__(self) -> None:
-        for name in ("max_text_chars", "max_request_chars", "max_texts", "max_json_depth",
-                     "max_json_leaves"):
+        for name in (
+            "max_text_chars",
+            "max_request_chars",
+            "max_texts",
+            "max_json_depth",
+            "max_json_leaves",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
 

@@ -132,14 +132,18 @@ class PiiModel:
         import numpy as np
 
         name_ids = [i for i, lab in self.id2label.items() if lab[2:] in ("GIVEN_NAME", "SURNAME")]
-        place_ids = [i for i, lab in self.id2label.items()
-                     if lab[2:] in ("STREET_NAME", "CITY", "STATE", "SECONDARY_ADDRESS")]
+        place_ids = [
+            i
+            for i, lab in self.id2label.items()
+            if lab[2:] in ("STREET_NAME", "CITY", "STATE", "SECONDARY_ADDRESS")
+        ]
         person: list[list[tuple[int, int, float]]] = [[] for _ in texts]
         place: list[list[tuple[int, int, float]]] = [[] for _ in texts]
         budget = self.max_tokens - 2
         windows: list[tuple[int, list[int], list[tuple[int, int]], list[int | None]]] = []
-        for index, encoding in enumerate(self.tokenizer.encode_batch(list(texts),
-                                                                      add_special_tokens=False)):
+        for index, encoding in enumerate(
+            self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        ):
             ids, offsets, words = encoding.ids, encoding.offsets, encoding.word_ids
             start = 0
             while start < len(ids):
@@ -190,8 +194,13 @@ def aggregate(
         if (s, e) in seen:
             continue
         seen.add((s, e))
-        continuation = bool(words) and last_word is not None and word is not None and \
-            last_word[1] == word and s <= words[-1].end
+        continuation = (
+            bool(words)
+            and last_word is not None
+            and word is not None
+            and last_word[1] == word
+            and s <= words[-1].end
+        )
         last_word = (s, word)
         if continuation:
             words[-1].end = max(words[-1].end, e)
@@ -209,8 +218,10 @@ def aggregate(
                 spans.append(w)  # a word outside any entity ends the span; punctuation does not
             continue
         prev = spans[-1] if spans else None
-        if prev is not None and prev.entity_type == w.entity_type and _joinable(
-            text[prev.end : w.start], prev.part, w.part
+        if (
+            prev is not None
+            and prev.entity_type == w.entity_type
+            and _joinable(text[prev.end : w.start], prev.part, w.part)
         ):
             prev.end = w.end
             prev.score = min(prev.score, w.score)
@@ -226,8 +237,12 @@ _ADDRESS_PARTS = {"street", "number", "secondary", "zip", "place", "address"}
 def _joinable(gap: str, left: str, right: str) -> bool:
     if gap == "" or gap.strip(" -'’") == "" and len(gap) <= 3:
         return True
-    return left in _ADDRESS_PARTS and right in _ADDRESS_PARTS and gap.strip(" ,") == "" and \
-        len(gap) <= 3
+    return (
+        left in _ADDRESS_PARTS
+        and right in _ADDRESS_PARTS
+        and gap.strip(" ,") == ""
+        and len(gap) <= 3
+    )
 
 
 def _joined_part(left: str, right: str) -> str:
@@ -269,10 +284,12 @@ def int8_graph(q4_graph: bytes) -> bytes:
             zero = np.stack([zp & 0x0F, zp >> 4], -1).reshape(n, -1)[:, :blocks][:, :, None]
         else:
             zero = np.full((n, blocks, 1), 8, dtype=np.uint8)
-        weight = ((values.astype(np.float32) - zero.astype(np.float32)) * scales[:, :, None])
+        weight = (values.astype(np.float32) - zero.astype(np.float32)) * scales[:, :, None]
         weight = weight.reshape(n, -1)[:, :k]
         name = node.input[1] + "_f32"
-        model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight.T), name))
+        model.graph.initializer.append(
+            numpy_helper.from_array(np.ascontiguousarray(weight.T), name)
+        )
         used_by_nbits.update(x for x in node.input[1:4] if x)
         bias = node.input[5] if len(node.input) > 5 and node.input[5] else None
         out = node.output[0] + "_nobias" if bias else node.output[0]

@@ -131,8 +131,19 @@ def build_analyzer(nlp: Language) -> tuple[AnalyzerEngine, SlimSpacyEngine]:
     ner_config = NerModelConfiguration(
         model_to_presidio_entity_mapping=dict(NER_MAPPING),
         # spaCy labels that are never personal data: dropped without a warning per entity
-        labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT", "TIME",
-                          "LANGUAGE", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW"],
+        labels_to_ignore=[
+            "CARDINAL",
+            "ORDINAL",
+            "QUANTITY",
+            "MONEY",
+            "PERCENT",
+            "TIME",
+            "LANGUAGE",
+            "PRODUCT",
+            "EVENT",
+            "WORK_OF_ART",
+            "LAW",
+        ],
         low_score_entity_names=[],
     )
     engine = SlimSpacyEngine(nlp, ner_config)

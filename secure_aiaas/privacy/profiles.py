@@ -302,11 +302,14 @@ class _Validator:
                 self.err(knode, f"entity name '{ent}' must be UPPER_SNAKE_CASE")
             for term in self.seq(vnode, "deny_list terms"):
                 self.scalar(term, "a deny_list term")
-        if "restore_answers" in p and (self.scalar(p["restore_answers"][1], "restore_answers")
-                                       or "").lower() not in ("true", "false"):
+        if "restore_answers" in p and (
+            self.scalar(p["restore_answers"][1], "restore_answers") or ""
+        ).lower() not in ("true", "false"):
             self.err(p["restore_answers"][1], "restore_answers must be true or false")
         if "tier" in p and self.scalar(p["tier"][1], "tier") not in TIERS:
-            self.err(p["tier"][1], f"unknown tier '{p['tier'][1].value}' (one of {', '.join(TIERS)})")
+            self.err(
+                p["tier"][1], f"unknown tier '{p['tier'][1].value}' (one of {', '.join(TIERS)})"
+            )
         if "operator" in p:
             self.operator(p["operator"][1])
         if "operators" in p:
@@ -347,8 +350,11 @@ class _Validator:
                     try:
                         compile_linear(regex)
                     except Exception:  # re2.error: lookaround, backreferences, too large
-                        self.err(pat["regex"][1], "regex needs backtracking (lookaround or "
-                                 "backreferences): not allowed, scrubbing must run in linear time")
+                        self.err(
+                            pat["regex"][1],
+                            "regex needs backtracking (lookaround or "
+                            "backreferences): not allowed, scrubbing must run in linear time",
+                        )
             if "score" in pat:
                 self.threshold(pat["score"][1])
         if "context" in r:

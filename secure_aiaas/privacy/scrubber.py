@@ -81,15 +81,22 @@ class Scrubber:
         from presidio_anonymizer import AnonymizerEngine
 
         try:
-            detector = Detector.load(model_name or DEFAULT_MODEL, pii_model=pii_model,
-                                     batch_size=batch_size)
+            detector = Detector.load(
+                model_name or DEFAULT_MODEL, pii_model=pii_model, batch_size=batch_size
+            )
             anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
         except Exception as exc:  # any load failure: refuse rather than run unscrubbed
             raise PrivacyError() from exc
         store = profiles if isinstance(profiles, ProfileStore) else None
         policy = profiles.policy if isinstance(profiles, ProfileStore) else profiles
-        return cls(detector=detector, anonymizer=anonymizer, store=store, policy=policy,
-                   workers=workers, limits=limits)
+        return cls(
+            detector=detector,
+            anonymizer=anonymizer,
+            store=store,
+            policy=policy,
+            workers=workers,
+            limits=limits,
+        )
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -99,8 +106,13 @@ class Scrubber:
             raise PrivacyError()
         store = profiles if isinstance(profiles, ProfileStore) else None
         policy = profiles.policy if isinstance(profiles, ProfileStore) else profiles
-        return Scrubber(detector=self._detector, anonymizer=self._anonymizer, store=store,
-                        policy=policy, limits=self.limits)
+        return Scrubber(
+            detector=self._detector,
+            anonymizer=self._anonymizer,
+            store=store,
+            policy=policy,
+            limits=self.limits,
+        )
 
     def reload_profiles(self) -> list[str]:
         """Hot-reload hook: re-read the profile file; returns its errors (last good kept)."""
@@ -187,8 +199,9 @@ class Scrubber:
             raise JsonTooLargeError("max_json_leaves", self.limits.max_json_leaves)
         self._check_json_chars(flat)
         profile, ops = self._prepare(tenant, model, keys)
-        results = self._run([leaf.text for leaf in flat], [leaf.hint for leaf in flat],
-                            profile, ops)
+        results = self._run(
+            [leaf.text for leaf in flat], [leaf.hint for leaf in flat], profile, ops
+        )
         out: list[JsonScrubResult] = []
         i = 0
         for obj, leaves in zip(objs, per_obj):
@@ -234,7 +247,10 @@ class Scrubber:
             raise PrivacyError() from exc
 
     def _run(
-        self, texts: list[str], keys_hint: list[str | None], profile: Profile,
+        self,
+        texts: list[str],
+        keys_hint: list[str | None],
+        profile: Profile,
         ops: RequestOperators,
     ) -> list[ScrubResult]:
         if self._closed:

@@ -62,8 +62,15 @@ class WorkerConfig:
 class ScrubberService:
     """Async scrubbing over a pool of detection processes. Build with ``await start(...)``."""
 
-    def __init__(self, *, profiles: ProfileStore | PrivacyPolicy, config: WorkerConfig,
-                 processes: int, limits: ScrubLimits, max_batch_texts: int) -> None:
+    def __init__(
+        self,
+        *,
+        profiles: ProfileStore | PrivacyPolicy,
+        config: WorkerConfig,
+        processes: int,
+        limits: ScrubLimits,
+        max_batch_texts: int,
+    ) -> None:
         from presidio_anonymizer import AnonymizerEngine
 
         self._store = profiles if isinstance(profiles, ProfileStore) else None
@@ -107,9 +114,13 @@ class ScrubberService:
             except Exception as exc:
                 raise PrivacyError() from exc
         config = WorkerConfig(model_name or DEFAULT_MODEL, pii_model, graph, batch_size)
-        service = cls(profiles=profiles, config=config,
-                      processes=max(1, processes or os.cpu_count() or 1),
-                      limits=limits or ScrubLimits(), max_batch_texts=max_batch_texts)
+        service = cls(
+            profiles=profiles,
+            config=config,
+            processes=max(1, processes or os.cpu_count() or 1),
+            limits=limits or ScrubLimits(),
+            max_batch_texts=max_batch_texts,
+        )
         await service._start_pool()
         return service
 
@@ -131,20 +142,32 @@ class ScrubberService:
         """True while the pool can take work (for the readiness probe)."""
         return not self._closed and self._executor is not None
 
-    async def scrub_texts(self, texts: Sequence[str], *, tenant: str, model: str | None = None,
-                          keys: TenantKeys | None = None) -> list[ScrubResult]:
+    async def scrub_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        tenant: str,
+        model: str | None = None,
+        keys: TenantKeys | None = None,
+    ) -> list[ScrubResult]:
         """Scrub the texts of one request (placeholders consistent across them)."""
         result = await self.scrub_conversation(texts, tenant=tenant, model=model, keys=keys)
         return list(result.results)
 
-    async def scrub_text(self, text: str, *, tenant: str, model: str | None = None,
-                         keys: TenantKeys | None = None) -> ScrubResult:
+    async def scrub_text(
+        self, text: str, *, tenant: str, model: str | None = None, keys: TenantKeys | None = None
+    ) -> ScrubResult:
         """Scrub one text."""
         return (await self.scrub_texts([text], tenant=tenant, model=model, keys=keys))[0]
 
-    async def scrub_conversation(self, texts: Sequence[str], *, tenant: str,
-                                 model: str | None = None,
-                                 keys: TenantKeys | None = None) -> ConversationResult:
+    async def scrub_conversation(
+        self,
+        texts: Sequence[str],
+        *,
+        tenant: str,
+        model: str | None = None,
+        keys: TenantKeys | None = None,
+    ) -> ConversationResult:
         """Scrub a conversation as one request; ``placeholders`` maps placeholder → value."""
         texts = list(texts)
         self.limits.check_texts(texts)
@@ -153,14 +176,20 @@ class ScrubberService:
         results = await self._transform(texts, spans, profile, ops)
         return ConversationResult(tuple(results), ops.placeholders())
 
-    async def scrub_json(self, obj: Any, *, tenant: str, model: str | None = None,
-                         keys: TenantKeys | None = None) -> JsonScrubResult:
+    async def scrub_json(
+        self, obj: Any, *, tenant: str, model: str | None = None, keys: TenantKeys | None = None
+    ) -> JsonScrubResult:
         """Scrub every string, number and key of a JSON value."""
         return (await self.scrub_json_batch([obj], tenant=tenant, model=model, keys=keys))[0]
 
-    async def scrub_json_batch(self, objs: Sequence[Any], *, tenant: str,
-                               model: str | None = None,
-                               keys: TenantKeys | None = None) -> list[JsonScrubResult]:
+    async def scrub_json_batch(
+        self,
+        objs: Sequence[Any],
+        *,
+        tenant: str,
+        model: str | None = None,
+        keys: TenantKeys | None = None,
+    ) -> list[JsonScrubResult]:
         """Scrub several JSON values of one request in one detection pass."""
         per_obj = [structured.collect(obj, self.limits) for obj in objs]
         flat = [leaf for leaves in per_obj for leaf in leaves]
@@ -181,8 +210,9 @@ class ScrubberService:
             out.append(JsonScrubResult(value, dict(counts)))
         return out
 
-    async def detect(self, texts: Sequence[str], *, tenant: str,
-                     model: str | None = None) -> list[list[Span]]:
+    async def detect(
+        self, texts: Sequence[str], *, tenant: str, model: str | None = None
+    ) -> list[list[Span]]:
         """Detection only: spans per text on the original texts."""
         texts = list(texts)
         self.limits.check_texts(texts)
@@ -203,8 +233,9 @@ class ScrubberService:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _prepare(self, tenant: str, model: str | None,
-                 keys: TenantKeys | None) -> tuple[Profile, RequestOperators]:
+    def _prepare(
+        self, tenant: str, model: str | None, keys: TenantKeys | None
+    ) -> tuple[Profile, RequestOperators]:
         if self._closed:
             raise PrivacyError()
         try:
@@ -212,8 +243,9 @@ class ScrubberService:
         except Exception as exc:
             raise PrivacyError() from exc
 
-    async def _transform(self, texts: list[str], spans: list[list[Span]], profile: Profile,
-                         ops: RequestOperators) -> list[ScrubResult]:
+    async def _transform(
+        self, texts: list[str], spans: list[list[Span]], profile: Profile, ops: RequestOperators
+    ) -> list[ScrubResult]:
         def run() -> list[ScrubResult]:
             return [transform(self._anonymizer, t, s, profile, ops) for t, s in zip(texts, spans)]
 
@@ -224,8 +256,9 @@ class ScrubberService:
         except Exception as exc:  # never leak input text through an exception message
             raise PrivacyError() from exc
 
-    async def _detect(self, profile: Profile, texts: list[str],
-                      hints: list[str | None]) -> list[list[Span]]:
+    async def _detect(
+        self, profile: Profile, texts: list[str], hints: list[str | None]
+    ) -> list[list[Span]]:
         if self._closed:
             raise PrivacyError()
         if not texts:
@@ -263,7 +296,9 @@ class ScrubberService:
                 raise PrivacyError()
             loop = asyncio.get_running_loop()
             try:
-                results = await loop.run_in_executor(executor, _worker_detect, list(groups.values()))
+                results = await loop.run_in_executor(
+                    executor, _worker_detect, list(groups.values())
+                )
             except BrokenProcessPool:
                 await self._restart_pool()
                 raise PrivacyError() from None
@@ -298,10 +333,12 @@ class ScrubberService:
             # Until every worker has answered (each has loaded its models): a ping that lands on
             # a busy or loading worker waits; no request is taken before the pool is complete.
             for _ in range(20):
-                answers = await asyncio.gather(*(
-                    loop.run_in_executor(executor, _worker_ping, 0.2)
-                    for _ in range(self.processes)
-                ))
+                answers = await asyncio.gather(
+                    *(
+                        loop.run_in_executor(executor, _worker_ping, 0.2)
+                        for _ in range(self.processes)
+                    )
+                )
                 pids.update(answers)
                 if len(pids) >= self.processes:
                     break
@@ -372,8 +409,12 @@ def _worker_init(config: WorkerConfig) -> None:
             sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
     from secure_aiaas.privacy.detection import Detector
 
-    _DETECTOR = Detector.load(config.model_name, pii_model=config.pii_model,
-                              pii_graph=config.pii_graph, batch_size=config.batch_size)
+    _DETECTOR = Detector.load(
+        config.model_name,
+        pii_model=config.pii_model,
+        pii_graph=config.pii_graph,
+        batch_size=config.batch_size,
+    )
 
 
 def _worker_ping(delay: float) -> int:

@@ -47,13 +47,12 @@ SCORE = 0.6  # a context-rule score: passes the default profile's 0.5, not a str
 
 # A whitespace-delimited word (trailing punctuation allowed), not part of a URL, path, e-mail
 # address, key=value pair or identifier.
-_WORD = re.compile(
-    rf"(?<![^\s(\"'“‘\[])({NAME_WORD})(?=[\s,.;:!?)\"'”’\]]|$)(?![.]\w)"
-)
+_WORD = re.compile(rf"(?<![^\s(\"'“‘\[])({NAME_WORD})(?=[\s,.;:!?)\"'”’\]]|$)(?![.]\w)")
 # Particles are followed by a space, except those ending in an apostrophe or hyphen ("d'",
 # "al-"): one way to read every run of them, so no backtracking blow-up ("delladella…").
-_SPACED = "|".join(sorted((re.escape(p) for p in NAME_PARTICLES if p[-1] not in "'-"),
-                          key=len, reverse=True))
+_SPACED = "|".join(
+    sorted((re.escape(p) for p in NAME_PARTICLES if p[-1] not in "'-"), key=len, reverse=True)
+)
 _JOINED = "|".join(re.escape(p) for p in NAME_PARTICLES if p[-1] in "'-")
 _INITIAL = re.compile(
     rf"(?<![\w.'’-])((?:[A-Z]\.[ \t]?){{1,3}}[ \t](?:(?:{_SPACED})[ \t]|{_JOINED}){{0,4}}"
@@ -69,8 +68,17 @@ def is_english_word(word: str, lexicon: frozenset[str]) -> bool:
     w = word.lower().strip(".,;:!?'\"()")
     if w in lexicon:
         return True
-    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"),
-                         ("ing", ""), ("ing", "e"), ("er", ""), ("ly", "")):
+    for suffix, repl in (
+        ("ies", "y"),
+        ("es", ""),
+        ("s", ""),
+        ("ed", ""),
+        ("ed", "e"),
+        ("ing", ""),
+        ("ing", "e"),
+        ("er", ""),
+        ("ly", ""),
+    ):
         if w.endswith(suffix) and len(w) > len(suffix) + 2 and w[: -len(suffix)] + repl in lexicon:
             return True
     return False

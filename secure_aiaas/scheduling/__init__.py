@@ -24,6 +24,21 @@ from secure_aiaas.scheduling.quotas import (
     build_quotas,
 )
 
-__all__ = ["UNLIMITED", "UNMETERED", "WINDOW_S", "TokenGrant", "Admission", "AnonymousBudget", "AnonymousLimiter",
-           "MemoryQuotas", "QuotaExceededError", "QuotaUnavailableError", "Quotas", "RedisQuotas",
-           "RefusalTally", "build_quotas", "current_priority", "set_priority"]
+__all__ = [
+    "UNLIMITED",
+    "UNMETERED",
+    "WINDOW_S",
+    "TokenGrant",
+    "Admission",
+    "AnonymousBudget",
+    "AnonymousLimiter",
+    "MemoryQuotas",
+    "QuotaExceededError",
+    "QuotaUnavailableError",
+    "Quotas",
+    "RedisQuotas",
+    "RefusalTally",
+    "build_quotas",
+    "current_priority",
+    "set_priority",
+]

@@ -48,8 +48,14 @@ class AnonymousBudget:
 class AnonymousLimiter:
     """Decides whether an unauthenticated request gets its own audit record."""
 
-    def __init__(self, budget: AnonymousBudget, *, redis_url: str | None = None,
-                 key_prefix: str = "saiaas", timeout_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        budget: AnonymousBudget,
+        *,
+        redis_url: str | None = None,
+        key_prefix: str = "saiaas",
+        timeout_s: float = 0.5,
+    ) -> None:
         self.budget = budget
         self._per_address = RateLimitItemPerMinute(budget.per_address_per_minute)
         self._global = RateLimitItemPerSecond(budget.records_per_s)
@@ -58,9 +64,13 @@ class AnonymousLimiter:
         self.backend = "memory"
         if redis_url:
             storage: Storage = RedisStorage(
-                "async+" + redis_url, implementation="redispy", wrap_exceptions=True,
-                key_prefix=f"{key_prefix}:anon", socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s)
+                "async+" + redis_url,
+                implementation="redispy",
+                wrap_exceptions=True,
+                key_prefix=f"{key_prefix}:anon",
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+            )
             self._shared = MovingWindowRateLimiter(storage)
             self.backend = "redis"
         self._degraded = False
@@ -119,9 +129,12 @@ class RefusalTally:
             return None
         top = dict(counts.most_common(self.MAX_ADDRESSES))
         details: dict[str, object] = {
-            "refused": sum(counts.values()), "window_s": round(now - since, 3),
-            "addresses": top, "other_addresses": len(counts) - len(top),
-            "other_refused": sum(counts.values()) - sum(top.values())}
+            "refused": sum(counts.values()),
+            "window_s": round(now - since, 3),
+            "addresses": top,
+            "other_addresses": len(counts) - len(top),
+            "other_refused": sum(counts.values()) - sum(top.values()),
+        }
         return details, counts, since
 
     def give_back(self, counts: Counter[str], since: float) -> None:

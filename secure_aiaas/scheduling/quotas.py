@@ -103,8 +103,10 @@ class Quotas(Protocol):
 
 
 def _token_limited(limits: TenantLimits) -> bool:
-    return any(v is not None for v in (limits.tokens_per_minute, limits.key_tokens_per_minute,
-                                       limits.max_streams))
+    return any(
+        v is not None
+        for v in (limits.tokens_per_minute, limits.key_tokens_per_minute, limits.max_streams)
+    )
 
 
 def _token_wait(cur: float, prev: float, limit: int, frac: float, needed: int) -> float:
@@ -117,8 +119,10 @@ def _token_wait(cur: float, prev: float, limit: int, frac: float, needed: int) -
 
 
 def _limited(limits: TenantLimits) -> bool:
-    return any(v is not None for v in (limits.requests_per_minute,
-                                       limits.key_requests_per_minute, limits.max_concurrent))
+    return any(
+        v is not None
+        for v in (limits.requests_per_minute, limits.key_requests_per_minute, limits.max_concurrent)
+    )
 
 
 def _retry_after(cur: float, prev: float, limit: int, frac: float) -> float:
@@ -234,12 +238,19 @@ class RedisQuotas:
 
     backend = "redis"
 
-    def __init__(self, url: str, *, prefix: str = "saiaas", lease_ttl_s: float = 300.0,
-                 timeout_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "saiaas",
+        lease_ttl_s: float = 300.0,
+        timeout_s: float = 0.5,
+    ) -> None:
         import redis.asyncio as aioredis
 
-        self._client = aioredis.Redis.from_url(url, socket_timeout=timeout_s,
-                                               socket_connect_timeout=timeout_s)
+        self._client = aioredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         self._script = self._client.register_script(_SCRIPT)
         self._token_script = self._client.register_script(_TOKEN_SCRIPT)
         self._charge_script = self._client.register_script(_CHARGE_SCRIPT)
@@ -262,8 +273,13 @@ class RedisQuotas:
         keys = self._keys(principal)
         token = secrets.token_hex(8)
         args: list[int | float | str] = [
-            limits.requests_per_minute or 0, limits.key_requests_per_minute or 0,
-            limits.max_concurrent or 0, self._ttl, token, WINDOW_S]
+            limits.requests_per_minute or 0,
+            limits.key_requests_per_minute or 0,
+            limits.max_concurrent or 0,
+            self._ttl,
+            token,
+            WINDOW_S,
+        ]
         try:
             async with asyncio.timeout(self._timeout * 2):
                 code, wait = await self._script(keys=keys, args=args)
@@ -293,8 +309,14 @@ class RedisQuotas:
         token = secrets.token_hex(8)
         _refuse_oversized(limits, needed)
         args: list[int | float | str] = [
-            limits.tokens_per_minute or 0, limits.key_tokens_per_minute or 0, needed,
-            limits.max_streams or 0, self._ttl, token, WINDOW_S]
+            limits.tokens_per_minute or 0,
+            limits.key_tokens_per_minute or 0,
+            needed,
+            limits.max_streams or 0,
+            self._ttl,
+            token,
+            WINDOW_S,
+        ]
         try:
             async with asyncio.timeout(self._timeout * 2):
                 code, wait = await self._token_script(keys=keys, args=args)
@@ -303,8 +325,10 @@ class RedisQuotas:
             raise QuotaUnavailableError(retry_after=5) from None
         if int(code):
             raise QuotaExceededError(TOKEN_REASONS[int(code)], float(wait))
-        flags = ["1" if limits.tokens_per_minute else "0",
-                 "1" if limits.key_tokens_per_minute else "0"]
+        flags = [
+            "1" if limits.tokens_per_minute else "0",
+            "1" if limits.key_tokens_per_minute else "0",
+        ]
 
         async def settle(used: int) -> None:
             async with asyncio.timeout(self._timeout * 2):
@@ -328,8 +352,9 @@ class MemoryQuotas:
 
     backend = "memory"
 
-    def __init__(self, *, lease_ttl_s: float = 300.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, lease_ttl_s: float = 300.0, clock: Callable[[], float] = time.time
+    ) -> None:
         self._ttl = lease_ttl_s
         self._clock = clock
         self._counts: dict[tuple[str, int], int] = {}
@@ -346,8 +371,10 @@ class MemoryQuotas:
         now = self._clock()
         slot = math.floor(now / WINDOW_S)
         frac = (now - slot * WINDOW_S) / WINDOW_S
-        rates = [(f"t:{principal.tenant}", limits.requests_per_minute, 1),
-                 (f"k:{principal.key_id}", limits.key_requests_per_minute, 2)]
+        rates = [
+            (f"t:{principal.tenant}", limits.requests_per_minute, 1),
+            (f"k:{principal.key_id}", limits.key_requests_per_minute, 2),
+        ]
         for key, limit, code in rates:
             if limit:
                 cur, prev = self._estimate(key, slot, frac)
@@ -383,8 +410,10 @@ class MemoryQuotas:
         now = self._clock()
         slot = math.floor(now / WINDOW_S)
         frac = (now - slot * WINDOW_S) / WINDOW_S
-        rates = [(f"tt:{principal.tenant}", limits.tokens_per_minute, 1),
-                 (f"tk:{principal.key_id}", limits.key_tokens_per_minute, 2)]
+        rates = [
+            (f"tt:{principal.tenant}", limits.tokens_per_minute, 1),
+            (f"tk:{principal.key_id}", limits.key_tokens_per_minute, 2),
+        ]
         for key, limit, code in rates:
             if limit:
                 cur, prev = self._estimate(key, slot, frac)
@@ -425,10 +454,10 @@ def _refuse_oversized(limits: TenantLimits, needed: int) -> None:
             raise QuotaExceededError(TOKEN_REASONS[code], float(WINDOW_S))
 
 
-def build_quotas(redis_url: str | None, *, prefix: str, lease_ttl_s: float,
-                 timeout_s: float) -> RedisQuotas | MemoryQuotas:
+def build_quotas(
+    redis_url: str | None, *, prefix: str, lease_ttl_s: float, timeout_s: float
+) -> RedisQuotas | MemoryQuotas:
     """Redis-backed quotas when a URL is configured, in-memory ones otherwise."""
     if redis_url:
-        return RedisQuotas(redis_url, prefix=prefix, lease_ttl_s=lease_ttl_s,
-                           timeout_s=timeout_s)
+        return RedisQuotas(redis_url, prefix=prefix, lease_ttl_s=lease_ttl_s, timeout_s=timeout_s)
     return MemoryQuotas(lease_ttl_s=lease_ttl_s)

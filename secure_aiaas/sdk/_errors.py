@@ -46,7 +46,8 @@ _BY_STATUS: dict[int, type[ServiceError]] = {
 _BY_CODE: dict[str, type[ServiceError]] = {
     cls.code: cls
     for cls in vars(errors).values()
-    if isinstance(cls, type) and issubclass(cls, ServiceError)
+    if isinstance(cls, type)
+    and issubclass(cls, ServiceError)
     and cls is not errors.ConfigurationError  # a startup refusal, never a reply
 }
 INVALID_RESPONSE = "invalid_response"

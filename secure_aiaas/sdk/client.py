@@ -89,7 +89,6 @@ class ChatStream(_Closing[AsyncChatStream]):
         return self._core.usage
 
 
-
 class Client(_Closing[AsyncClient]):
     """Plaintext REST client: KServe v2 inference, OpenAI-style embeddings and chat,
     scrubbing, the audit trail. Arguments and methods as `AsyncClient`'s, without ``await``;

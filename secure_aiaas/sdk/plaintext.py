@@ -263,8 +263,13 @@ class AsyncClient(HttpClient):
         such as 401, 422 or 429 are raised here, not while iterating).
         """
         fields: dict[str, Any] = {"model": model, "messages": [_message(m) for m in messages]}
-        given = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                 "seed": seed, "stop": stop if isinstance(stop, str | None) else list(stop)}
+        given = {
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "seed": seed,
+            "stop": stop if isinstance(stop, str | None) else list(stop),
+        }
         fields.update({k: v for k, v in given.items() if v is not None})
         if stream:
             fields.update(stream=True, stream_options={"include_usage": True})

@@ -18,5 +18,11 @@ from secure_aiaas.training.builtin import (
     train,
 )
 
-__all__ = ["BUILTIN_MODELS", "SMALL_MODELS", "calibration_inputs", "ensure_builtin_models",
-           "store_missing_calibration", "train"]
+__all__ = [
+    "BUILTIN_MODELS",
+    "SMALL_MODELS",
+    "calibration_inputs",
+    "ensure_builtin_models",
+    "store_missing_calibration",
+    "train",
+]

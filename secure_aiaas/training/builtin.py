@@ -115,8 +115,10 @@ def calibration_inputs(
     """
     from secure_aiaas.training.tabular import CALIBRATION_ROWS, cancer_splits, digits_splits
 
-    splits = {"sklearn.datasets.load_digits": digits_splits,
-              "sklearn.datasets.load_breast_cancer": cancer_splits}.get(dataset or "")
+    splits = {
+        "sklearn.datasets.load_digits": digits_splits,
+        "sklearn.datasets.load_breast_cancer": cancer_splits,
+    }.get(dataset or "")
     if splits is None:
         return None
     return splits(seed)["train"][0][: CALIBRATION_ROWS if rows is None else rows]

@@ -42,15 +42,23 @@ def make_event(i: int, tenant: str | None = None, *, day: int = 1) -> AuditEvent
             details["pii"] = {"PERSON": i % 3, "EMAIL_ADDRESS": i % 2}
     return AuditEvent(
         ts=f"2026-01-{day:02d}T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}"
-           ".000000+00:00",
-        request_id=f"r{i}", method="POST",
+        ".000000+00:00",
+        request_id=f"r{i}",
+        method="POST",
         route="/v2/he/models/{name}/infer" if he else "/v2/models/{name}/infer",
-        status=403 if deny else 200, decision="deny" if deny else "allow",
-        latency_ms=1.0 + (i % 50), tenant=tenant, subject=f"user{i % 4}", key_id="k1",
-        role="user", action="infer", object=f"{'he-model' if he else 'model'}:m",
+        status=403 if deny else 200,
+        decision="deny" if deny else "allow",
+        latency_ms=1.0 + (i % 50),
+        tenant=tenant,
+        subject=f"user{i % 4}",
+        key_id="k1",
+        role="user",
+        action="infer",
+        object=f"{'he-model' if he else 'model'}:m",
         rule="default-deny" if deny else "user, trust:trusted, model:*, infer, allow",
-        policy_version="v1", details=details)
-
+        policy_version="v1",
+        details=details,
+    )
 
 
 @pytest.fixture
@@ -58,30 +66,52 @@ def public_keys(keys_dir: Path) -> dict[str, object]:
     return known_audit_public_keys(keys_dir)
 
 
-def fill(store: SqlAuditStore, keys: ServerKeys, n: int = 120, *, batch: int = 20,
-         day: int = 1, start: int = 0) -> None:
+def fill(
+    store: SqlAuditStore,
+    keys: ServerKeys,
+    n: int = 120,
+    *,
+    batch: int = 20,
+    day: int = 1,
+    start: int = 0,
+) -> None:
     """Append ``n`` records in batches, with a signed checkpoint after each batch."""
     for first in range(start, start + n, batch):
-        store.append_batch([make_event(i, day=day)
-                            for i in range(first, min(start + n, first + batch))])
-        store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id,
-                               f"2026-02-01T00:00:{first % 60:02d}+00:00")
+        store.append_batch(
+            [make_event(i, day=day) for i in range(first, min(start + n, first + batch))]
+        )
+        store.write_checkpoint(
+            keys.audit_signing_key, keys.audit_key_id, f"2026-02-01T00:00:{first % 60:02d}+00:00"
+        )
 
 
-def export(store: SqlAuditStore, keys: ServerKeys, out: Path, *, tenant: str | None = "acme",
-           fmt: str = "jsonl", since: str | None = None,
-           until: str | None = None) -> dict[str, object]:
-    return export_range(store, out, ExportRequest(since, until, tenant, fmt),
-                        signing_key=keys.audit_signing_key, key_id=keys.audit_key_id,
-                        created_at="2026-02-02T00:00:00+00:00")
+def export(
+    store: SqlAuditStore,
+    keys: ServerKeys,
+    out: Path,
+    *,
+    tenant: str | None = "acme",
+    fmt: str = "jsonl",
+    since: str | None = None,
+    until: str | None = None,
+) -> dict[str, object]:
+    return export_range(
+        store,
+        out,
+        ExportRequest(since, until, tenant, fmt),
+        signing_key=keys.audit_signing_key,
+        key_id=keys.audit_key_id,
+        created_at="2026-02-02T00:00:00+00:00",
+    )
 
 
 AUDIT_KEYS = {**STANDARD_KEYS, "medco-auditor": ("medco", "mia", "auditor")}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def audit_server(request: pytest.FixtureRequest,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+def audit_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, str]]:
     """(server, audit store URL) on SQLite or PostgreSQL, one per module and backend: the
     service takes seconds to start (models), so the API tests share it."""
     import shutil
@@ -105,8 +135,9 @@ def audit_server(request: pytest.FixtureRequest,
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
         url = f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-        env = service_env(tmp, tmp / "keys", tmp / "policies", audit_url=url,
-                          database_url=url, **extra)
+        env = service_env(
+            tmp, tmp / "keys", tmp / "policies", audit_url=url, database_url=url, **extra
+        )
     api_keys = provision(env, STANDARD_TENANTS, AUDIT_KEYS)
     srv = start_server(env, tmp / "server.log")
     srv.api_keys = api_keys

@@ -43,7 +43,8 @@ def all_pages(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
 
 
 def test_auditor_sees_only_its_tenant_and_cross_tenant_is_refused_and_audited(
-        audit_server: tuple[Server, str]) -> None:
+    audit_server: tuple[Server, str],
+) -> None:
     server, _ = audit_server
     traffic(server)
     with server.client("acme-auditor") as auditor, server.client("secadmin") as admin:
@@ -53,21 +54,29 @@ def test_auditor_sees_only_its_tenant_and_cross_tenant_is_refused_and_audited(
         assert seqs == sorted(set(seqs))  # cursor pages: no gaps, no repeats
         # One big page agrees (it also holds the auditor's own paging requests since).
         later = [r["seq"] for r in all_pages(auditor, limit=1000)]
-        assert later[:len(seqs)] == seqs and len(later) > len(seqs)
+        assert later[: len(seqs)] == seqs and len(later) > len(seqs)
         denied = all_pages(auditor, decision="deny")
         assert {r["rule"] for r in denied} == {"default-deny"}
         assert "alice" in {r["subject"] for r in denied}
         assert {r["subject"] for r in all_pages(auditor, subject="alice")} == {"alice"}
         # Tenant A's auditor asking for tenant B: nothing, and the attempt is on record.
-        for response in (auditor.get("/v1/audit/events", params={"tenant": "medco"}),
-                         auditor.post("/v1/audit/exports", json={"tenant": "medco"})):
+        for response in (
+            auditor.get("/v1/audit/events", params={"tenant": "medco"}),
+            auditor.post("/v1/audit/exports", json={"tenant": "medco"}),
+        ):
             assert response.status_code == 403
             assert "records" not in response.json() and b"medco" not in response.content
-            attempt = [r for r in all_pages(admin, tenant="acme")
-                       if r["request_id"] == response.headers["x-request-id"]]
+            attempt = [
+                r
+                for r in all_pages(admin, tenant="acme")
+                if r["request_id"] == response.headers["x-request-id"]
+            ]
             assert len(attempt) == 1
-            assert (attempt[0]["decision"], attempt[0]["object"], attempt[0]["subject"]) == \
-                ("deny", "audit:tenant:medco", "dave")
+            assert (attempt[0]["decision"], attempt[0]["object"], attempt[0]["subject"]) == (
+                "deny",
+                "audit:tenant:medco",
+                "dave",
+            )
         # Another tenant's auditor sees its own tenant only.
         with server.client("medco-auditor") as medco_auditor:
             assert {r["tenant"] for r in all_pages(medco_auditor)} == {"medco"}
@@ -82,8 +91,9 @@ def test_auditor_sees_only_its_tenant_and_cross_tenant_is_refused_and_audited(
     assert invalid.status_code == 422
 
 
-def test_export_download_verifies_offline_and_is_audited(audit_server: tuple[Server, str],
-                                                         tmp_path: Path) -> None:
+def test_export_download_verifies_offline_and_is_audited(
+    audit_server: tuple[Server, str], tmp_path: Path
+) -> None:
     """(The server is shared by this module's tests: assertions hold whatever ran before.)"""
     server, _ = audit_server
     traffic(server)
@@ -105,8 +115,11 @@ def test_export_download_verifies_offline_and_is_audited(audit_server: tuple[Ser
         assert {json.loads(line)["record"]["tenant"] for line in lines} == {"acme"}
         # The export itself is on record: an attempt before it was built (write-ahead), then
         # the outcome with the manifest it produced.
-        attempt, record = [r for r in all_pages(admin, tenant="acme")
-                           if r["request_id"] == response.headers["x-request-id"]]
+        attempt, record = [
+            r
+            for r in all_pages(admin, tenant="acme")
+            if r["request_id"] == response.headers["x-request-id"]
+        ]
         assert attempt["decision"] == "attempt" and attempt["seq"] < record["seq"]
         assert record["details"]["export"]["manifest_sha256"] == manifest_sha
         assert record["route"] == "/v1/audit/exports" and record["decision"] == "allow"
@@ -115,8 +128,13 @@ def test_export_download_verifies_offline_and_is_audited(audit_server: tuple[Ser
         assert glob.status_code == 200
         with tarfile.open(fileobj=io.BytesIO(glob.content), mode="r:gz") as tar:
             tar.extractall(tmp_path / "g", filter="data")
-    cli = server.cli("audit", "verify-export", str(tmp_path / "g" / "audit-export"),
-                     "--public-key", str(key_file))
+    cli = server.cli(
+        "audit",
+        "verify-export",
+        str(tmp_path / "g" / "audit-export"),
+        "--public-key",
+        str(key_file),
+    )
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert "global chain" in cli.stdout
 
@@ -126,13 +144,15 @@ def test_filters_model_status_time_range(store: SqlAuditStore, keys: ServerKeys)
     page, cursor = query_events(store, EventFilter(tenant="acme", model="sentiment"), limit=5)
     assert len(page) == 5 and cursor is not None
     assert {(r["tenant"], r["model"]) for r in page} == {("acme", "sentiment")}
-    rest, _ = query_events(store, EventFilter(tenant="acme", model="sentiment"), cursor=cursor,
-                           limit=1000)
+    rest, _ = query_events(
+        store, EventFilter(tenant="acme", model="sentiment"), cursor=cursor, limit=1000
+    )
     assert min(r["seq"] for r in rest) > max(r["seq"] for r in page)
     denied, _ = query_events(store, EventFilter(status=403), limit=1000)
     assert denied and {r["decision"] for r in denied} == {"deny"}
-    window, _ = query_events(store, EventFilter(since="2026-01-01T00:00:30",
-                                                until="2026-01-01T00:01:00"), limit=1000)
+    window, _ = query_events(
+        store, EventFilter(since="2026-01-01T00:00:30", until="2026-01-01T00:01:00"), limit=1000
+    )
     assert [r["request_id"] for r in window] == [f"r{i}" for i in range(30, 60)]
     assert all(isinstance(r["details"], dict) for r in window)
 
@@ -145,8 +165,9 @@ def test_every_audit_route_is_gated(audit_server: tuple[Server, str]) -> None:
     server, _ = audit_server
     for route in audit.router.routes:
         assert isinstance(route, APIRoute)
-        gates = [d.call for d in route.dependant.dependencies
-                 if hasattr(d.call, "__authorization__")]
+        gates = [
+            d.call for d in route.dependant.dependencies if hasattr(d.call, "__authorization__")
+        ]
         assert gates, f"{route.path} has no authorization dependency"
         for method in route.methods:
             assert httpx.request(method, server.base_url + route.path).status_code == 401

@@ -33,8 +33,9 @@ def sql(store: SqlAuditStore, statement: str, **params: Any) -> None:
     tamper(store, statement, **params)  # below the store's API, on purpose
 
 
-def test_each_tenant_forms_its_own_chain(store: SqlAuditStore, keys: ServerKeys,
-                                         public_keys: dict[str, Any]) -> None:
+def test_each_tenant_forms_its_own_chain(
+    store: SqlAuditStore, keys: ServerKeys, public_keys: dict[str, Any]
+) -> None:
     fill(store, keys, 60)
     for tenant in TENANTS:
         records = list(store.iter_records(tenant=tenant))
@@ -49,17 +50,18 @@ def test_each_tenant_forms_its_own_chain(store: SqlAuditStore, keys: ServerKeys,
     assert verify_store(store, public_keys).ok
 
 
-def test_tenant_link_tampering_is_detected(store: SqlAuditStore, keys: ServerKeys,
-                                           public_keys: dict[str, Any]) -> None:
+def test_tenant_link_tampering_is_detected(
+    store: SqlAuditStore, keys: ServerKeys, public_keys: dict[str, Any]
+) -> None:
     fill(store, keys, 30)
     sql(store, "UPDATE audit_events SET tenant_prev_hash=:h WHERE seq=10", h="e" * 64)
     report = verify_store(store, public_keys)
     assert report.damage is not None and report.damage.seq == 10
 
 
-def test_tenant_export_needs_no_other_tenant(store: SqlAuditStore, keys: ServerKeys,
-                                             tmp_path: Path,
-                                             public_keys: dict[str, Any]) -> None:
+def test_tenant_export_needs_no_other_tenant(
+    store: SqlAuditStore, keys: ServerKeys, tmp_path: Path, public_keys: dict[str, Any]
+) -> None:
     fill(store, keys, 90)
     manifest = export(store, keys, tmp_path / "e", tenant="medco")
     lines = (tmp_path / "e" / "records.jsonl").read_text().splitlines()
@@ -69,13 +71,18 @@ def test_tenant_export_needs_no_other_tenant(store: SqlAuditStore, keys: ServerK
     assert verify_export(tmp_path / "e", public_keys).ok
 
 
-def test_purge_keeps_chains_verifiable(store: SqlAuditStore, keys: ServerKeys,
-                                       tmp_path: Path, public_keys: dict[str, Any]) -> None:
+def test_purge_keeps_chains_verifiable(
+    store: SqlAuditStore, keys: ServerKeys, tmp_path: Path, public_keys: dict[str, Any]
+) -> None:
     fill(store, keys, 60, day=1)
     fill(store, keys, 30, day=20, start=60)
     set_retention(store, "acme", 10, "2026-01-25T00:00:00+00:00")
-    results = purge(store, now="2026-01-25T00:00:00+00:00", signing_key=keys.audit_signing_key,
-                    key_id=keys.audit_key_id)
+    results = purge(
+        store,
+        now="2026-01-25T00:00:00+00:00",
+        signing_key=keys.audit_signing_key,
+        key_id=keys.audit_key_id,
+    )
     assert [(r.tenant, r.count) for r in results] == [("acme", 20)]
     store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, "2026-01-25T00:00:01")
     tombs = [r for r in store.iter_records(tenant="acme") if r["details"] is None]
@@ -93,23 +100,32 @@ def test_purge_keeps_chains_verifiable(store: SqlAuditStore, keys: ServerKeys,
     assert verify_export(tmp_path / "g", public_keys).ok
 
 
-def test_tombstone_without_signed_purge_is_tampering(store: SqlAuditStore, keys: ServerKeys,
-                                                     public_keys: dict[str, Any]) -> None:
+def test_tombstone_without_signed_purge_is_tampering(
+    store: SqlAuditStore, keys: ServerKeys, public_keys: dict[str, Any]
+) -> None:
     fill(store, keys, 30)
     sql(store, "UPDATE audit_events SET details=NULL, subject=NULL WHERE seq=7")
     report = verify_store(store, public_keys)
     assert report.damage is not None and (report.damage.kind, report.damage.seq) == ("edited", 7)
 
 
-def test_forged_purge_signature_is_detected(store: SqlAuditStore, keys: ServerKeys,
-                                            public_keys: dict[str, Any]) -> None:
+def test_forged_purge_signature_is_detected(
+    store: SqlAuditStore, keys: ServerKeys, public_keys: dict[str, Any]
+) -> None:
     fill(store, keys, 30)
-    purge(store, now="2026-03-01T00:00:00+00:00", signing_key=keys.audit_signing_key,
-          key_id=keys.audit_key_id, tenant="acme", cutoff="2026-01-01T00:00:20")
+    purge(
+        store,
+        now="2026-03-01T00:00:00+00:00",
+        signing_key=keys.audit_signing_key,
+        key_id=keys.audit_key_id,
+        tenant="acme",
+        cutoff="2026-01-01T00:00:20",
+    )
     # Widen the purge after the fact (to hide more records): its signature no longer holds.
     with store._reader.connect() as conn:
-        seq, raw = conn.execute(text("SELECT seq, details FROM audit_events "
-                                     "WHERE action='audit.purge'")).one()
+        seq, raw = conn.execute(
+            text("SELECT seq, details FROM audit_events WHERE action='audit.purge'")
+        ).one()
     details = json.loads(raw)
     details["purge"]["last_seq"] = 30
     sql(store, "UPDATE audit_events SET details=:d WHERE seq=:s", d=json.dumps(details), s=seq)
@@ -121,28 +137,44 @@ def test_legal_hold_stops_purges(store: SqlAuditStore, keys: ServerKeys) -> None
     fill(store, keys, 30)
     set_retention(store, "acme", 1, "2026-03-01T00:00:00+00:00")
     set_legal_hold(store, "acme", True, "2026-03-01T00:00:00+00:00")
-    results = purge(store, now="2026-03-01T00:00:00+00:00", signing_key=keys.audit_signing_key,
-                    key_id=keys.audit_key_id)
+    results = purge(
+        store,
+        now="2026-03-01T00:00:00+00:00",
+        signing_key=keys.audit_signing_key,
+        key_id=keys.audit_key_id,
+    )
     assert [(r.tenant, r.count, r.skipped) for r in results] == [("acme", 0, "legal hold")]
     # An explicit cutoff does not bypass the hold either.
-    forced = purge(store, now="2026-03-01T00:00:00+00:00", signing_key=keys.audit_signing_key,
-                   key_id=keys.audit_key_id, tenant="acme", cutoff="2030-01-01")
+    forced = purge(
+        store,
+        now="2026-03-01T00:00:00+00:00",
+        signing_key=keys.audit_signing_key,
+        key_id=keys.audit_key_id,
+        tenant="acme",
+        cutoff="2030-01-01",
+    )
     assert forced[0].skipped == "legal hold"
     assert all(r["details"] is not None for r in store.iter_records())
     set_legal_hold(store, "acme", False, "2026-03-02T00:00:00+00:00")
-    after = purge(store, now="2026-03-02T00:00:00+00:00", signing_key=keys.audit_signing_key,
-                  key_id=keys.audit_key_id)
+    after = purge(
+        store,
+        now="2026-03-02T00:00:00+00:00",
+        signing_key=keys.audit_signing_key,
+        key_id=keys.audit_key_id,
+    )
     assert after[0].count == 10
 
 
-def test_exports_signed_before_rotation_still_verify(store: SqlAuditStore, keys_dir: Path,
-                                                     tmp_path: Path) -> None:
+def test_exports_signed_before_rotation_still_verify(
+    store: SqlAuditStore, keys_dir: Path, tmp_path: Path
+) -> None:
     old = load_keys(keys_dir)
     fill(store, old, 40)
     export(store, old, tmp_path / "before", tenant="acme")
     # Rotate: keep the old public half as audit-public-<id>.pem, make a new signing key.
     (keys_dir / f"audit-public-{old.audit_key_id}.pem").write_bytes(
-        public_key_pem(old.audit_public_key))
+        public_key_pem(old.audit_public_key)
+    )
     os.remove(keys_dir / AUDIT_SIGNING_FILE)
     init_keys(keys_dir)
     new = load_keys(keys_dir)
@@ -150,15 +182,18 @@ def test_exports_signed_before_rotation_still_verify(store: SqlAuditStore, keys_
     fill(store, new, 40, start=40)
     export(store, new, tmp_path / "after", tenant="acme")
     bundle = tmp_path / "published.pem"
-    bundle.write_bytes(b"".join(public_key_pem(k) for k in
-                                known_audit_public_keys(keys_dir).values()))
+    bundle.write_bytes(
+        b"".join(public_key_pem(k) for k in known_audit_public_keys(keys_dir).values())
+    )
     published = load_public_keys([bundle])
     assert len(published) == 2
     assert verify_export(tmp_path / "before", published).ok
     after = verify_export(tmp_path / "after", published)
     assert after.ok  # its checkpoints were signed by both keys
-    keys_of = {c["key_id"] for c in json.loads(
-        (tmp_path / "after" / "manifest.json").read_text())["checkpoints"]}
+    keys_of = {
+        c["key_id"]
+        for c in json.loads((tmp_path / "after" / "manifest.json").read_text())["checkpoints"]
+    }
     assert keys_of == {old.audit_key_id, new.audit_key_id}
     assert verify_store(store, published).ok
     # Only the new key: the old export's signature cannot be checked.
@@ -166,8 +201,9 @@ def test_exports_signed_before_rotation_still_verify(store: SqlAuditStore, keys_
     assert not verify_export(tmp_path / "before", only_new).ok
 
 
-def test_offline_verifier_needs_no_database_or_network(store: SqlAuditStore, keys: ServerKeys,
-                                                       tmp_path: Path, keys_dir: Path) -> None:
+def test_offline_verifier_needs_no_database_or_network(
+    store: SqlAuditStore, keys: ServerKeys, tmp_path: Path, keys_dir: Path
+) -> None:
     fill(store, keys, 30)
     export(store, keys, tmp_path / "e", tenant="acme")
     pem = tmp_path / "audit.pem"
@@ -185,32 +221,45 @@ def test_offline_verifier_needs_no_database_or_network(store: SqlAuditStore, key
         "socket.socket = no_network\n"
         "socket.create_connection = no_network\n"
         "from secure_aiaas.audit.offline import main\n"
-        "sys.exit(main(sys.argv[1:]))\n")
-    run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "e"), "--public-key",
-                          str(pem), "--json"], check=False, capture_output=True, text=True,
-                         cwd=REPO, timeout=60)
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "e"), "--public-key", str(pem), "--json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["ok"] is True
     # Same tool, tampered export: exit 1 with the finding.
     path = tmp_path / "e" / "records.jsonl"
     path.write_bytes(path.read_bytes().replace(b'"status":200', b'"status":201', 1))
-    bad = subprocess.run([sys.executable, "-c", script, str(tmp_path / "e"), "--public-key",
-                          str(pem)], check=False, capture_output=True, text=True, cwd=REPO,
-                         timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "e"), "--public-key", str(pem)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert bad.returncode == 1 and "edited record" in bad.stdout
 
 
 @pytest.mark.parametrize("hold", [False, True])
-def test_cli_retention_hold_purge_are_audited(hold: bool, tmp_path: Path, keys_dir: Path,
-                                              policy_dir: Path) -> None:
+def test_cli_retention_hold_purge_are_audited(
+    hold: bool, tmp_path: Path, keys_dir: Path, policy_dir: Path
+) -> None:
     from tests.conftest import run_cli, service_env
 
     env = service_env(tmp_path, keys_dir, policy_dir)
     store = SqlAuditStore(f"sqlite:///{tmp_path / 'data' / 'audit.db'}")
     store.create_schema()
     fill(store, load_keys(keys_dir), 30)
-    assert run_cli(env, "audit", "retention", "set", "--tenant", "acme", "--days", "5"
-                   ).returncode == 0
+    assert (
+        run_cli(env, "audit", "retention", "set", "--tenant", "acme", "--days", "5").returncode == 0
+    )
     if hold:
         assert run_cli(env, "audit", "hold", "on", "--tenant", "acme").returncode == 0
     dry = run_cli(env, "audit", "purge", "--dry-run", "--json")

@@ -25,16 +25,26 @@ from secure_aiaas.crypto import ServerKeys
 from tests.compliance.conftest import export, fill
 
 
-@pytest.fixture(params=[("jsonl", "acme"), ("csv", "acme"), ("jsonl", None), ("csv", None)],
-                ids=["jsonl-tenant", "csv-tenant", "jsonl-global", "csv-global"])
-def exported(request: pytest.FixtureRequest, store: SqlAuditStore, keys: ServerKeys,
-             tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+@pytest.fixture(
+    params=[("jsonl", "acme"), ("csv", "acme"), ("jsonl", None), ("csv", None)],
+    ids=["jsonl-tenant", "csv-tenant", "jsonl-global", "csv-global"],
+)
+def exported(
+    request: pytest.FixtureRequest, store: SqlAuditStore, keys: ServerKeys, tmp_path: Path
+) -> tuple[Path, dict[str, Any]]:
     fmt, tenant = request.param
     fill(store, keys, 150)
     out = tmp_path / "export"
     # A middle range: the first record links to one outside the export (the anchor).
-    manifest = export(store, keys, out, tenant=tenant, fmt=fmt,
-                      since="2026-01-01T00:00:10", until="2026-01-01T00:02:20")
+    manifest = export(
+        store,
+        keys,
+        out,
+        tenant=tenant,
+        fmt=fmt,
+        since="2026-01-01T00:00:10",
+        until="2026-01-01T00:02:20",
+    )
     return out, manifest
 
 
@@ -61,8 +71,9 @@ def line_no(manifest: dict[str, Any], index: int) -> int:
     return index + (2 if manifest["records_format"] == "csv" else 1)
 
 
-def test_intact_export_verifies(exported: tuple[Path, dict[str, Any]],
-                                public_keys: dict[str, Any]) -> None:
+def test_intact_export_verifies(
+    exported: tuple[Path, dict[str, Any]], public_keys: dict[str, Any]
+) -> None:
     out, manifest = exported
     report = verify_export(out, public_keys)
     assert report.ok, report.findings
@@ -82,24 +93,46 @@ def parse(rec: bytes, fmt: str) -> dict[str, Any]:
     record: dict[str, Any] = {n: row[n] or None for n in HASHED_FIELDS}
     record["status"] = int(row["status"])
     record["latency_ms"] = float(row["latency_ms"])
-    return {"seq": int(row["seq"]), "hash": row["hash"], "prev_hash": row["prev_hash"],
-            "tenant_prev_hash": row["tenant_prev_hash"] or None, "record": record}
+    return {
+        "seq": int(row["seq"]),
+        "hash": row["hash"],
+        "prev_hash": row["prev_hash"],
+        "tenant_prev_hash": row["tenant_prev_hash"] or None,
+        "record": record,
+    }
 
 
 def serialise(entry: dict[str, Any], fmt: str, *, rehash: bool = True) -> bytes:
     """A record line again; ``rehash``: recompute its hash as a forger would."""
     if rehash:
-        entry["hash"] = hash_content(entry["seq"], entry["prev_hash"],
-                                     entry["tenant_prev_hash"], content_bytes(entry["record"]))
+        entry["hash"] = hash_content(
+            entry["seq"],
+            entry["prev_hash"],
+            entry["tenant_prev_hash"],
+            content_bytes(entry["record"]),
+        )
     if fmt == "jsonl":
-        return jsonl_line({"seq": entry["seq"], "hash": entry["hash"],
-                           "prev_hash": entry["prev_hash"],
-                           "tenant_prev_hash": entry["tenant_prev_hash"], **entry["record"]})
+        return jsonl_line(
+            {
+                "seq": entry["seq"],
+                "hash": entry["hash"],
+                "prev_hash": entry["prev_hash"],
+                "tenant_prev_hash": entry["tenant_prev_hash"],
+                **entry["record"],
+            }
+        )
     buf = io.StringIO()
     rec = entry["record"]
     csv.writer(buf, lineterminator="\n").writerow(
-        [entry["seq"], entry["hash"], entry["prev_hash"], entry["tenant_prev_hash"] or "", 0,
-         *("" if rec[n] is None else rec[n] for n in HASHED_FIELDS)])
+        [
+            entry["seq"],
+            entry["hash"],
+            entry["prev_hash"],
+            entry["tenant_prev_hash"] or "",
+            0,
+            *("" if rec[n] is None else rec[n] for n in HASHED_FIELDS),
+        ]
+    )
     return buf.getvalue().encode()
 
 
@@ -118,13 +151,22 @@ def _forge_after(rec: bytes, fmt: str, link_field: str) -> bytes:
     return serialise(entry, fmt)
 
 
-TAMPERS = ["edited", "edited-rehashed", "deleted", "deleted-first", "inserted",
-           "inserted-linked", "reordered", "truncated"]
+TAMPERS = [
+    "edited",
+    "edited-rehashed",
+    "deleted",
+    "deleted-first",
+    "inserted",
+    "inserted-linked",
+    "reordered",
+    "truncated",
+]
 
 
 @pytest.mark.parametrize("kind", TAMPERS)
-def test_tamper_matrix(kind: str, exported: tuple[Path, dict[str, Any]],
-                       public_keys: dict[str, Any]) -> None:
+def test_tamper_matrix(
+    kind: str, exported: tuple[Path, dict[str, Any]], public_keys: dict[str, Any]
+) -> None:
     out, manifest = exported
     fmt = manifest["records_format"]
     _, recs = lines_of(out / manifest["records_file"])
@@ -156,12 +198,14 @@ def test_tamper_matrix(kind: str, exported: tuple[Path, dict[str, Any]],
     report = verify_export(out, public_keys)
     assert not report.ok
     assert any(f.kind == "file-hash" for f in report.findings)
-    assert first_finding(report) == (expected_kind, line_no(manifest, expected_index)), \
+    assert first_finding(report) == (expected_kind, line_no(manifest, expected_index)), (
         report.findings
+    )
 
 
 def test_flipped_byte_anywhere_is_detected_and_located(
-        exported: tuple[Path, dict[str, Any]], public_keys: dict[str, Any]) -> None:
+    exported: tuple[Path, dict[str, Any]], public_keys: dict[str, Any]
+) -> None:
     out, manifest = exported
     pristine = {p.name: p.read_bytes() for p in out.iterdir()}
     rng = random.Random(6)
@@ -185,8 +229,9 @@ def test_flipped_byte_anywhere_is_detected_and_located(
             located = {f.line for f in report.findings if f.line is not None}
             if manifest["records_format"] == "jsonl" or line > 1:
                 # A flipped CSV quote may shift where the parser sees the record end.
-                window = {line} if manifest["records_format"] == "jsonl" else \
-                    {line - 1, line, line + 1}
+                window = (
+                    {line} if manifest["records_format"] == "jsonl" else {line - 1, line, line + 1}
+                )
                 if not located & window:
                     missed.append((name, pos, line, report.findings))  # type: ignore[arg-type]
         else:
@@ -195,8 +240,8 @@ def test_flipped_byte_anywhere_is_detected_and_located(
 
 
 def test_consistent_rewrite_is_caught_by_signed_checkpoints(
-        exported: tuple[Path, dict[str, Any]], public_keys: dict[str, Any],
-        keys: ServerKeys) -> None:
+    exported: tuple[Path, dict[str, Any]], public_keys: dict[str, Any], keys: ServerKeys
+) -> None:
     """Even an export re-signed with the real key fails if its chain was rewritten after the
     checkpoints were signed (e.g. the database was rewritten before exporting)."""
     out, manifest = exported
@@ -216,22 +261,28 @@ def test_consistent_rewrite_is_caught_by_signed_checkpoints(
     body = b"".join(rewritten)
     path.write_bytes(body)
     signed = json.loads((out / "manifest.json").read_text())
-    signed["files"][path.name] = {"sha256": hashlib.sha256(body).hexdigest(),
-                                  "bytes": len(body)}
+    signed["files"][path.name] = {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
     signed["last_hash"] = link
     text = json.dumps(signed, sort_keys=True, indent=2).encode() + b"\n"
     (out / "manifest.json").write_bytes(text)
-    (out / "manifest.sig").write_text(json.dumps({
-        "algorithm": "Ed25519", "key_id": keys.audit_key_id,
-        "signature": keys.audit_signing_key.sign(text).hex()}, sort_keys=True) + "\n")
+    (out / "manifest.sig").write_text(
+        json.dumps(
+            {
+                "algorithm": "Ed25519",
+                "key_id": keys.audit_key_id,
+                "signature": keys.audit_signing_key.sign(text).hex(),
+            },
+            sort_keys=True,
+        )
+        + "\n"
+    )
     report = verify_export(out, public_keys)
     assert not report.ok
     assert report.findings[0].kind == "edited"
     assert "checkpoint" in report.findings[0].message
 
 
-def test_wrong_public_key_fails(exported: tuple[Path, dict[str, Any]],
-                                tmp_path: Path) -> None:
+def test_wrong_public_key_fails(exported: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     from secure_aiaas.crypto.keystore import init_keys, known_audit_public_keys
 
     init_keys(tmp_path / "other-keys")
@@ -240,8 +291,9 @@ def test_wrong_public_key_fails(exported: tuple[Path, dict[str, Any]],
     assert not report.ok and report.findings[0].kind == "bad-signature"
 
 
-def test_empty_range_exports_and_verifies(store: SqlAuditStore, keys: ServerKeys,
-                                          tmp_path: Path, public_keys: dict[str, Any]) -> None:
+def test_empty_range_exports_and_verifies(
+    store: SqlAuditStore, keys: ServerKeys, tmp_path: Path, public_keys: dict[str, Any]
+) -> None:
     fill(store, keys, 20)
     manifest = export(store, keys, tmp_path / "e", since="2030-01-01", until="2031-01-01")
     assert manifest["count"] == 0

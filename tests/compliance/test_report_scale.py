@@ -16,17 +16,31 @@ from tests.compliance.conftest import export, fill, make_event
 from tests.conftest import run_cli, service_env
 
 
-def test_report_figures_charts_and_manifest_hash(tmp_path: Path, keys_dir: Path,
-                                                 policy_dir: Path) -> None:
+def test_report_figures_charts_and_manifest_hash(
+    tmp_path: Path, keys_dir: Path, policy_dir: Path
+) -> None:
     env = service_env(tmp_path, keys_dir, policy_dir)
     store = SqlAuditStore(f"sqlite:///{tmp_path / 'data' / 'audit.db'}")
     store.create_schema()
     fill(store, load_keys(keys_dir), 300)
     store.dispose()
     out = tmp_path / "report.html"
-    run = run_cli(env, "audit", "report", "--tenant", "acme", "--since", "2026-01-01",
-                  "--until", "2026-01-02", "-o", str(out), "--export-dir",
-                  str(tmp_path / "exp"), "--json")
+    run = run_cli(
+        env,
+        "audit",
+        "report",
+        "--tenant",
+        "acme",
+        "--since",
+        "2026-01-01",
+        "--until",
+        "2026-01-02",
+        "-o",
+        str(out),
+        "--export-dir",
+        str(tmp_path / "exp"),
+        "--json",
+    )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     page = out.read_text()
@@ -51,16 +65,20 @@ def test_report_figures_charts_and_manifest_hash(tmp_path: Path, keys_dir: Path,
     assert manifest["tenant"] == "acme" and manifest["count"] == len(events)
     # The export behind the report is itself on record, naming its manifest.
     audit = SqlAuditStore(f"sqlite:///{tmp_path / 'data' / 'audit.db'}")
-    exports = [json.loads(r["details"])["export"] for r in audit.iter_records()
-               if r["action"] == "audit.export" and r["decision"] != "attempt"]
+    exports = [
+        json.loads(r["details"])["export"]
+        for r in audit.iter_records()
+        if r["action"] == "audit.export" and r["decision"] != "attempt"
+    ]
     audit.dispose()
     assert [e["manifest_sha256"] for e in exports] == [result["manifest_sha256"]]
     # No personal data or payloads in the page: only entity *types* and counts.
     assert "@" not in re.sub(r"data:image/png;base64,[^\"]+", "", page)
 
 
-def _peak_bytes(store: SqlAuditStore, keys: ServerKeys, out: Path,
-                public_keys: dict[str, Any]) -> tuple[int, int]:
+def _peak_bytes(
+    store: SqlAuditStore, keys: ServerKeys, out: Path, public_keys: dict[str, Any]
+) -> tuple[int, int]:
     tracemalloc.start()
     export(store, keys, out, tenant=None)
     export_peak = tracemalloc.get_traced_memory()[1]
@@ -72,9 +90,9 @@ def _peak_bytes(store: SqlAuditStore, keys: ServerKeys, out: Path,
     return export_peak, verify_peak
 
 
-def test_export_and_verify_run_in_constant_memory(store: SqlAuditStore, keys: ServerKeys,
-                                                  tmp_path: Path,
-                                                  public_keys: dict[str, Any]) -> None:
+def test_export_and_verify_run_in_constant_memory(
+    store: SqlAuditStore, keys: ServerKeys, tmp_path: Path, public_keys: dict[str, Any]
+) -> None:
     """Peak memory at 10^5 records stays that at 10^4 (plus a small constant)."""
     fill(store, keys, 10_000, batch=5_000)
     small = _peak_bytes(store, keys, tmp_path / "small", public_keys)

@@ -87,7 +87,9 @@ def compiled(digits: Trained, breast_cancer: Trained) -> dict[str, object]:
             export_stages(digits.model), "digits-mlp", calibration=digits.x_train
         ),
         "breast-cancer-lr": compile_model(
-            export_stages(breast_cancer.model), "breast-cancer-lr", calibration=breast_cancer.x_train
+            export_stages(breast_cancer.model),
+            "breast-cancer-lr",
+            calibration=breast_cancer.x_train,
         ),
     }
 
@@ -123,7 +125,9 @@ def contract_handler(pool, owner: str = "tenant-a"):  # type: ignore[no-untyped-
 
     async def handle(request: httpx.Request) -> httpx.Response:
         if request.headers.get("authorization") != "Bearer test-key":
-            return httpx.Response(401, json={"error": "missing or invalid API key", "code": "unauthenticated"})
+            return httpx.Response(
+                401, json={"error": "missing or invalid API key", "code": "unauthenticated"}
+            )
         path = request.url.path
         try:
             if request.method == "GET" and path.startswith("/v1/he/models/"):

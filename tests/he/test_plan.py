@@ -147,8 +147,10 @@ def test_stages_built_by_hand_compile_and_fold_exactly() -> None:
         ((st.Linear(np.eye(4)), st.Sigmoid(), st.Linear(np.eye(4))), "Sigmoid cannot be"),
         ((st.Linear(np.eye(4)), st.Linear(np.ones((2, 3)))), "Linear expects 3 features"),
         ((st.Square(),), "input shape"),
-        ((st.Linear(np.eye(4)), st.Conv(np.ones((1, 1, 3)), None, (1,), ((0, 0),), (1,))),
-         "Conv expects 1 channels"),
+        (
+            (st.Linear(np.eye(4)), st.Conv(np.ones((1, 1, 3)), None, (1,), ((0, 0),), (1,))),
+            "Conv expects 1 channels",
+        ),
     ],
 )
 def test_compiler_refuses_unfit_stages_with_reason(stages: st.Stages, reason: str) -> None:
@@ -163,8 +165,13 @@ def test_trailing_sigmoid_stage_makes_a_logit_plan() -> None:
 
 @pytest.mark.parametrize(
     "calibration",
-    [np.zeros((3, 5)), np.zeros((0, 4)), np.full((2, 4), np.nan), np.array(["a"] * 8).reshape(2, 4),
-     np.zeros(())],
+    [
+        np.zeros((3, 5)),
+        np.zeros((0, 4)),
+        np.full((2, 4), np.nan),
+        np.array(["a"] * 8).reshape(2, 4),
+        np.zeros(()),
+    ],
     ids=["wrong-width", "no-rows", "nan", "strings", "scalar"],
 )
 def test_calibration_that_does_not_fit_is_refused(calibration: np.ndarray) -> None:

@@ -23,28 +23,40 @@ from secure_aiaas.crypto.he_wire import (
 from secure_aiaas.errors import InputError
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-context_ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_",
-                      min_size=1, max_size=64)
+context_ids = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_",
+    min_size=1,
+    max_size=64,
+)
 blobs = st.lists(st.binary(min_size=0, max_size=512), min_size=1, max_size=8)
-requests = st.builds(InferenceRequest, context_id=context_ids,
-                     packing=st.sampled_from(["single", "batched"]),
-                     n_samples=st.integers(min_value=1, max_value=4096),
-                     ciphertexts=blobs.map(tuple))
+requests = st.builds(
+    InferenceRequest,
+    context_id=context_ids,
+    packing=st.sampled_from(["single", "batched"]),
+    n_samples=st.integers(min_value=1, max_value=4096),
+    ciphertexts=blobs.map(tuple),
+)
 
 
 @FAST
 @given(requests)
 def test_request_frames_round_trip(request: InferenceRequest) -> None:
     frame = encode_request(request)
-    decoded = decode_request(frame, max_body=len(frame), max_ciphertexts=8,
-                             max_ciphertext_bytes=512)
+    decoded = decode_request(
+        frame, max_body=len(frame), max_ciphertexts=8, max_ciphertext_bytes=512
+    )
     assert decoded == request
 
 
 @FAST
-@given(st.builds(InferenceResponse, packing=st.sampled_from(["single", "batched"]),
-                 n_samples=st.integers(min_value=1, max_value=4096),
-                 ciphertexts=blobs.map(tuple)))
+@given(
+    st.builds(
+        InferenceResponse,
+        packing=st.sampled_from(["single", "batched"]),
+        n_samples=st.integers(min_value=1, max_value=4096),
+        ciphertexts=blobs.map(tuple),
+    )
+)
 def test_response_frames_round_trip(response: InferenceResponse) -> None:
     assert decode_response(encode_response(response)) == response
 
@@ -52,11 +64,12 @@ def test_response_frames_round_trip(response: InferenceResponse) -> None:
 @FAST
 @given(st.binary(max_size=2048))
 def test_arbitrary_bytes_are_refused_cleanly(data: bytes) -> None:
-    for decode in (lambda b: decode_request(b, max_body=4096, max_ciphertexts=8,
-                                            max_ciphertext_bytes=512),
-                   lambda b: decode_response(b),
-                   lambda b: decode_public_context(b, max_bytes=4096),
-                   lambda b: decode_vector(b, slots=4096, max_chunks=2, max_ciphertext_bytes=4096)):
+    for decode in (
+        lambda b: decode_request(b, max_body=4096, max_ciphertexts=8, max_ciphertext_bytes=512),
+        lambda b: decode_response(b),
+        lambda b: decode_public_context(b, max_bytes=4096),
+        lambda b: decode_vector(b, slots=4096, max_chunks=2, max_ciphertext_bytes=4096),
+    ):
         try:
             decode(data)
         except InputError:
@@ -66,7 +79,8 @@ def test_arbitrary_bytes_are_refused_cleanly(data: bytes) -> None:
 @FAST
 @given(requests, st.data())
 def test_any_mutation_of_a_valid_frame_is_refused_or_decodes_to_a_valid_request(
-        request: InferenceRequest, data: st.DataObject) -> None:
+    request: InferenceRequest, data: st.DataObject
+) -> None:
     frame = bytearray(encode_request(request))
     if not frame:
         return
@@ -76,8 +90,9 @@ def test_any_mutation_of_a_valid_frame_is_refused_or_decodes_to_a_valid_request(
     cut = data.draw(st.integers(min_value=0, max_value=len(frame)))
     mutated = bytes(frame[:cut] if data.draw(st.booleans()) else frame)
     try:
-        decoded = decode_request(mutated, max_body=len(mutated) + 1, max_ciphertexts=8,
-                                 max_ciphertext_bytes=512)
+        decoded = decode_request(
+            mutated, max_body=len(mutated) + 1, max_ciphertexts=8, max_ciphertext_bytes=512
+        )
     except InputError:
         return
     assert decoded.packing in ("single", "batched")
@@ -86,11 +101,14 @@ def test_any_mutation_of_a_valid_frame_is_refused_or_decodes_to_a_valid_request(
 
 
 @FAST
-@given(st.lists(st.integers(min_value=0, max_value=64), max_size=4),
-       st.lists(st.binary(max_size=256), max_size=4),
-       st.floats(allow_nan=True, allow_infinity=True))
-def test_vector_decoder_refuses_or_round_trips(sizes: list[int], cts: list[bytes],
-                                               scale: float) -> None:
+@given(
+    st.lists(st.integers(min_value=0, max_value=64), max_size=4),
+    st.lists(st.binary(max_size=256), max_size=4),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_vector_decoder_refuses_or_round_trips(
+    sizes: list[int], cts: list[bytes], scale: float
+) -> None:
     try:
         blob = encode_vector(sizes, cts, scale)
     except (InputError, struct.error, ValueError, OverflowError):

@@ -83,9 +83,14 @@ def test_register_and_remove(data_dir: Path, tmp_path: Path, audited: Path) -> N
     store = SqlAuditStore(f"sqlite:///{audited}")
     actions = [(r["action"], r["decision"]) for r in store.iter_records()]
     store.dispose()
-    assert actions == [("models.register", "attempt"), ("models.register", "allow"),
-                       ("models.register", "attempt"), ("models.register", "error"),
-                       ("models.remove", "attempt"), ("models.remove", "allow")]
+    assert actions == [
+        ("models.register", "attempt"),
+        ("models.register", "allow"),
+        ("models.register", "attempt"),
+        ("models.register", "error"),
+        ("models.remove", "attempt"),
+        ("models.remove", "allow"),
+    ]
 
 
 def test_remove_asks_first(data_dir: Path) -> None:

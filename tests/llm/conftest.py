@@ -65,8 +65,14 @@ def make_engine(tiny: Any, tokenizer: Any) -> Iterator[Any]:
 
     def build(observer: Any = None, **config: Any) -> LLMEngine:
         options = {"repetition_penalty": 1.0, **config}
-        engine = LLMEngine(tiny, decode=decode_with(tokenizer), eos_token_ids=[2],
-                           context_limit=256, config=EngineConfig(**options), observer=observer)
+        engine = LLMEngine(
+            tiny,
+            decode=decode_with(tokenizer),
+            eos_token_ids=[2],
+            context_limit=256,
+            config=EngineConfig(**options),
+            observer=observer,
+        )
         engine.start()
         engines.append(engine)
         return engine

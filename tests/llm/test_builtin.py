@@ -37,7 +37,7 @@ def test_conversion_is_registered_once_with_every_file_hashed(builtin_dir: Path)
     assert manifest.task == "text-generation" and manifest.architecture == "llama"
     assert {"config.json", "tokenizer.json", "chat_template.jinja"} <= set(manifest.assets)
     assert manifest.training["source_sha256"] == builtin.GGUF_SHA256
-    config = (ModelRegistry(builtin_dir).path(builtin.BUILTIN_CHAT_MODEL) / "config.json")
+    config = ModelRegistry(builtin_dir).path(builtin.BUILTIN_CHAT_MODEL) / "config.json"
     assert "quantization_config" not in config.read_text()
 
 
@@ -46,9 +46,14 @@ async def test_a_greedy_answer_to_the_capital_of_france(builtin_dir: Path) -> No
     service = LLMService.load(ModelRegistry(builtin_dir), builtin.BUILTIN_CHAT_MODEL, device="cpu")
     service.start()
     try:
-        request = ChatCompletionRequest.model_validate({
-            "model": builtin.BUILTIN_CHAT_MODEL, "temperature": 0, "max_tokens": 24,
-            "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+        request = ChatCompletionRequest.model_validate(
+            {
+                "model": builtin.BUILTIN_CHAT_MODEL,
+                "temperature": 0,
+                "max_tokens": 24,
+                "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            }
+        )
         body = await service.submit(service.prepare_chat(request, request.message_texts())).body()
         assert "Paris" in body["choices"][0]["message"]["content"]
         assert body["choices"][0]["finish_reason"] == "stop"

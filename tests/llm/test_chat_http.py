@@ -46,8 +46,14 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     shutil.copytree(REPO / "policies", tmp / "policies")
     models = tmp / "models"
     register_causal_lm(ModelRegistry(models), save_tiny(tmp / "src"), name=NAME)
-    env = service_env(tmp, tmp / "keys", tmp / "policies", SAIAAS_MODELS_DIR=str(models),
-                      SAIAAS_HE__ENABLED="false", SAIAAS_LLM__DEFAULT_MAX_TOKENS="24")
+    env = service_env(
+        tmp,
+        tmp / "keys",
+        tmp / "policies",
+        SAIAAS_MODELS_DIR=str(models),
+        SAIAAS_HE__ENABLED="false",
+        SAIAAS_LLM__DEFAULT_MAX_TOKENS="24",
+    )
     keys = provision(env, STANDARD_TENANTS, KEYS)
     assert run_cli(env, "tenant", "set-limits", "acme", "--key-tpm", "400").returncode == 0
     server = start_server(env, tmp / "server.log")
@@ -59,8 +65,9 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _client(server: Server, who: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key=server.api_keys[who],
-                         max_retries=0)
+    return openai.OpenAI(
+        base_url=server.base_url + "/v1", api_key=server.api_keys[who], max_retries=0
+    )
 
 
 def _records(server: Server, request_id: str) -> list[dict[str, Any]]:
@@ -74,14 +81,17 @@ def _records(server: Server, request_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-MESSAGES = [{"role": "system", "content": "You are terse."},
-            {"role": "user", "content": f"Write to {SECRET} at maria@example.com"}]
+MESSAGES = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": f"Write to {SECRET} at maria@example.com"},
+]
 
 
 def test_openai_client_non_streamed(chat_server: Server) -> None:
     client = _client(chat_server, "alice")
     raw = client.chat.completions.with_raw_response.create(
-        model=NAME, messages=MESSAGES, max_tokens=8, temperature=0)  # type: ignore[arg-type]
+        model=NAME, messages=MESSAGES, max_tokens=8, temperature=0
+    )  # type: ignore[arg-type]
     reply = raw.parse()
     assert reply.choices[0].finish_reason in ("stop", "length")
     assert reply.usage is not None and reply.usage.completion_tokens <= 8
@@ -97,8 +107,12 @@ def test_openai_client_non_streamed(chat_server: Server) -> None:
 def test_openai_client_streamed_and_its_two_records(chat_server: Server) -> None:
     client = _client(chat_server, "alice")
     with client.chat.completions.with_streaming_response.create(
-            model=NAME, messages=MESSAGES, max_tokens=12, stream=True,  # type: ignore[arg-type]
-            stream_options={"include_usage": True}) as raw:
+        model=NAME,
+        messages=MESSAGES,
+        max_tokens=12,
+        stream=True,  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
+    ) as raw:
         request_id = raw.headers["x-request-id"]
         chunks = list(raw.parse())
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -116,8 +130,9 @@ def test_completions_both_modes(chat_server: Server) -> None:
     client = _client(chat_server, "alice")
     plain = client.completions.create(model=NAME, prompt="Hello", max_tokens=5)
     assert plain.choices[0].text is not None and plain.usage is not None
-    streamed = list(client.completions.create(model=NAME, prompt="Hello", max_tokens=5,
-                                              stream=True))
+    streamed = list(
+        client.completions.create(model=NAME, prompt="Hello", max_tokens=5, stream=True)
+    )
     assert streamed
 
 
@@ -132,7 +147,8 @@ def test_token_quota_refuses_with_retry_after_in_openai_shape(chat_server: Serve
 
 
 def test_sensitive_tenants_are_denied_unless_allowed_with_a_strict_profile(
-        chat_server: Server) -> None:
+    chat_server: Server,
+) -> None:
     client = _client(chat_server, "medco-user")
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=4)
@@ -145,16 +161,21 @@ def test_sensitive_tenants_are_denied_unless_allowed_with_a_strict_profile(
         # Allowed by the policy, but the default profile restores answers: still refused.
         with pytest.raises(openai.PermissionDeniedError) as info:
             client.chat.completions.with_raw_response.create(
-                model=NAME, messages=MESSAGES, max_tokens=4)
+                model=NAME, messages=MESSAGES, max_tokens=4
+            )
         rid = info.value.response.headers["x-request-id"]
         (record,) = _records(chat_server, rid)
         assert record["decision"] == "deny" and "strict privacy profile" in record["rule"]
-        privacy.write_text(saved_privacy.replace(
-            'assignments:\n', 'assignments:\n  - tenant: medco\n    model: "*"\n'
-            '    profile: strict\n'))
+        privacy.write_text(
+            saved_privacy.replace(
+                "assignments:\n",
+                'assignments:\n  - tenant: medco\n    model: "*"\n    profile: strict\n',
+            )
+        )
         time.sleep(1.5)
         raw = client.chat.completions.with_raw_response.create(
-            model=NAME, messages=MESSAGES, max_tokens=4)
+            model=NAME, messages=MESSAGES, max_tokens=4
+        )
         (record,) = _records(chat_server, raw.headers["x-request-id"])
         assert record["decision"] == "allow"
         assert record["details"]["privacy_profile"] == "strict"
@@ -172,10 +193,12 @@ def test_models_lists_chat_models_for_those_allowed(chat_server: Server) -> None
 def test_bad_requests_are_openai_shaped_4xx(chat_server: Server) -> None:
     headers = {"Authorization": f"Bearer {chat_server.api_keys['alice']}"}
     with httpx.Client(base_url=chat_server.base_url, headers=headers) as client:
-        for body in ({"model": NAME, "messages": []},
-                     {"model": NAME, "messages": MESSAGES, "n": 3},
-                     {"model": "no-such-model", "messages": MESSAGES},
-                     {"model": NAME, "messages": MESSAGES, "max_tokens": 10**9}):
+        for body in (
+            {"model": NAME, "messages": []},
+            {"model": NAME, "messages": MESSAGES, "n": 3},
+            {"model": "no-such-model", "messages": MESSAGES},
+            {"model": NAME, "messages": MESSAGES, "max_tokens": 10**9},
+        ):
             response = client.post("/v1/chat/completions", json=body)
             assert 400 <= response.status_code < 500, response.text
             assert set(response.json()["error"]) >= {"message", "type", "code"}
@@ -191,23 +214,38 @@ def test_builtin_model_over_http(tmp_path: Path) -> None:
     init_keys(tmp / "keys")
     shutil.copytree(REPO / "policies", tmp / "policies")
     ensure_builtin_chat_model(tmp / "models")
-    env = service_env(tmp, tmp / "keys", tmp / "policies", SAIAAS_MODELS_DIR=str(tmp / "models"),
-                      SAIAAS_HE__ENABLED="false")
+    env = service_env(
+        tmp,
+        tmp / "keys",
+        tmp / "policies",
+        SAIAAS_MODELS_DIR=str(tmp / "models"),
+        SAIAAS_HE__ENABLED="false",
+    )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     server = start_server(env, tmp / "server.log")
     try:
         client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=keys["alice"])
         reply = client.chat.completions.create(
-            model="smollm2-135m-instruct", temperature=0, max_tokens=24,
-            messages=[{"role": "user", "content": "What is the capital of France?"}])
+            model="smollm2-135m-instruct",
+            temperature=0,
+            max_tokens=24,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+        )
         assert "Paris" in (reply.choices[0].message.content or "")
         # A client that goes away mid-stream: the outcome is recorded, as 499.
         server.api_keys = keys
         headers = {"Authorization": f"Bearer {keys['alice']}"}
         with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
-            with http.stream("POST", "/v1/chat/completions", json={
-                    "model": "smollm2-135m-instruct", "max_tokens": 400, "stream": True,
-                    "messages": [{"role": "user", "content": "Tell a long story."}]}) as response:
+            with http.stream(
+                "POST",
+                "/v1/chat/completions",
+                json={
+                    "model": "smollm2-135m-instruct",
+                    "max_tokens": 400,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "Tell a long story."}],
+                },
+            ) as response:
                 request_id = response.headers["x-request-id"]
                 for _ in response.iter_lines():
                     break  # the first event, then hang up

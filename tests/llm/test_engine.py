@@ -65,8 +65,10 @@ async def test_sequences_joining_a_running_batch_decode_exactly_as_alone(
 
     first = engine.submit(prompts[0], greedy(lengths[0]))
     first_text = [(await first.__anext__())]  # the first one is running ...
-    later = [asyncio.create_task(collect(engine.submit(p, greedy(n))))
-             for p, n in zip(prompts[1:], lengths[1:])]  # ... when the others arrive
+    later = [
+        asyncio.create_task(collect(engine.submit(p, greedy(n))))
+        for p, n in zip(prompts[1:], lengths[1:])
+    ]  # ... when the others arrive
     rest, finished = await collect(first)
     results = [("".join(e.text for e in first_text if isinstance(e, TokenDelta)) + rest)]
     results += [text for text, _ in await asyncio.gather(*later)]
@@ -85,8 +87,14 @@ async def test_every_tested_architecture_batches_exactly(model_type: str, tokeni
     from secure_aiaas.llm.engine import EngineConfig
 
     model = tiny_model(model_type, seed=3)
-    engine = LLMEngine(model, decode=decode_with(tokenizer), eos_token_ids=[2], context_limit=256,
-                       config=EngineConfig(repetition_penalty=1.0), observer=SlowSteps(0.002))
+    engine = LLMEngine(
+        model,
+        decode=decode_with(tokenizer),
+        eos_token_ids=[2],
+        context_limit=256,
+        config=EngineConfig(repetition_penalty=1.0),
+        observer=SlowSteps(0.002),
+    )
     engine.start()
     try:
         prompts = [ids(tokenizer, p) for p in PROMPTS[:3]]
@@ -94,10 +102,16 @@ async def test_every_tested_architecture_batches_exactly(model_type: str, tokeni
         together = await asyncio.gather(*(solo(engine, p, greedy(16)) for p in prompts))
         assert list(together) == alone
         with torch.inference_mode():
-            reference = model.generate(torch.tensor([prompts[1]]), max_new_tokens=16,
-                                       min_new_tokens=16, do_sample=False, pad_token_id=0)
-        assert alone[1] == tokenizer.decode(reference[0, len(prompts[1]):].tolist(),
-                                            skip_special_tokens=True)
+            reference = model.generate(
+                torch.tensor([prompts[1]]),
+                max_new_tokens=16,
+                min_new_tokens=16,
+                do_sample=False,
+                pad_token_id=0,
+            )
+        assert alone[1] == tokenizer.decode(
+            reference[0, len(prompts[1]) :].tolist(), skip_special_tokens=True
+        )
     finally:
         await engine.close()
 
@@ -136,15 +150,26 @@ async def test_max_tokens_and_end_of_sequence(tiny: Any, tokenizer: Any, make_en
         _, finished = await collect(engine.submit(prompt, greedy(n)))
         assert (finished.finish_reason, finished.completion_tokens) == ("length", n)
     with torch.inference_mode():
-        out = tiny.generate(torch.tensor([prompt]), max_new_tokens=12, min_new_tokens=12,
-                            do_sample=False, pad_token_id=0)[0, len(prompt):].tolist()
+        out = tiny.generate(
+            torch.tensor([prompt]),
+            max_new_tokens=12,
+            min_new_tokens=12,
+            do_sample=False,
+            pad_token_id=0,
+        )[0, len(prompt) :].tolist()
     eos = next(t for i, t in enumerate(out) if i >= 3 and t not in out[:i])
-    stopping = LLMEngine(tiny, decode=decode_with(tokenizer), eos_token_ids=[eos],
-                         context_limit=256, config=EngineConfig(repetition_penalty=1.0))
+    stopping = LLMEngine(
+        tiny,
+        decode=decode_with(tokenizer),
+        eos_token_ids=[eos],
+        context_limit=256,
+        config=EngineConfig(repetition_penalty=1.0),
+    )
     stopping.start()
     try:
-        text, finished = await collect(stopping.submit(prompt, SamplingParams(max_tokens=12,
-                                                                              temperature=0)))
+        text, finished = await collect(
+            stopping.submit(prompt, SamplingParams(max_tokens=12, temperature=0))
+        )
         position = out.index(eos)
         assert finished.finish_reason == "stop" and finished.completion_tokens == position + 1
         assert text == tokenizer.decode(out[:position], skip_special_tokens=True)
@@ -199,8 +224,10 @@ async def test_higher_priority_is_admitted_first_then_arrival_order(
         await collect(engine.submit(ids(tokenizer, label), greedy(2), priority=priority))
         order.append(label)
 
-    tasks = [asyncio.create_task(run(label, p))
-             for label, p in (("low-1", 0), ("high", 5), ("low-2", 0), ("mid", 1))]
+    tasks = [
+        asyncio.create_task(run(label, p))
+        for label, p in (("low-1", 0), ("high", 5), ("low-2", 0), ("mid", 1))
+    ]
     await until(lambda: engine.stats().waiting == 4)
     blocker.cancel()
     await asyncio.gather(*tasks)
@@ -209,8 +236,13 @@ async def test_higher_priority_is_admitted_first_then_arrival_order(
 
 async def test_priority_comes_from_the_injected_callable(tiny: Any, tokenizer: Any) -> None:
     seen: list[int] = []
-    engine = LLMEngine(tiny, decode=decode_with(tokenizer), eos_token_ids=[2], context_limit=256,
-                       priority_of=lambda: 9)
+    engine = LLMEngine(
+        tiny,
+        decode=decode_with(tokenizer),
+        eos_token_ids=[2],
+        context_limit=256,
+        priority_of=lambda: 9,
+    )
     engine.start()
     try:
         stream = engine.submit(ids(tokenizer, "x"), greedy(1))
@@ -298,8 +330,9 @@ class FailOnce:
 async def test_a_failing_step_fails_its_requests_and_the_engine_goes_on(
     tiny: Any, tokenizer: Any
 ) -> None:
-    engine = LLMEngine(FailOnce(tiny), decode=decode_with(tokenizer), eos_token_ids=[2],
-                       context_limit=256)
+    engine = LLMEngine(
+        FailOnce(tiny), decode=decode_with(tokenizer), eos_token_ids=[2], context_limit=256
+    )
     engine.start()
     try:
         _, failed = await collect(engine.submit(ids(tokenizer, "x"), greedy(5)))
@@ -312,8 +345,14 @@ async def test_a_failing_step_fails_its_requests_and_the_engine_goes_on(
 
 
 async def test_close_ends_running_and_queued_requests(tiny: Any, tokenizer: Any) -> None:
-    engine = LLMEngine(tiny, decode=decode_with(tokenizer), eos_token_ids=[2], context_limit=256,
-                       config=EngineConfig(max_batch_size=1), observer=SlowSteps())
+    engine = LLMEngine(
+        tiny,
+        decode=decode_with(tokenizer),
+        eos_token_ids=[2],
+        context_limit=256,
+        config=EngineConfig(max_batch_size=1),
+        observer=SlowSteps(),
+    )
     engine.start()
     running = engine.submit(ids(tokenizer, "a"), greedy(200))
     await running.__anext__()

@@ -17,8 +17,11 @@ from secure_aiaas.llm.sampling import SamplingParams
 from tests.llm.conftest import collect, greedy
 from tests.llm.tiny import save_tiny
 
-pytestmark = [pytest.mark.gpu, pytest.mark.anyio,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.anyio,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -27,9 +30,13 @@ async def test_batched_equals_alone_on_cuda(tmp_path: Path, dtype: str) -> None:
     register_causal_lm(registry, save_tiny(tmp_path / "src"), name="tiny")
     loaded = load_causal_lm(registry, "tiny", device="cuda", dtype=dtype)
     assert next(loaded.model.parameters()).device.type == "cuda"
-    engine = LLMEngine(loaded.model, decode=loaded.decode, eos_token_ids=loaded.eos_token_ids,
-                       context_limit=loaded.context_limit,
-                       config=EngineConfig(repetition_penalty=1.0))
+    engine = LLMEngine(
+        loaded.model,
+        decode=loaded.decode,
+        eos_token_ids=loaded.eos_token_ids,
+        context_limit=loaded.context_limit,
+        config=EngineConfig(repetition_penalty=1.0),
+    )
     engine.start()
     try:
         prompts = [loaded.encode_text(t) for t in ("Hello there", "a", "The quick brown fox")]

@@ -51,9 +51,13 @@ def build_app(registry: ModelRegistry, generations: list[Generation]) -> Any:
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, StreamingResponse
 
-    pool = ChatModelPool(registry, device="cpu", dtype="float32",
-                         config=EngineConfig(repetition_penalty=1.0),
-                         observer_for=lambda name: PacedSteps())
+    pool = ChatModelPool(
+        registry,
+        device="cpu",
+        dtype="float32",
+        config=EngineConfig(repetition_penalty=1.0),
+        observer_for=lambda name: PacedSteps(),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -104,8 +108,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list
     register_causal_lm(registry, save_tiny(Path(root) / "src"), name=NAME)
     generations: list[Generation] = []
     port = free_port()
-    config = uvicorn.Config(build_app(registry, generations), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        build_app(registry, generations),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
@@ -128,14 +137,25 @@ MESSAGES = [{"role": "user", "content": "Hello there"}]
 
 
 def test_chat_in_both_modes(client: openai.OpenAI) -> None:
-    whole = client.chat.completions.create(model=NAME, messages=MESSAGES,  # type: ignore[arg-type]
-                                           temperature=0, max_tokens=12)
+    whole = client.chat.completions.create(
+        model=NAME,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=12,
+    )
     content = whole.choices[0].message.content
     assert isinstance(content, str) and whole.usage is not None
     assert whole.usage.completion_tokens <= 12
-    chunks = list(client.chat.completions.create(
-        model=NAME, messages=MESSAGES, temperature=0, max_tokens=12, stream=True,  # type: ignore[arg-type]
-        stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model=NAME,
+            messages=MESSAGES,
+            temperature=0,
+            max_tokens=12,
+            stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
     assert chunks[-2].choices[0].finish_reason == whole.choices[0].finish_reason
     assert chunks[-1].usage is not None
@@ -144,16 +164,18 @@ def test_chat_in_both_modes(client: openai.OpenAI) -> None:
 
 def test_completions_in_both_modes(client: openai.OpenAI) -> None:
     whole = client.completions.create(model=NAME, prompt="Once upon", temperature=0, max_tokens=6)
-    streamed = list(client.completions.create(model=NAME, prompt="Once upon", temperature=0,
-                                              max_tokens=6, stream=True))
+    streamed = list(
+        client.completions.create(
+            model=NAME, prompt="Once upon", temperature=0, max_tokens=6, stream=True
+        )
+    )
     assert "".join(c.choices[0].text for c in streamed) == whole.choices[0].text
 
 
 def test_models_and_errors_in_openai_shape(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == [NAME]
     with pytest.raises(openai.UnprocessableEntityError) as caught:
-        client.chat.completions.create(model=NAME, max_tokens=5000,
-                                       messages=MESSAGES)  # type: ignore[arg-type]
+        client.chat.completions.create(model=NAME, max_tokens=5000, messages=MESSAGES)  # type: ignore[arg-type]
     assert caught.value.code == "context_length_exceeded"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="absent", messages=MESSAGES)  # type: ignore[arg-type]
@@ -161,8 +183,13 @@ def test_models_and_errors_in_openai_shape(client: openai.OpenAI) -> None:
 
 def test_a_client_disconnect_cancels_generation(server: tuple[str, list[Generation]]) -> None:
     base, generations = server
-    body = {"model": NAME, "messages": MESSAGES, "stream": True, "max_tokens": 200,
-            "temperature": 0}
+    body = {
+        "model": NAME,
+        "messages": MESSAGES,
+        "stream": True,
+        "max_tokens": 200,
+        "temperature": 0,
+    }
     before = len(generations)
     with httpx.Client(base_url=base, timeout=10) as http:
         with http.stream("POST", "/v1/chat/completions", json=body) as response:

@@ -26,9 +26,16 @@ def test_each_tested_architecture_registers_and_loads_with_every_file_hashed(
     registry = ModelRegistry(tmp_path / "data")
     manifest = register_causal_lm(registry, source, name="tiny")
     assert (manifest.task, manifest.architecture, manifest.version) == (
-        "text-generation", model_type, "1")
-    assert set(manifest.assets) == {"config.json", "tokenizer.json", "tokenizer_config.json",
-                                    "chat_template.jinja"}
+        "text-generation",
+        model_type,
+        "1",
+    )
+    assert set(manifest.assets) == {
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    }
     assert not (registry.path("tiny") / "README.md").exists()
     loaded = load_causal_lm(registry, "tiny", device="cpu", dtype="float32")
     assert loaded.chat_template is not None and loaded.eos_token_ids == (2,)
@@ -45,8 +52,10 @@ def test_sharded_safetensors(tmp_path: Path) -> None:
     source = save_tiny(tmp_path / "src")
     state = tiny_model().state_dict()
     names = sorted(state)
-    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
-              "model-00002-of-00002.safetensors": names[len(names) // 2 :]}
+    shards = {
+        "model-00001-of-00002.safetensors": names[: len(names) // 2],
+        "model-00002-of-00002.safetensors": names[len(names) // 2 :],
+    }
     for file_name, keys in shards.items():
         save_file({k: state[k].contiguous() for k in keys}, str(source / file_name))
     (source / "model.safetensors").unlink()
@@ -79,17 +88,27 @@ def edit_config(source: Path, **changes: object) -> None:
     ("change", "code"),
     [
         (lambda s: (s / "pytorch_model.bin").write_bytes(b"\x80\x04pickle"), "unsafe_model_format"),
-        (lambda s: (s / "sub").mkdir() or (s / "sub" / "extra.pt").write_bytes(b"x"),
-         "unsafe_model_format"),
+        (
+            lambda s: (s / "sub").mkdir() or (s / "sub" / "extra.pt").write_bytes(b"x"),
+            "unsafe_model_format",
+        ),
         (lambda s: (s / "modeling_evil.py").write_text("import os"), "remote_code_refused"),
-        (lambda s: edit_config(s, auto_map={"AutoModelForCausalLM": "evil.Model"}),
-         "remote_code_refused"),
-        (lambda s: edit_config(s, model_type="bert", architectures=["BertForMaskedLM"]),
-         "unsupported_architecture"),
-        (lambda s: edit_config(s, architectures=["LlamaForSequenceClassification"]),
-         "unsupported_architecture"),
-        (lambda s: edit_config(s, quantization_config={"quant_method": "bitsandbytes"}),
-         "unsupported_architecture"),
+        (
+            lambda s: edit_config(s, auto_map={"AutoModelForCausalLM": "evil.Model"}),
+            "remote_code_refused",
+        ),
+        (
+            lambda s: edit_config(s, model_type="bert", architectures=["BertForMaskedLM"]),
+            "unsupported_architecture",
+        ),
+        (
+            lambda s: edit_config(s, architectures=["LlamaForSequenceClassification"]),
+            "unsupported_architecture",
+        ),
+        (
+            lambda s: edit_config(s, quantization_config={"quant_method": "bitsandbytes"}),
+            "unsupported_architecture",
+        ),
     ],
 )
 def test_refused_folders(tmp_path: Path, change: object, code: str) -> None:

@@ -9,8 +9,12 @@ import pytest
 
 from secure_aiaas.llm.restore import PlaceholderMap, Restorer
 
-VALUES = {"<PERSON_1>": "Alice Martin", "<PERSON_2>": "Bob", "<EMAIL_ADDRESS_1>": "a@example.org",
-          "<PERSON_10>": "Tenth Person"}
+VALUES = {
+    "<PERSON_1>": "Alice Martin",
+    "<PERSON_2>": "Bob",
+    "<EMAIL_ADDRESS_1>": "a@example.org",
+    "<PERSON_10>": "Tenth Person",
+}
 
 
 def restorer() -> Restorer:
@@ -125,8 +129,9 @@ def test_an_empty_mapping_passes_text_through() -> None:
 def test_cost_grows_linearly_with_the_answer_and_not_with_the_mapping() -> None:
     import time
 
-    many = PlaceholderMap({f"<PERSON_{i}>": f"name {i}" for i in range(5000)}
-                          | {"<US_DRIVER_LICENSE_1>": "D1"})
+    many = PlaceholderMap(
+        {f"<PERSON_{i}>": f"name {i}" for i in range(5000)} | {"<US_DRIVER_LICENSE_1>": "D1"}
+    )
 
     def seconds(text: str, mapping: PlaceholderMap) -> float:
         best = float("inf")

@@ -10,8 +10,11 @@ CPU = torch.device("cpu")
 
 
 def row(**params: object) -> RowSampler:
-    return RowSampler.for_request(SamplingParams(max_tokens=1, **params),  # type: ignore[arg-type]
-                                  default_repetition=1.0, device=CPU)
+    return RowSampler.for_request(
+        SamplingParams(max_tokens=1, **params),  # type: ignore[arg-type]
+        default_repetition=1.0,
+        device=CPU,
+    )
 
 
 def test_repetition_penalty_touches_only_generated_tokens() -> None:
@@ -36,8 +39,12 @@ def test_greedy_rows_take_the_argmax_and_top_p_keeps_the_nucleus() -> None:
 
 
 def test_suppressed_tokens_are_never_chosen() -> None:
-    sampler = RowSampler.for_request(SamplingParams(max_tokens=1, temperature=0.0, ignore_eos=True),
-                                     default_repetition=1.0, device=CPU, eos_token_ids=(1,))
+    sampler = RowSampler.for_request(
+        SamplingParams(max_tokens=1, temperature=0.0, ignore_eos=True),
+        default_repetition=1.0,
+        device=CPU,
+        eos_token_ids=(1,),
+    )
     logits = apply_penalties(torch.tensor([[0.0, 9.0, 1.0]]), torch.zeros((1, 3)), [sampler])
     assert choose(logits, [sampler]) == [2]
 

@@ -37,8 +37,14 @@ def registry(tmp_path: Path) -> ModelRegistry:
 
 @pytest.fixture
 async def service(registry: ModelRegistry) -> Any:
-    service = LLMService.load(registry, NAME, device="cpu", dtype="float32",
-                              config=EngineConfig(repetition_penalty=1.0), default_max_tokens=20)
+    service = LLMService.load(
+        registry,
+        NAME,
+        device="cpu",
+        dtype="float32",
+        config=EngineConfig(repetition_penalty=1.0),
+        default_max_tokens=20,
+    )
     service.start()
     yield service
     await service.close()
@@ -46,12 +52,13 @@ async def service(registry: ModelRegistry) -> Any:
 
 def chat(content: str = "Hi", **extra: Any) -> ChatCompletionRequest:
     return ChatCompletionRequest.model_validate(
-        {"model": NAME, "messages": [{"role": "user", "content": content}], **extra})
+        {"model": NAME, "messages": [{"role": "user", "content": content}], **extra}
+    )
 
 
 def events(lines: list[str]) -> list[dict[str, Any]]:
     assert lines[-1] == "data: [DONE]\n\n"
-    return [json.loads(line[len("data: "):]) for line in lines[:-1]]
+    return [json.loads(line[len("data: ") :]) for line in lines[:-1]]
 
 
 async def test_chat_body(service: LLMService) -> None:
@@ -67,12 +74,16 @@ async def test_chat_body(service: LLMService) -> None:
 
 
 async def test_stream_framing_matches_the_body(service: LLMService) -> None:
-    request = chat(temperature=0, max_tokens=12, stream=True, stream_options={"include_usage": True})
+    request = chat(
+        temperature=0, max_tokens=12, stream=True, stream_options={"include_usage": True}
+    )
     prompt = service.prepare_chat(request, request.message_texts())
     whole = await service.submit(prompt).body()
     generation = service.submit(prompt)
-    chunks = [ChatCompletionChunk.model_validate(e)
-              for e in events([line async for line in generation.sse()])]
+    chunks = [
+        ChatCompletionChunk.model_validate(e)
+        for e in events([line async for line in generation.sse()])
+    ]
     assert chunks[0].choices[0].delta.role == "assistant"
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == whole["choices"][0]["message"]["content"]
@@ -85,8 +96,9 @@ async def test_stream_framing_matches_the_body(service: LLMService) -> None:
 
 
 async def test_completions(service: LLMService) -> None:
-    request = CompletionRequest.model_validate({"model": NAME, "prompt": "Once upon",
-                                                "temperature": 0, "max_tokens": 4})
+    request = CompletionRequest.model_validate(
+        {"model": NAME, "prompt": "Once upon", "temperature": 0, "max_tokens": 4}
+    )
     prompt = service.prepare_completion(request, request.prompt_text())
     body = Completion.model_validate(await service.submit(prompt).body())
     assert body.object == "text_completion" and body.usage is not None
@@ -129,8 +141,9 @@ async def test_context_limits(service: LLMService) -> None:
 async def test_templates_that_refuse_or_rewrite_a_conversation(service: LLMService) -> None:
     request = chat("hi")
     for template in ("{{ raise_exception('no') }}", "{% for m in messages %}x{% endfor %}"):
-        strict = LLMService(dataclasses.replace(service.loaded, chat_template=template),
-                            service.engine)
+        strict = LLMService(
+            dataclasses.replace(service.loaded, chat_template=template), service.engine
+        )
         with pytest.raises(ChatTemplateError):
             strict.prepare_chat(request, request.message_texts())
     plain = LLMService(dataclasses.replace(service.loaded, chat_template=None), service.engine)
@@ -176,9 +189,16 @@ async def test_restoration_in_bodies_and_streams(service: LLMService) -> None:
 
 async def test_a_client_that_disconnects_mid_stream(service: LLMService) -> None:
     request = chat(max_tokens=200, temperature=0)
-    slow = LLMService(service.loaded, LLMEngine(
-        service.loaded.model, decode=service.loaded.decode, eos_token_ids=[],
-        context_limit=256, observer=_Slow()))
+    slow = LLMService(
+        service.loaded,
+        LLMEngine(
+            service.loaded.model,
+            decode=service.loaded.decode,
+            eos_token_ids=[],
+            context_limit=256,
+            observer=_Slow(),
+        ),
+    )
     slow.start()
     try:
         generation = slow.submit(slow.prepare_chat(request, request.message_texts()))
@@ -215,9 +235,15 @@ class _Slow:
 
 
 async def test_an_engine_failure_is_an_error_event_then_done(service: LLMService) -> None:
-    failing = LLMService(service.loaded, LLMEngine(
-        FailOnce(service.loaded.model), decode=service.loaded.decode, eos_token_ids=[2],
-        context_limit=256))
+    failing = LLMService(
+        service.loaded,
+        LLMEngine(
+            FailOnce(service.loaded.model),
+            decode=service.loaded.decode,
+            eos_token_ids=[2],
+            context_limit=256,
+        ),
+    )
     failing.start()
     try:
         request = chat(stream=True)
@@ -225,7 +251,9 @@ async def test_an_engine_failure_is_an_error_event_then_done(service: LLMService
         payloads = events([line async for line in generation.sse()])
         assert payloads[-1]["error"]["code"] == "inference_failed"
         assert payloads[-1]["error"]["message"] == "inference failed"  # nothing internal
-        assert generation.outcome is not None and generation.outcome.error_code == "inference_failed"
+        assert (
+            generation.outcome is not None and generation.outcome.error_code == "inference_failed"
+        )
     finally:
         await failing.close()
 

@@ -34,17 +34,37 @@ VOCAB = len(SPECIALS) + 256
 def tiny_config(model_type: str = "llama", **overrides: Any) -> Any:
     from transformers import AutoConfig
 
-    common: dict[str, Any] = {"vocab_size": VOCAB, "bos_token_id": 1, "eos_token_id": 2,
-                              "pad_token_id": 0}
+    common: dict[str, Any] = {
+        "vocab_size": VOCAB,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+    }
     if model_type == "gpt2":
-        kwargs = {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 256,
-                  "architectures": ["GPT2LMHeadModel"]}
+        kwargs = {
+            "n_embd": 32,
+            "n_layer": 2,
+            "n_head": 4,
+            "n_positions": 256,
+            "architectures": ["GPT2LMHeadModel"],
+        }
     else:
-        kwargs = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                  "num_attention_heads": 4, "num_key_value_heads": 2,
-                  "max_position_embeddings": 256, "tie_word_embeddings": False,
-                  "architectures": [{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
-                                     "mistral": "MistralForCausalLM"}[model_type]]}
+        kwargs = {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 256,
+            "tie_word_embeddings": False,
+            "architectures": [
+                {
+                    "llama": "LlamaForCausalLM",
+                    "qwen2": "Qwen2ForCausalLM",
+                    "mistral": "MistralForCausalLM",
+                }[model_type]
+            ],
+        }
         if model_type == "mistral":
             kwargs["sliding_window"] = None
     return AutoConfig.for_model(model_type, **{**common, **kwargs, **overrides})
@@ -59,8 +79,14 @@ def tiny_model(model_type: str = "llama", seed: int = 0, **overrides: Any) -> An
     return model.eval()
 
 
-def save_tiny(directory: Path, model_type: str = "llama", seed: int = 0,
-              *, chat_template: bool = True, **overrides: Any) -> Path:
+def save_tiny(
+    directory: Path,
+    model_type: str = "llama",
+    seed: int = 0,
+    *,
+    chat_template: bool = True,
+    **overrides: Any,
+) -> Path:
     """A Hugging Face-style folder: config.json, model.safetensors, tokenizer files."""
     from safetensors.torch import save_model
 
@@ -69,8 +95,12 @@ def save_tiny(directory: Path, model_type: str = "llama", seed: int = 0,
     save_model(model, str(directory / "model.safetensors"))
     (directory / "config.json").write_text(model.config.to_json_string())
     byte_tokenizer().save(str(directory / "tokenizer.json"))
-    config = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
-              "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+    config = {
+        "bos_token": "<|im_start|>",
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+    }
     (directory / "tokenizer_config.json").write_text(json.dumps(config))
     if chat_template:
         (directory / "chat_template.jinja").write_text(CHAT_TEMPLATE)

@@ -36,8 +36,9 @@ def contents(policy_dir: Path) -> dict[str, bytes]:
 
 
 def publish(store: PublishedPolicyStore, policy_dir: Path, who: str = "os:test") -> str:
-    return store.publish(contents(policy_dir), model_file="model.conf",
-                         policy_file="policy.csv", publisher=who).version
+    return store.publish(
+        contents(policy_dir), model_file="model.conf", policy_file="policy.csv", publisher=who
+    ).version
 
 
 def tamper(url: str, *statements: str) -> None:
@@ -46,9 +47,15 @@ def tamper(url: str, *statements: str) -> None:
     try:
         with engine.begin() as conn:
             if url.startswith("sqlite"):
-                for name in [r[0] for r in conn.execute(text(
-                        "SELECT name FROM sqlite_master WHERE type='trigger' "
-                        "AND name LIKE 'policy_%'"))]:
+                for name in [
+                    r[0]
+                    for r in conn.execute(
+                        text(
+                            "SELECT name FROM sqlite_master WHERE type='trigger' "
+                            "AND name LIKE 'policy_%'"
+                        )
+                    )
+                ]:
                     conn.execute(text(f"DROP TRIGGER {name}"))
             else:  # a superuser skips ordinary triggers
                 conn.execute(text("SET LOCAL session_replication_role = replica"))
@@ -102,9 +109,22 @@ def private_redis(tmp_path: Path) -> Iterator[Callable[[], None]]:
             pytest.fail("redis-server is required in CI")
         pytest.skip("redis-server not installed (runs in CI)")
     port = free_port()
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no",
-                                "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
 
     def kill() -> None:
         if process.poll() is None:

@@ -29,8 +29,9 @@ def env(tmp_path: Path, keys_dir: Path, policy_dir: Path) -> dict[str, str]:
 
 def _store(env: dict[str, str]) -> PublishedPolicyStore:
     url = env.get("SAIAAS_DATABASE_URL") or f"sqlite:///{Path(env['SAIAAS_DATA_DIR'])}/registry.db"
-    return PublishedPolicyStore(url, seal_key=seal_key_from(
-        load_keys(Path(env["SAIAAS_KEYS_DIR"])).data_key))
+    return PublishedPolicyStore(
+        url, seal_key=seal_key_from(load_keys(Path(env["SAIAAS_KEYS_DIR"])).data_key)
+    )
 
 
 def _records(env: dict[str, str]) -> list[dict[str, Any]]:
@@ -63,8 +64,9 @@ def test_publish_prints_one_object_and_is_idempotent(env: dict[str, str]) -> Non
     assert [p["seq"] for p in _published(env)] == [1]
 
 
-def test_an_invalid_policy_is_refused_and_nothing_changes(env: dict[str, str],
-                                                          policy_dir: Path) -> None:
+def test_an_invalid_policy_is_refused_and_nothing_changes(
+    env: dict[str, str], policy_dir: Path
+) -> None:
     assert run_cli(env, "policy", "publish").returncode == 0
     before, records = _published(env), len(_records(env))
     path = policy_dir / "policy.csv"
@@ -80,8 +82,9 @@ def test_an_invalid_policy_is_refused_and_nothing_changes(env: dict[str, str],
     assert len(_records(env)) == records  # refused before anything: nothing to record
 
 
-def test_a_global_role_granted_in_a_customer_tenant_is_refused(env: dict[str, str],
-                                                               policy_dir: Path) -> None:
+def test_a_global_role_granted_in_a_customer_tenant_is_refused(
+    env: dict[str, str], policy_dir: Path
+) -> None:
     provision(env, {"acme": "trusted", "platform": "trusted"}, {})
     with (policy_dir / "policy.csv").open("a") as fh:
         fh.write("g, zoe, security-admin, acme\n")
@@ -90,13 +93,13 @@ def test_a_global_role_granted_in_a_customer_tenant_is_refused(env: dict[str, st
     assert _published(env) == []
 
 
-def test_publish_is_audited_attempt_then_outcome_without_rules(env: dict[str, str],
-                                                               policy_dir: Path) -> None:
+def test_publish_is_audited_attempt_then_outcome_without_rules(
+    env: dict[str, str], policy_dir: Path
+) -> None:
     first = json.loads(run_cli(env, "policy", "publish", "--json").stdout)
     with (policy_dir / "policy.csv").open("a") as fh:
         fh.write("g, zoe, auditor, acme\n")
-    second = json.loads(run_cli(env, "--actor", "sam.sec", "policy", "publish",
-                                "--json").stdout)
+    second = json.loads(run_cli(env, "--actor", "sam.sec", "policy", "publish", "--json").stdout)
     rows = [r for r in _records(env) if r["action"] == "policy.publish"]
     assert [r["decision"] for r in rows] == ["attempt", "allow", "attempt", "allow"]
     attempt, outcome = rows[2], rows[3]
@@ -122,8 +125,10 @@ def test_nothing_is_published_when_the_attempt_cannot_be_recorded(env: dict[str,
 
 def test_published_flags_a_publication_edited_in_the_database(env: dict[str, str]) -> None:
     assert run_cli(env, "policy", "publish").returncode == 0
-    tamper(f"sqlite:///{Path(env['SAIAAS_DATA_DIR'])}/registry.db",
-           "UPDATE policy_activations SET publisher = 'os:someone-else'")
+    tamper(
+        f"sqlite:///{Path(env['SAIAAS_DATA_DIR'])}/registry.db",
+        "UPDATE policy_activations SET publisher = 'os:someone-else'",
+    )
     listed = run_cli(env, "policy", "published")
     assert listed.returncode == 1 and "REFUSED" in listed.stdout
 
@@ -131,8 +136,12 @@ def test_published_flags_a_publication_edited_in_the_database(env: dict[str, str
 @pytest.fixture
 def shared_env(env: dict[str, str], pg_url: str, redis_url: str) -> Iterator[dict[str, str]]:
     prefix = "test-" + uuid.uuid4().hex[:12]
-    yield {**env, "SAIAAS_DATABASE_URL": pg_url, "SAIAAS_REDIS_URL": redis_url,
-           "SAIAAS_SCHEDULING__KEY_PREFIX": prefix}
+    yield {
+        **env,
+        "SAIAAS_DATABASE_URL": pg_url,
+        "SAIAAS_REDIS_URL": redis_url,
+        "SAIAAS_SCHEDULING__KEY_PREFIX": prefix,
+    }
 
 
 def test_publish_announces_only_the_version(shared_env: dict[str, str]) -> None:
@@ -175,8 +184,9 @@ def test_publish_without_redis_still_publishes(env: dict[str, str]) -> None:
     assert len(_published(env)) == 1
 
 
-def test_explain_published_shows_what_replicas_enforce(env: dict[str, str],
-                                                       policy_dir: Path) -> None:
+def test_explain_published_shows_what_replicas_enforce(
+    env: dict[str, str], policy_dir: Path
+) -> None:
     provision(env, {"acme": "trusted"}, {"zoe": ("acme", "zoe", "user")})
     args = ("policy", "explain", "zoe", "acme", "audit:own", "read", "--json")
     nothing = run_cli(env, *args, "--published")

@@ -26,14 +26,25 @@ GRANT = "g, zoe, auditor, acme\n"
 
 
 @contextmanager
-def replicas(url: str, seal_key: bytes, redis_url: str | None, channel: str, *, n: int = 2,
-             check_s: float, stale_after_s: float = 60.0) -> Iterator[list[PolicyEngine]]:
+def replicas(
+    url: str,
+    seal_key: bytes,
+    redis_url: str | None,
+    channel: str,
+    *,
+    n: int = 2,
+    check_s: float,
+    stale_after_s: float = 60.0,
+) -> Iterator[list[PolicyEngine]]:
     engines = []
     for _ in range(n):
         notices = RedisNotices(redis_url, channel) if redis_url else None
-        engine = PolicyEngine(PublishedOrigin(PublishedPolicyStore(url, seal_key=seal_key)),
-                              reload_interval_s=check_s, stale_after_s=stale_after_s,
-                              notices=notices)
+        engine = PolicyEngine(
+            PublishedOrigin(PublishedPolicyStore(url, seal_key=seal_key)),
+            reload_interval_s=check_s,
+            stale_after_s=stale_after_s,
+            notices=notices,
+        )
         engine.load()
         engine.start_watching()
         engines.append(engine)
@@ -55,8 +66,9 @@ def _toggle(policy_dir: Path) -> Callable[[], None]:
     return flip
 
 
-def _converged(engines: list[PolicyEngine], version: str, since: float, *,
-               timeout: float) -> list[float]:
+def _converged(
+    engines: list[PolicyEngine], version: str, since: float, *, timeout: float
+) -> list[float]:
     """Seconds from ``since`` until each engine enforced ``version`` (all polled at once)."""
     done: dict[int, float] = {}
     while len(done) < len(engines):
@@ -70,8 +82,10 @@ def _converged(engines: list[PolicyEngine], version: str, since: float, *,
 
 
 def _listening(engines: list[PolicyEngine]) -> bool:
-    return all(e._notices is not None and e._notices.listening  # type: ignore[attr-defined]
-               for e in engines)
+    return all(
+        e._notices is not None and e._notices.listening  # type: ignore[attr-defined]
+        for e in engines
+    )
 
 
 @pytest.fixture
@@ -84,8 +98,13 @@ def pg_store(pg_url: str, seal_key: bytes, policy_dir: Path) -> Iterator[Publish
 
 
 def test_a_publish_reaches_two_replicas_by_pubsub_within_2s(
-        pg_url: str, pg_store: PublishedPolicyStore, seal_key: bytes, redis_url: str,
-        channel: str, policy_dir: Path) -> None:
+    pg_url: str,
+    pg_store: PublishedPolicyStore,
+    seal_key: bytes,
+    redis_url: str,
+    channel: str,
+    policy_dir: Path,
+) -> None:
     flip = _toggle(policy_dir)
     # The periodic check is far away: only the notice can explain a reload within 2 s.
     with replicas(pg_url, seal_key, redis_url, channel, check_s=30.0) as engines:
@@ -101,12 +120,15 @@ def test_a_publish_reaches_two_replicas_by_pubsub_within_2s(
                 latencies[i].append(seconds)
             assert all(e.fresh and e.last_error is None for e in engines)
     for i, values in enumerate(latencies):
-        print(f"\npub/sub → replica {i}: median {statistics.median(values) * 1000:.1f} ms, "
-              f"max {max(values) * 1000:.1f} ms (after the publish committed)")
+        print(
+            f"\npub/sub → replica {i}: median {statistics.median(values) * 1000:.1f} ms, "
+            f"max {max(values) * 1000:.1f} ms (after the publish committed)"
+        )
 
 
 def test_without_redis_replicas_converge_by_the_periodic_check(
-        pg_url: str, pg_store: PublishedPolicyStore, seal_key: bytes, policy_dir: Path) -> None:
+    pg_url: str, pg_store: PublishedPolicyStore, seal_key: bytes, policy_dir: Path
+) -> None:
     flip = _toggle(policy_dir)
     dead = "redis://127.0.0.1:1/0"  # nothing listens there: every subscription fails
     with replicas(pg_url, seal_key, dead, "x:policy:published", check_s=0.5) as engines:
@@ -118,13 +140,20 @@ def test_without_redis_replicas_converge_by_the_periodic_check(
             assert announce(dead, "x:policy:published", version, timeout_s=0.2) is None
             latencies.append(max(_converged(engines, version, committed, timeout=3)))
         assert all(e.fresh for e in engines)
-    print(f"\nperiodic check (0.5 s), Redis down → both replicas: "
-          f"{', '.join(f'{x * 1000:.0f}' for x in latencies)} ms")
+    print(
+        f"\nperiodic check (0.5 s), Redis down → both replicas: "
+        f"{', '.join(f'{x * 1000:.0f}' for x in latencies)} ms"
+    )
 
 
-def test_redis_lost_and_back_mid_run(pg_url: str, pg_store: PublishedPolicyStore,
-                                     seal_key: bytes, policy_dir: Path,
-                                     private_redis: Callable[[], None], tmp_path: Path) -> None:
+def test_redis_lost_and_back_mid_run(
+    pg_url: str,
+    pg_store: PublishedPolicyStore,
+    seal_key: bytes,
+    policy_dir: Path,
+    private_redis: Callable[[], None],
+    tmp_path: Path,
+) -> None:
     url: str = private_redis.url  # type: ignore[attr-defined]
     channel = "t:policy:published"
     flip = _toggle(policy_dir)
@@ -142,9 +171,20 @@ def test_redis_lost_and_back_mid_run(pg_url: str, pg_store: PublishedPolicyStore
         import subprocess
 
         port = url.rsplit(":", 1)[1].split("/")[0]
-        redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port",
-                                  port, "--bind", "127.0.0.1", "--save", "", "--dir",
-                                  str(tmp_path)], stdout=subprocess.DEVNULL)
+        redis = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         try:
             until(lambda: _listening(engines), timeout=10)
             heard = [e._notices.heard for e in engines]  # type: ignore[attr-defined]
@@ -160,11 +200,16 @@ def test_redis_lost_and_back_mid_run(pg_url: str, pg_store: PublishedPolicyStore
 
 
 def test_a_replica_that_cannot_reach_the_database_goes_stale_then_recovers(
-        pg_proxy: tuple[str, TcpProxy], pg_store: PublishedPolicyStore, seal_key: bytes,
-        redis_url: str, channel: str) -> None:
+    pg_proxy: tuple[str, TcpProxy],
+    pg_store: PublishedPolicyStore,
+    seal_key: bytes,
+    redis_url: str,
+    channel: str,
+) -> None:
     url, proxy = pg_proxy
-    with replicas(url, seal_key, redis_url, channel, n=1, check_s=0.2,
-                  stale_after_s=1.0) as (engine,):
+    with replicas(url, seal_key, redis_url, channel, n=1, check_s=0.2, stale_after_s=1.0) as (
+        engine,
+    ):
         args = ("zoe", "user", "acme", "trusted", "identity", "read")
         assert engine.decide_for(*args).allowed
         proxy.cut()  # the database unreachable; Redis is up but cannot confirm anything
@@ -200,8 +245,8 @@ class _CountingOrigin:
 
 
 def test_a_flood_of_forged_notices_costs_bounded_checks_and_changes_nothing(
-        pg_url: str, pg_store: PublishedPolicyStore, seal_key: bytes, redis_url: str,
-        channel: str) -> None:
+    pg_url: str, pg_store: PublishedPolicyStore, seal_key: bytes, redis_url: str, channel: str
+) -> None:
     import redis
 
     origin = _CountingOrigin(PublishedOrigin(PublishedPolicyStore(pg_url, seal_key=seal_key)))
@@ -229,8 +274,9 @@ def test_a_flood_of_forged_notices_costs_bounded_checks_and_changes_nothing(
     assert engine.version == version and engine.fresh and engine.last_error is None
 
 
-def test_concurrent_publishers_serialise(db_url: str, seal_key: bytes, policy_dir: Path,
-                                         tmp_path: Path) -> None:
+def test_concurrent_publishers_serialise(
+    db_url: str, seal_key: bytes, policy_dir: Path, tmp_path: Path
+) -> None:
     import shutil
     import threading
 

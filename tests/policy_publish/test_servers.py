@@ -35,17 +35,33 @@ GRANT = "g, zoe, auditor, acme\n"
 ZOE = {"zoe": ("acme", "zoe", "user")}  # a user whom the grant line makes an auditor
 
 
-def _lean(tmp_path: Path, name: str, keys_dir: Path, policy_dir: Path, pg_url: str,
-          redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+def _lean(
+    tmp_path: Path,
+    name: str,
+    keys_dir: Path,
+    policy_dir: Path,
+    pg_url: str,
+    redis_url: str,
+    prefix: str,
+    **extra: str,
+) -> dict[str, str]:
     """A replica's environment: its own data dir; keys, database, audit store and Redis
     shared; no models, HE or scrubber (this is about the policy)."""
     (tmp_path / name).mkdir(exist_ok=True)
-    return service_env(tmp_path / name, keys_dir, policy_dir, audit_url=pg_url,
-                       database_url=pg_url, SAIAAS_REDIS_URL=redis_url,
-                       SAIAAS_SCHEDULING__KEY_PREFIX=prefix,
-                       SAIAAS_POLICY__SOURCE="published", SAIAAS_HE__ENABLED="false",
-                       SAIAAS_PRIVACY__ENABLED="false",
-                       SAIAAS_MODELS_DIR=str(tmp_path / "no-models"), **extra)
+    return service_env(
+        tmp_path / name,
+        keys_dir,
+        policy_dir,
+        audit_url=pg_url,
+        database_url=pg_url,
+        SAIAAS_REDIS_URL=redis_url,
+        SAIAAS_SCHEDULING__KEY_PREFIX=prefix,
+        SAIAAS_POLICY__SOURCE="published",
+        SAIAAS_HE__ENABLED="false",
+        SAIAAS_PRIVACY__ENABLED="false",
+        SAIAAS_MODELS_DIR=str(tmp_path / "no-models"),
+        **extra,
+    )
 
 
 @pytest.fixture
@@ -54,8 +70,8 @@ def prefix(redis_url: str) -> str:
 
 
 def test_a_replica_refuses_to_start_without_a_publication(
-        tmp_path: Path, keys_dir: Path, policy_dir: Path, pg_url: str, redis_url: str,
-        prefix: str) -> None:
+    tmp_path: Path, keys_dir: Path, policy_dir: Path, pg_url: str, redis_url: str, prefix: str
+) -> None:
     env = _lean(tmp_path, "r1", keys_dir, policy_dir, pg_url, redis_url, prefix)
     server = start_server(env, tmp_path / "r1.log", wait=False)
     try:
@@ -67,15 +83,27 @@ def test_a_replica_refuses_to_start_without_a_publication(
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, keys_dir: Path, policy_dir: Path, pg_url: str, redis_url: str,
-             prefix: str) -> Iterator[tuple[list[Server], dict[str, str]]]:
+def replicas(
+    tmp_path: Path, keys_dir: Path, policy_dir: Path, pg_url: str, redis_url: str, prefix: str
+) -> Iterator[tuple[list[Server], dict[str, str]]]:
     """Two replicas enforcing the published policy (the periodic check far away: only a
     notice can explain a reload within 2 s)."""
     with (policy_dir / "policy.csv").open("a") as fh:
         fh.write(GRANT)
-    envs = [_lean(tmp_path, f"r{i}", keys_dir, policy_dir, pg_url, redis_url, prefix,
-                  SAIAAS_POLICY__PUBLISHED_CHECK_S="30", SAIAAS_POLICY__STALE_AFTER_S="120")
-            for i in (1, 2)]
+    envs = [
+        _lean(
+            tmp_path,
+            f"r{i}",
+            keys_dir,
+            policy_dir,
+            pg_url,
+            redis_url,
+            prefix,
+            SAIAAS_POLICY__PUBLISHED_CHECK_S="30",
+            SAIAAS_POLICY__STALE_AFTER_S="120",
+        )
+        for i in (1, 2)
+    ]
     api_keys = provision(envs[0], STANDARD_TENANTS, {**STANDARD_KEYS, **ZOE})
     published = run_cli(envs[0], "policy", "publish")
     assert published.returncode == 0, published.stderr
@@ -94,14 +122,17 @@ class Watch:
     """From now on, for each replica: when (wall clock) its readiness first shows
     ``version``, and when zoe's audit read first answers ``status``."""
 
-    def __init__(self, servers: list[Server], version: str, status: int,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, servers: list[Server], version: str, status: int, timeout: float = 10.0
+    ) -> None:
         self.swapped: list[float | None] = [None] * len(servers)
         self.answered: list[float | None] = [None] * len(servers)
         self._deadline = time.monotonic() + timeout
-        self._threads = [threading.Thread(target=target, args=(i, server, arg))
-                         for i, server in enumerate(servers)
-                         for target, arg in ((self._ready, version), (self._zoe, status))]
+        self._threads = [
+            threading.Thread(target=target, args=(i, server, arg))
+            for i, server in enumerate(servers)
+            for target, arg in ((self._ready, version), (self._zoe, status))
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -125,10 +156,11 @@ class Watch:
     def join(self) -> tuple[list[float], list[float]]:
         for thread in self._threads:
             thread.join()
-        assert None not in self.swapped and None not in self.answered, (self.swapped,
-                                                                           self.answered)
-        return ([float(x) for x in self.swapped if x is not None],
-                [float(x) for x in self.answered if x is not None])
+        assert None not in self.swapped and None not in self.answered, (self.swapped, self.answered)
+        return (
+            [float(x) for x in self.swapped if x is not None],
+            [float(x) for x in self.answered if x is not None],
+        )
 
 
 def _ready_policy(server: Server) -> dict[str, object]:
@@ -138,17 +170,29 @@ def _ready_policy(server: Server) -> dict[str, object]:
 
 
 def test_a_revoked_role_is_refused_by_both_replicas_within_2s_and_restored(
-        replicas: tuple[list[Server], dict[str, str]], policy_dir: Path) -> None:
+    replicas: tuple[list[Server], dict[str, str]], policy_dir: Path
+) -> None:
     servers, env = replicas
     path = policy_dir / "policy.csv"
     granted = path.read_text()
     v1 = _ready_policy(servers[0])["version"]
-    assert all(_ready_policy(s) == {"source": "published", "loaded": True, "version": v1,
-                                    "fresh": True, "rejected_edit": False} for s in servers)
+    assert all(
+        _ready_policy(s)
+        == {
+            "source": "published",
+            "loaded": True,
+            "version": v1,
+            "fresh": True,
+            "rejected_edit": False,
+        }
+        for s in servers
+    )
     Watch(servers, str(v1), 200).join()  # zoe may read her tenant's trail on both
     report = []
-    for label, text, status in (("revoked", granted.replace(GRANT, ""), 403),
-                                ("restored", granted, 200)):
+    for label, text, status in (
+        ("revoked", granted.replace(GRANT, ""), 403),
+        ("restored", granted, 200),
+    ):
         path.write_text(text)
         version = read_policy(policy_dir, "model.conf", "policy.csv").version
         watch = Watch(servers, version, status)
@@ -157,8 +201,9 @@ def test_a_revoked_role_is_refused_by_both_replicas_within_2s_and_restored(
         assert published.returncode == 0, published.stderr
         swapped, answered = watch.join()
         # When the publication was committed (its activation's time, same clock).
-        listed = json.loads(run_cli(env, "policy", "published", "--json", "--limit",
-                                    "1").stdout)["publications"][0]
+        listed = json.loads(run_cli(env, "policy", "published", "--json", "--limit", "1").stdout)[
+            "publications"
+        ][0]
         assert listed["version"] == version
         committed = datetime.fromisoformat(listed["activated_at"]).timestamp()
         # The acceptance bound: every replica refuses (then allows) within 2 s of the publish.
@@ -166,7 +211,8 @@ def test_a_revoked_role_is_refused_by_both_replicas_within_2s_and_restored(
         report.append(
             f"{label}: replicas enforced it {_ms(swapped, committed)} after the commit "
             f"(readiness), answered {status} {_ms(answered, committed)} after it; "
-            f"`policy publish` returned {(returned - committed) * 1000:.0f} ms after it")
+            f"`policy publish` returned {(returned - committed) * 1000:.0f} ms after it"
+        )
     assert _ready_policy(servers[0])["version"] == v1  # restored: the same version again
     print("\n" + "\n".join(report))
 
@@ -176,30 +222,38 @@ def _ms(times: list[float], since: float) -> str:
 
 
 def test_a_refused_publication_ages_into_503_and_not_ready(
-        tmp_path: Path, pg_url: str, redis_url: str, prefix: str) -> None:
+    tmp_path: Path, pg_url: str, redis_url: str, prefix: str
+) -> None:
     """A publication written with the wrong key (someone with only database access): the
     replica keeps the last good policy for stale_after_s, then refuses every request."""
-    settings = make_settings(tmp_path, database_url=pg_url, redis_url=redis_url,
-                             he={"enabled": False}, privacy={"enabled": False},
-                             models_dir=tmp_path / "no-models",
-                             scheduling={"key_prefix": prefix},
-                             policy={"source": "published", "stale_after_s": 1.0,
-                                     "published_check_s": 0.2})
-    store = PublishedPolicyStore(pg_url, seal_key=seal_key_from(
-        load_keys(settings.keys_dir).data_key))
+    settings = make_settings(
+        tmp_path,
+        database_url=pg_url,
+        redis_url=redis_url,
+        he={"enabled": False},
+        privacy={"enabled": False},
+        models_dir=tmp_path / "no-models",
+        scheduling={"key_prefix": prefix},
+        policy={"source": "published", "stale_after_s": 1.0, "published_check_s": 0.2},
+    )
+    store = PublishedPolicyStore(
+        pg_url, seal_key=seal_key_from(load_keys(settings.keys_dir).data_key)
+    )
     store.create_schema()
     good = publish(store, settings.policy_dir)
     init_keys(tmp_path / "other-keys")
-    forger = PublishedPolicyStore(pg_url, seal_key=seal_key_from(
-        load_keys(tmp_path / "other-keys").data_key))
+    forger = PublishedPolicyStore(
+        pg_url, seal_key=seal_key_from(load_keys(tmp_path / "other-keys").data_key)
+    )
     try:
         with in_process(settings, STANDARD_TENANTS, STANDARD_KEYS) as app:
             alice = app.headers("alice")
             assert app.client.get("/v1/whoami", headers=alice).status_code == 200
             (settings.policy_dir / "policy.csv").write_text("p, *, *, *, *, allow\n")
             publish(forger, settings.policy_dir, who="os:mallory")
-            until(lambda: app.client.get("/v1/whoami", headers=alice).status_code == 503,
-                  timeout=10)
+            until(
+                lambda: app.client.get("/v1/whoami", headers=alice).status_code == 503, timeout=10
+            )
             refused = app.client.get("/v1/whoami", headers=alice)
             assert refused.json()["code"] == "policy_unavailable"
             # Never the forged policy: admin routes stay closed to alice meanwhile.
@@ -207,15 +261,22 @@ def test_a_refused_publication_ages_into_503_and_not_ready(
             ready = app.client.get("/v2/health/ready")
             assert ready.status_code == 503
             state = ready.json()["checks"]["policy"]
-            assert state == {"source": "published", "loaded": True, "version": good,
-                             "fresh": False, "rejected_edit": True}
+            assert state == {
+                "source": "published",
+                "loaded": True,
+                "version": good,
+                "fresh": False,
+                "rejected_edit": True,
+            }
             assert "sealed" not in ready.text and "allow" not in ready.text
             # A real publish (the files restored) puts the replica back without a restart.
             (settings.policy_dir / "policy.csv").write_text(
-                (Path(__file__).parents[2] / "policies" / "policy.csv").read_text())
+                (Path(__file__).parents[2] / "policies" / "policy.csv").read_text()
+            )
             publish(store, settings.policy_dir)
-            until(lambda: app.client.get("/v1/whoami", headers=alice).status_code == 200,
-                  timeout=10)
+            until(
+                lambda: app.client.get("/v1/whoami", headers=alice).status_code == 200, timeout=10
+            )
             assert app.client.get("/v2/health/ready").status_code == 200
     finally:
         forger.dispose()
@@ -245,5 +306,7 @@ def test_decisions_cost_the_same_in_both_modes(tmp_path: Path, pg_url: str) -> N
             samples.append(time.perf_counter() - start)
         times[name] = statistics.median(samples)
     store.dispose()
-    print(f"\n2000 cached decisions: files {times['files'] * 1000:.1f} ms, "
-          f"published {times['published'] * 1000:.1f} ms")
+    print(
+        f"\n2000 cached decisions: files {times['files'] * 1000:.1f} ms, "
+        f"published {times['published'] * 1000:.1f} ms"
+    )

@@ -9,18 +9,42 @@ from secure_aiaas.privacy import Scrubber
 
 LEAKS = [
     # names in lower case
-    ("lower-case name in chat", "ok thanks, tell ingrid halvorsen i said hi", ["ingrid", "halvorsen"]),
-    ("lower-case name introduced", "hello, this is mateus carvalho from accounts", ["mateus", "carvalho"]),
+    (
+        "lower-case name in chat",
+        "ok thanks, tell ingrid halvorsen i said hi",
+        ["ingrid", "halvorsen"],
+    ),
+    (
+        "lower-case name introduced",
+        "hello, this is mateus carvalho from accounts",
+        ["mateus", "carvalho"],
+    ),
     # a first name or a surname alone, no cue
     ("surname alone", "Spoke with Okafor yesterday; the form is still missing.", ["Okafor"]),
     ("first name alone", "Leticia will bring the signed lease on Thursday.", ["Leticia"]),
     # diacritics, hyphens, non-Anglo names
     ("diacritics", "Patient Zoltán Kovács was discharged in the morning.", ["Zoltán", "Kovács"]),
-    ("hyphenated", "Please forward it to Anne-Sophie Dubois-Lefèvre.", ["Anne-Sophie", "Dubois-Lefèvre"]),
-    ("non-Anglo", "The lease is signed by Nguyen Thi Huong and Babajide Adeyemi.", ["Huong", "Adeyemi"]),
+    (
+        "hyphenated",
+        "Please forward it to Anne-Sophie Dubois-Lefèvre.",
+        ["Anne-Sophie", "Dubois-Lefèvre"],
+    ),
+    (
+        "non-Anglo",
+        "The lease is signed by Nguyen Thi Huong and Babajide Adeyemi.",
+        ["Huong", "Adeyemi"],
+    ),
     # addresses in many formats
-    ("apt + street", "Send it to Apt. 12C, 480 Maple Grove Road, Dayton", ["480 Maple Grove Road", "12C"]),
-    ("suite", "Our office moved to Suite 210, 77 Harbor Boulevard.", ["77 Harbor Boulevard", "210"]),
+    (
+        "apt + street",
+        "Send it to Apt. 12C, 480 Maple Grove Road, Dayton",
+        ["480 Maple Grove Road", "12C"],
+    ),
+    (
+        "suite",
+        "Our office moved to Suite 210, 77 Harbor Boulevard.",
+        ["77 Harbor Boulevard", "210"],
+    ),
     ("studio", "I rent Studio 5, 19 Canal Walk now.", ["19 Canal Walk"]),
     ("dutch street", "Mijn adres is Prinsengracht 263, 1016 GV Amsterdam.", ["Prinsengracht 263"]),
     ("french street", "Livraison au 14 rue des Lilas, 69003 Lyon.", ["14 rue des Lilas"]),
@@ -30,8 +54,16 @@ LEAKS = [
     ("town in capitals", "SHIPPING TO: 9 HIGH STREET, CHELTENHAM", ["CHELTENHAM", "9 HIGH STREET"]),
     ("place in lower case", "we drove from valencia to bilbao last week", ["valencia", "bilbao"]),
     # e-mail inside URLs and query strings
-    ("email in query", "GET /v1/reset?email=olga.petrova@mailbox.org&lang=en 200", ["olga.petrova@mailbox.org"]),
-    ("encoded email in URL", "POST https://api.example.com/u?mail=li.wei%40corp.example.cn 302", ["li.wei%40corp.example.cn"]),
+    (
+        "email in query",
+        "GET /v1/reset?email=olga.petrova@mailbox.org&lang=en 200",
+        ["olga.petrova@mailbox.org"],
+    ),
+    (
+        "encoded email in URL",
+        "POST https://api.example.com/u?mail=li.wei%40corp.example.cn 302",
+        ["li.wei%40corp.example.cn"],
+    ),
     # lower-case IBAN with spaces; dd/mm/yyyy birth date
     ("lower-case IBAN", "refund to nl91 abna 0417 1643 00 please", ["nl91 abna 0417 1643 00"]),
     ("dd/mm/yyyy DOB", "Date of birth: 23/07/1968, blood type O+", ["23/07/1968"]),
@@ -57,8 +89,9 @@ PII_FREE = [
 
 
 @pytest.mark.parametrize("label, text, values", LEAKS, ids=[c[0] for c in LEAKS])
-def test_leak_category_is_scrubbed(scrubber: Scrubber, label: str, text: str,
-                                   values: list[str]) -> None:
+def test_leak_category_is_scrubbed(
+    scrubber: Scrubber, label: str, text: str, values: list[str]
+) -> None:
     out = scrubber.scrub_text(text, tenant="t").text
     for value in values:
         assert value not in out, f"{label}: {value!r} survived in {out!r}"

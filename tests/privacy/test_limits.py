@@ -16,8 +16,9 @@ from secure_aiaas.privacy import (
     TooManyTextsError,
 )
 
-LIMITS = ScrubLimits(max_text_chars=100, max_request_chars=250, max_texts=4, max_json_depth=3,
-                     max_json_leaves=6)
+LIMITS = ScrubLimits(
+    max_text_chars=100, max_request_chars=250, max_texts=4, max_json_depth=3, max_json_leaves=6
+)
 
 
 @pytest.fixture()
@@ -39,15 +40,27 @@ class Exploding:
     [
         (lambda s: s.scrub_texts(["x"] * 5, tenant="t"), TooManyTextsError, "max_texts"),
         (lambda s: s.scrub_text("a" * 101, tenant="t"), TextTooLongError, "max_text_chars"),
-        (lambda s: s.scrub_texts(["a" * 90] * 3, tenant="t"), RequestTooLargeError,
-         "max_request_chars"),
-        (lambda s: s.scrub_json({"a": {"b": {"c": {"d": 1}}}}, tenant="t"), JsonTooDeepError,
-         "max_json_depth"),
+        (
+            lambda s: s.scrub_texts(["a" * 90] * 3, tenant="t"),
+            RequestTooLargeError,
+            "max_request_chars",
+        ),
+        (
+            lambda s: s.scrub_json({"a": {"b": {"c": {"d": 1}}}}, tenant="t"),
+            JsonTooDeepError,
+            "max_json_depth",
+        ),
         (lambda s: s.scrub_json(["a b"] * 7, tenant="t"), JsonTooLargeError, "max_json_leaves"),
-        (lambda s: s.scrub_json({str(i): i for i in range(4)}, tenant="t"), JsonTooLargeError,
-         "max_json_leaves"),  # keys and numbers count as leaves
-        (lambda s: s.scrub_conversation(["a" * 101], tenant="t"), TextTooLongError,
-         "max_text_chars"),
+        (
+            lambda s: s.scrub_json({str(i): i for i in range(4)}, tenant="t"),
+            JsonTooLargeError,
+            "max_json_leaves",
+        ),  # keys and numbers count as leaves
+        (
+            lambda s: s.scrub_conversation(["a" * 101], tenant="t"),
+            TextTooLongError,
+            "max_text_chars",
+        ),
     ],
 )
 def test_limit_raises_named_input_error_before_work(

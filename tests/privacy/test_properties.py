@@ -15,18 +15,51 @@ from secure_aiaas.privacy import Scrubber
 from secure_aiaas.privacy.normalization import fold
 
 # Text that reaches the interesting paths: PII-shaped pieces, separators, odd Unicode.
-PIECES = st.sampled_from([
-    "Dear ", "my name is ", "Maria", "lópez", " ", "\n", "\u200b", "\u2060", "＠", "@", ".",
-    "example.com", "+44 ", "7700", "900123", "4111", "-", "DE89", "3704", "0044", "Apt. ",
-    "221", "Baker Street", "e\u0301", "а", "name=", "%40", "1984-03-12", "192.168.", "0.1",
-    ":", "(", ")", "’s",
-])
+PIECES = st.sampled_from(
+    [
+        "Dear ",
+        "my name is ",
+        "Maria",
+        "lópez",
+        " ",
+        "\n",
+        "\u200b",
+        "\u2060",
+        "＠",
+        "@",
+        ".",
+        "example.com",
+        "+44 ",
+        "7700",
+        "900123",
+        "4111",
+        "-",
+        "DE89",
+        "3704",
+        "0044",
+        "Apt. ",
+        "221",
+        "Baker Street",
+        "e\u0301",
+        "а",
+        "name=",
+        "%40",
+        "1984-03-12",
+        "192.168.",
+        "0.1",
+        ":",
+        "(",
+        ")",
+        "’s",
+    ]
+)
 TEXTS = st.one_of(
     st.text(max_size=200),
     st.lists(PIECES, max_size=30).map("".join),
 )
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 PATTERN_TYPES = {"EMAIL_ADDRESS", "IBAN_CODE", "CREDIT_CARD", "US_SSN", "IP_ADDRESS"}
 
 
@@ -67,8 +100,7 @@ def test_folding_maps_back_and_is_idempotent(text: str) -> None:
 
 @SETTINGS
 @given(text=TEXTS)
-def test_pattern_recognizers_are_idempotent_after_redaction(scrubber: Scrubber,
-                                                             text: str) -> None:
+def test_pattern_recognizers_are_idempotent_after_redaction(scrubber: Scrubber, text: str) -> None:
     for r in _recognizers(scrubber):
         types = set(r.supported_entities) & PATTERN_TYPES  # type: ignore[attr-defined]
         if not types:

@@ -17,11 +17,18 @@ LEAKS = [
     ("lower-case town in chat", "we're stuck in hlohovec till tuesday", ["hlohovec"]),
     # an initial before a surname, particles included
     ("initial and surname", "Standing order for K. Wojtaszek: 120.00 monthly.", ["Wojtaszek"]),
-    ("initial, particle, surname", "Beneficiary changed to P. van der Heijden.", ["van der Heijden"]),
+    (
+        "initial, particle, surname",
+        "Beneficiary changed to P. van der Heijden.",
+        ["van der Heijden"],
+    ),
     ("initial before an English word", "Payment to T. Moss of 80.00 EUR failed.", ["Moss"]),
     # JSON leaves read with their field names (camelCase keys too)
-    ("camelCase given name", '{"givenName": "Oluwaseun", "familyName": "Adebayo-Cole"}',
-     ["Oluwaseun", "Adebayo-Cole"]),
+    (
+        "camelCase given name",
+        '{"givenName": "Oluwaseun", "familyName": "Adebayo-Cole"}',
+        ["Oluwaseun", "Adebayo-Cole"],
+    ),
     ("recipient field", '{"to": "Nkechinyere Obi-Eze", "subject": "lease"}', ["Nkechinyere"]),
     # names that are also programming languages, off the allow list now
     ("Julia is a person", "Julia called me about the lease on Friday.", ["Julia"]),
@@ -44,13 +51,15 @@ PII_FREE = [
 
 
 @pytest.mark.parametrize("label, text, values", LEAKS, ids=[c[0] for c in LEAKS])
-def test_second_round_leak_is_scrubbed(scrubber: Scrubber, label: str, text: str,
-                                       values: list[str]) -> None:
+def test_second_round_leak_is_scrubbed(
+    scrubber: Scrubber, label: str, text: str, values: list[str]
+) -> None:
     if text.startswith("{"):
         import json
 
-        out = json.dumps(scrubber.scrub_json(json.loads(text), tenant="t").value,
-                         ensure_ascii=False)
+        out = json.dumps(
+            scrubber.scrub_json(json.loads(text), tenant="t").value, ensure_ascii=False
+        )
     else:
         out = scrubber.scrub_text(text, tenant="t").text
     for value in values:

@@ -39,8 +39,9 @@ def test_detection_runs_in_other_processes(service: ScrubberService) -> None:
     assert len(service.worker_pids) == 2 and os.getpid() not in service.worker_pids
 
 
-def test_same_results_as_the_in_process_scrubber(service: ScrubberService,
-                                                  scrubber: Scrubber) -> None:
+def test_same_results_as_the_in_process_scrubber(
+    service: ScrubberService, scrubber: Scrubber
+) -> None:
     remote = run(service, service.scrub_texts(TEXTS, tenant="t"))
     local = scrubber.scrub_texts(TEXTS, tenant="t")
     assert [r.text for r in remote] == [r.text for r in local]  # type: ignore[attr-defined]
@@ -48,10 +49,12 @@ def test_same_results_as_the_in_process_scrubber(service: ScrubberService,
 
 def test_concurrent_requests_keep_their_own_placeholders(service: ScrubberService) -> None:
     async def many() -> list[object]:
-        return await asyncio.gather(*(
-            service.scrub_conversation([f"Dear {name},", f"Thanks {name}!"], tenant="t")
-            for name in ["Ines Moreau", "Kwame Mensah", "Aiko Tanaka", "Lars Berg"] * 5
-        ))
+        return await asyncio.gather(
+            *(
+                service.scrub_conversation([f"Dear {name},", f"Thanks {name}!"], tenant="t")
+                for name in ["Ines Moreau", "Kwame Mensah", "Aiko Tanaka", "Lars Berg"] * 5
+            )
+        )
 
     results = run(service, many())
     names = ["Ines Moreau", "Kwame Mensah", "Aiko Tanaka", "Lars Berg"] * 5
@@ -117,17 +120,28 @@ def test_closed_service_refuses() -> None:
 
 def test_unloadable_model_refuses_at_start() -> None:
     with pytest.raises(PrivacyError):
-        asyncio.run(ScrubberService.start(load_policy(POLICY), processes=1,
-                                          model_name="en_core_web_nonexistent", pii_model=None))
+        asyncio.run(
+            ScrubberService.start(
+                load_policy(POLICY),
+                processes=1,
+                model_name="en_core_web_nonexistent",
+                pii_model=None,
+            )
+        )
 
 
 def test_detection_does_not_depend_on_other_texts_in_the_batch(scrubber: Scrubber) -> None:
     """Batches mix requests of several tenants: one text's result must not change with them."""
     target = "can you send it to marta kowalczyk, she's in gdańsk now"
-    others = ["Quarterly revenue grew by 4 percent.", "hey it's joão silva " * 30,
-              '{"a": "b"}', "x" * 2000]
+    others = [
+        "Quarterly revenue grew by 4 percent.",
+        "hey it's joão silva " * 30,
+        '{"a": "b"}',
+        "x" * 2000,
+    ]
     alone = scrubber.detect([target], tenant="t")[0]
     for i in range(len(others)):
         mixed = scrubber.detect(others[:i] + [target] + others[i:], tenant="t")[i]
         assert [(s.entity_type, s.start, s.end) for s in mixed] == [
-            (s.entity_type, s.start, s.end) for s in alone]
+            (s.entity_type, s.start, s.end) for s in alone
+        ]

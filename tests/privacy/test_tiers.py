@@ -31,8 +31,11 @@ def test_accurate_tier_uses_the_pii_model(scrubber: Scrubber) -> None:
 
 
 def test_fast_tier_still_scrubs_validated_types(scrubber: Scrubber) -> None:
-    out = scrubber.using(_with_tier("fast")).scrub_text(
-        "mail kari@example.no, card 4111 1111 1111 1111, Dear Maria Lopez", tenant="t").text
+    out = (
+        scrubber.using(_with_tier("fast"))
+        .scrub_text("mail kari@example.no, card 4111 1111 1111 1111, Dear Maria Lopez", tenant="t")
+        .text
+    )
     assert "kari@example.no" not in out and "4111" not in out and "Maria" not in out
 
 

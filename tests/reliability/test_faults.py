@@ -90,11 +90,14 @@ def _settle(seconds: float) -> None:
 def _report(name: str, load: Load, fault_at: float, healed_at: float) -> dict[str, float]:
     during = load.between(fault_at + 0.1, healed_at)
     after = [s for s in load.shots if s.started >= healed_at]
-    first_ok_after = next((s.started + s.seconds - healed_at for s in after
-                           if 200 <= s.status < 300), float("nan"))
-    figures = {"during": len(during), "max_s_during": max((s.seconds for s in during),
-                                                          default=0.0),
-               "recovered_after_s": first_ok_after}
+    first_ok_after = next(
+        (s.started + s.seconds - healed_at for s in after if 200 <= s.status < 300), float("nan")
+    )
+    figures = {
+        "during": len(during),
+        "max_s_during": max((s.seconds for s in during), default=0.0),
+        "recovered_after_s": first_ok_after,
+    }
     print(f"\n{name}: {figures}")
     return figures
 
@@ -107,8 +110,14 @@ def _recorded(url: str) -> set[str]:
         store.dispose()
 
 
-def _assert_fault_handling(load: Load, fault_at: float, healed_at: float, audit_url: str,
-                           name: str, codes: tuple[str, ...] = ()) -> None:
+def _assert_fault_handling(
+    load: Load,
+    fault_at: float,
+    healed_at: float,
+    audit_url: str,
+    name: str,
+    codes: tuple[str, ...] = (),
+) -> None:
     figures = _report(name, load, fault_at, healed_at)
     during = load.between(fault_at + 0.1, healed_at)
     assert during, "no request was sent during the fault"
@@ -125,10 +134,16 @@ def _assert_fault_handling(load: Load, fault_at: float, healed_at: float, audit_
 
 
 def _lean_env(tmp_path: Path, keys_dir: Path, policy_dir: Path, **extra: str) -> dict[str, str]:
-    return service_env(tmp_path, keys_dir, policy_dir, SAIAAS_HE__ENABLED="false",
-                       SAIAAS_MODELS_DIR=str(tmp_path / "no-models"),
-                       SAIAAS_PRIVACY__ENABLED="false", SAIAAS_AUDIT__WRITE_TIMEOUT_S="1.0",
-                       **extra)
+    return service_env(
+        tmp_path,
+        keys_dir,
+        policy_dir,
+        SAIAAS_HE__ENABLED="false",
+        SAIAAS_MODELS_DIR=str(tmp_path / "no-models"),
+        SAIAAS_PRIVACY__ENABLED="false",
+        SAIAAS_AUDIT__WRITE_TIMEOUT_S="1.0",
+        **extra,
+    )
 
 
 @pytest.fixture
@@ -139,9 +154,9 @@ def cleanup() -> Iterator[list[Server]]:
         stop_server(server)
 
 
-def test_full_filesystem_under_the_sqlite_audit_store(tmp_path: Path, keys_dir: Path,
-                                                      policy_dir: Path,
-                                                      cleanup: list[Server]) -> None:
+def test_full_filesystem_under_the_sqlite_audit_store(
+    tmp_path: Path, keys_dir: Path, policy_dir: Path, cleanup: list[Server]
+) -> None:
     with small_tmpfs(tmp_path / "small", "16m") as small:
         env = _lean_env(tmp_path, keys_dir, policy_dir, SAIAAS_DATA_DIR=str(small / "data"))
         keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
@@ -166,11 +181,13 @@ def test_full_filesystem_under_the_sqlite_audit_store(tmp_path: Path, keys_dir: 
         assert run_cli(env, "audit", "verify").returncode == 0
 
 
-def test_postgresql_stopped_mid_load(tmp_path: Path, keys_dir: Path, policy_dir: Path,
-                                     cleanup: list[Server]) -> None:
+def test_postgresql_stopped_mid_load(
+    tmp_path: Path, keys_dir: Path, policy_dir: Path, cleanup: list[Server]
+) -> None:
     with private_postgres(tmp_path) as pg:
-        env = _lean_env(tmp_path, keys_dir, policy_dir, SAIAAS_AUDIT_URL=pg.url,
-                        SAIAAS_DATABASE_URL=pg.url)
+        env = _lean_env(
+            tmp_path, keys_dir, policy_dir, SAIAAS_AUDIT_URL=pg.url, SAIAAS_DATABASE_URL=pg.url
+        )
         keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
         server = start_server(env, tmp_path / "server.log")
         server.api_keys = keys
@@ -187,11 +204,17 @@ def test_postgresql_stopped_mid_load(tmp_path: Path, keys_dir: Path, policy_dir:
         assert server.process.poll() is None
 
 
-def test_redis_stopped_mid_load(tmp_path: Path, keys_dir: Path, policy_dir: Path,
-                                cleanup: list[Server]) -> None:
+def test_redis_stopped_mid_load(
+    tmp_path: Path, keys_dir: Path, policy_dir: Path, cleanup: list[Server]
+) -> None:
     with private_redis(tmp_path) as redis:
-        env = _lean_env(tmp_path, keys_dir, policy_dir, SAIAAS_REDIS_URL=redis.url,
-                        SAIAAS_SCHEDULING__REDIS_TIMEOUT_S="0.3")
+        env = _lean_env(
+            tmp_path,
+            keys_dir,
+            policy_dir,
+            SAIAAS_REDIS_URL=redis.url,
+            SAIAAS_SCHEDULING__REDIS_TIMEOUT_S="0.3",
+        )
         keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
         # acme has quotas (every request asks Redis); medco has none (needs no round trip).
         assert run_cli(env, "tenant", "set-limits", "acme", "--rpm", "100000").returncode == 0
@@ -212,13 +235,18 @@ def test_redis_stopped_mid_load(tmp_path: Path, keys_dir: Path, policy_dir: Path
         assert all(s.status == 200 for s in unlimited.shots), {s.status for s in unlimited.shots}
 
 
-def test_the_scrubbers_model_missing_and_its_workers_killed(tmp_path: Path, keys_dir: Path,
-                                                           policy_dir: Path,
-                                                           cleanup: list[Server]) -> None:
+def test_the_scrubbers_model_missing_and_its_workers_killed(
+    tmp_path: Path, keys_dir: Path, policy_dir: Path, cleanup: list[Server]
+) -> None:
     # Missing at start: plaintext text is refused (503), everything else is served.
-    env = service_env(tmp_path, keys_dir, policy_dir, SAIAAS_HE__ENABLED="false",
-                      SAIAAS_MODELS_DIR=str(tmp_path / "no-models"),
-                      SAIAAS_PRIVACY__SPACY_MODEL="en_core_web_not_installed")
+    env = service_env(
+        tmp_path,
+        keys_dir,
+        policy_dir,
+        SAIAAS_HE__ENABLED="false",
+        SAIAAS_MODELS_DIR=str(tmp_path / "no-models"),
+        SAIAAS_PRIVACY__SPACY_MODEL="en_core_web_not_installed",
+    )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     server = start_server(env, tmp_path / "server.log", wait=False)
     cleanup.append(server)
@@ -239,16 +267,26 @@ def test_the_scrubbers_model_missing_and_its_workers_killed(tmp_path: Path, keys
     cleanup.clear()
 
     # Killed mid-load: the requests that meet the dead workers get 503, then they are back.
-    env = service_env(tmp_path / "b", keys_dir, policy_dir, SAIAAS_HE__ENABLED="false",
-                      SAIAAS_MODELS_DIR=str(tmp_path / "no-models"))
+    env = service_env(
+        tmp_path / "b",
+        keys_dir,
+        policy_dir,
+        SAIAAS_HE__ENABLED="false",
+        SAIAAS_MODELS_DIR=str(tmp_path / "no-models"),
+    )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     server = start_server(env, tmp_path / "server-b.log")
     server.api_keys = keys
     cleanup.append(server)
     workers = _children(server.process.pid)
     assert workers, "the scrubber runs in worker processes"
-    with Load(server, "alice", "POST", "/v1/privacy/scrub",
-              {"text": "Dear Maria López, call +44 20 7946 0958"}) as load:
+    with Load(
+        server,
+        "alice",
+        "POST",
+        "/v1/privacy/scrub",
+        {"text": "Dear Maria López, call +44 20 7946 0958"},
+    ) as load:
         _settle(1.0)
         fault_at = time.monotonic()
         for pid in workers:

@@ -24,12 +24,14 @@ from tests.conftest import (
 )
 
 # Extra keys used by these tests (tenant "platform" is the operators').
-SCHEDULING_KEYS = {**STANDARD_KEYS,
-                   "bob": ("acme", "bob", "user"),
-                   "scraper": ("platform", "prom", "metrics-reader"),
-                   "beta-user": ("beta", "bea", "user"),
-                   "beta-he": ("beta", "bo", "he-user"),
-                   "gamma-user": ("gamma", "gil", "user")}
+SCHEDULING_KEYS = {
+    **STANDARD_KEYS,
+    "bob": ("acme", "bob", "user"),
+    "scraper": ("platform", "prom", "metrics-reader"),
+    "beta-user": ("beta", "bea", "user"),
+    "beta-he": ("beta", "bo", "he-user"),
+    "gamma-user": ("gamma", "gil", "user"),
+}
 SCHEDULING_TENANTS = {**STANDARD_TENANTS, "beta": "trusted", "gamma": "trusted"}
 
 

@@ -45,12 +45,17 @@ def srv(tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path) -> I
     tmp = tmp_path_factory.mktemp("sched-server")
     init_keys(tmp / "keys")
     shutil.copytree(REPO / "policies", tmp / "policies")
-    env = service_env(tmp, tmp / "keys", tmp / "policies",
-                      SAIAAS_MODELS_DIR=str(trained_models_dir),
-                      SAIAAS_HE__WORKERS="1", SAIAAS_HE__MAX_PENDING=str(HE_MAX_PENDING),
-                      # One tenant floods the global queue on purpose here.
-                      SAIAAS_HE__MAX_PENDING_PER_TENANT=str(4 * HE_MAX_PENDING),
-                      SAIAAS_INFERENCE__MAX_QUEUE_SIZE=str(QUEUE))
+    env = service_env(
+        tmp,
+        tmp / "keys",
+        tmp / "policies",
+        SAIAAS_MODELS_DIR=str(trained_models_dir),
+        SAIAAS_HE__WORKERS="1",
+        SAIAAS_HE__MAX_PENDING=str(HE_MAX_PENDING),
+        # One tenant floods the global queue on purpose here.
+        SAIAAS_HE__MAX_PENDING_PER_TENANT=str(4 * HE_MAX_PENDING),
+        SAIAAS_INFERENCE__MAX_QUEUE_SIZE=str(QUEUE),
+    )
     api_keys = provision(env, SCHEDULING_TENANTS, SCHEDULING_KEYS)
     # Limits are set before the server starts: beta outranks medco in the compute queues,
     # gamma may send one request a minute. No CLI write while this server runs: a second
@@ -67,8 +72,9 @@ def srv(tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path) -> I
         stop_server(server)
 
 
-def encrypted_bodies(srv: Server, who: str, packing: str = "batched",
-                     samples: int = 569) -> list[bytes]:
+def encrypted_bodies(
+    srv: Server, who: str, packing: str = "batched", samples: int = 569
+) -> list[bytes]:
     """Encrypted request frames for breast-cancer-lr under a context registered by `who`."""
     x, _ = load_breast_cancer(return_X_y=True)
     with EncryptedClient(srv.base_url, srv.api_keys[who]) as client:
@@ -82,8 +88,9 @@ def he_bodies(srv: Server) -> list[bytes]:
 
 
 def he_post(client: httpx.Client | httpx.AsyncClient, body: bytes) -> Any:
-    return client.post("/v1/he/models/breast-cancer-lr/infer", content=body,
-                       headers={"Content-Type": CONTENT_TYPE})
+    return client.post(
+        "/v1/he/models/breast-cancer-lr/infer", content=body, headers={"Content-Type": CONTENT_TYPE}
+    )
 
 
 def digits_body(rows: int) -> dict[str, Any]:
@@ -91,12 +98,15 @@ def digits_body(rows: int) -> dict[str, Any]:
     return _v2_body(np.resize(x, (rows, 64)).astype(np.float32), "input")
 
 
-async def _flood(base: str, key: str, send: Any, stop: threading.Event,
-                 concurrency: int) -> list[httpx.Response]:
+async def _flood(
+    base: str, key: str, send: Any, stop: threading.Event, concurrency: int
+) -> list[httpx.Response]:
     """Closed-loop flood: `concurrency` callers resend at once until told to stop."""
     answers: list[httpx.Response] = []
-    async with httpx.AsyncClient(base_url=base, timeout=60,
-                                 headers={"Authorization": f"Bearer {key}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}
+    ) as client:
+
         async def caller() -> None:
             while not stop.is_set():
                 answers.append(await send(client))
@@ -106,11 +116,13 @@ async def _flood(base: str, key: str, send: Any, stop: threading.Event,
     return answers
 
 
-def run_flood(srv: Server, key: str, send: Any, concurrency: int,
-              until_full: Any) -> tuple[threading.Event, threading.Thread, list[Any]]:
+def run_flood(
+    srv: Server, key: str, send: Any, concurrency: int, until_full: Any
+) -> tuple[threading.Event, threading.Thread, list[Any]]:
     stop, out = threading.Event(), []
-    thread = threading.Thread(target=lambda: out.extend(
-        asyncio.run(_flood(srv.base_url, key, send, stop, concurrency))))
+    thread = threading.Thread(
+        target=lambda: out.extend(asyncio.run(_flood(srv.base_url, key, send, stop, concurrency)))
+    )
     thread.start()
     with srv.client("secadmin") as admin:
         for _ in range(600):
@@ -126,12 +138,18 @@ def run_flood(srv: Server, key: str, send: Any, concurrency: int,
 
 def test_he_flood_does_not_starve_plaintext(srv: Server, he_bodies: list[bytes]) -> None:
     stop, thread, answers = run_flood(
-        srv, srv.api_keys["medco-he"], lambda c: he_post(c, he_bodies[0]), 12,
-        lambda view: view["he"]["pending"] >= HE_MAX_PENDING)
+        srv,
+        srv.api_keys["medco-he"],
+        lambda c: he_post(c, he_bodies[0]),
+        12,
+        lambda view: view["he"]["pending"] >= HE_MAX_PENDING,
+    )
     try:
         with srv.client("alice") as alice:
-            plain = [alice.post("/v2/models/digits-mlp/infer", json=digits_body(8)).status_code
-                     for _ in range(5)]
+            plain = [
+                alice.post("/v2/models/digits-mlp/infer", json=digits_body(8)).status_code
+                for _ in range(5)
+            ]
             with srv.client("secadmin") as admin:
                 still_busy = admin.get("/v1/admin/resources").json()["he"]["pending"]
     finally:
@@ -149,11 +167,18 @@ def test_plaintext_flood_does_not_starve_he(srv: Server, he_bodies: list[bytes])
     big = digits_body(64 * QUEUE)  # one such request fills the plaintext queue
 
     stop, thread, answers = run_flood(
-        srv, srv.api_keys["bob"], lambda c: c.post("/v2/models/digits-mlp/infer", json=big), 6,
-        lambda view: any(m["rejected_total"] > 0 for m in view["plaintext"]["models"]))
+        srv,
+        srv.api_keys["bob"],
+        lambda c: c.post("/v2/models/digits-mlp/infer", json=big),
+        6,
+        lambda view: any(m["rejected_total"] > 0 for m in view["plaintext"]["models"]),
+    )
     try:
-        with httpx.Client(base_url=srv.base_url, timeout=60, headers={
-                "Authorization": f"Bearer {srv.api_keys['medco-he']}"}) as he:
+        with httpx.Client(
+            base_url=srv.base_url,
+            timeout=60,
+            headers={"Authorization": f"Bearer {srv.api_keys['medco-he']}"},
+        ) as he:
             encrypted = [he_post(he, body).status_code for body in he_bodies[:3]]
     finally:
         stop.set()
@@ -172,16 +197,22 @@ def test_higher_priority_tenant_overtakes_queued_he_work(srv: Server) -> None:
 
     async def scenario() -> int:
         def client(who: str) -> httpx.AsyncClient:
-            return httpx.AsyncClient(base_url=srv.base_url, timeout=60, headers={
-                "Authorization": f"Bearer {srv.api_keys[who]}"})
+            return httpx.AsyncClient(
+                base_url=srv.base_url,
+                timeout=60,
+                headers={"Authorization": f"Bearer {srv.api_keys[who]}"},
+            )
 
-        async with client("medco-he") as medco, client("beta-he") as beta, \
-                client("secadmin") as admin:
-            backlog = [asyncio.create_task(he_post(medco, medco_body))
-                       for _ in range(backlog_size)]
+        async with (
+            client("medco-he") as medco,
+            client("beta-he") as beta,
+            client("secadmin") as admin,
+        ):
+            backlog = [asyncio.create_task(he_post(medco, medco_body)) for _ in range(backlog_size)]
             for _ in range(1000):  # until one runs and the rest wait
-                if (await admin.get("/v1/admin/resources")).json()["he"]["waiting"] \
-                        >= backlog_size - 2:
+                if (await admin.get("/v1/admin/resources")).json()["he"][
+                    "waiting"
+                ] >= backlog_size - 2:
                     break
                 await asyncio.sleep(0.005)
             else:
@@ -214,10 +245,14 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def value(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-          **labels: str) -> float:
-    return sum(v for (n, ls), v in found.items()
-               if n == name and all((k, val) in ls for k, val in labels.items()))
+def value(
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return sum(
+        v
+        for (n, ls), v in found.items()
+        if n == name and all((k, val) in ls for k, val in labels.items())
+    )
 
 
 def test_metrics_require_their_role(srv: Server) -> None:
@@ -237,23 +272,44 @@ def test_metrics_content(srv: Server, he_bodies: list[bytes]) -> None:
         denied = alice.get("/metrics")
         assert denied.status_code == 403, denied.text
         assert alice.post("/v2/models/digits-mlp/infer", json=digits_body(3)).status_code == 200
-        assert alice.post("/v1/embeddings", json={
-            "model": "text-embed", "input": ["Call John Smith at john.smith@example.com"],
-        }).status_code == 200
-        assert alice.post("/v1/privacy/scrub", json={
-            "text": "Mail jane.doe@example.org"}).status_code == 200
-    with httpx.Client(base_url=srv.base_url, timeout=60, headers={
-            "Authorization": f"Bearer {srv.api_keys['medco-he']}"}) as he:
+        assert (
+            alice.post(
+                "/v1/embeddings",
+                json={
+                    "model": "text-embed",
+                    "input": ["Call John Smith at john.smith@example.com"],
+                },
+            ).status_code
+            == 200
+        )
+        assert (
+            alice.post("/v1/privacy/scrub", json={"text": "Mail jane.doe@example.org"}).status_code
+            == 200
+        )
+    with httpx.Client(
+        base_url=srv.base_url,
+        timeout=60,
+        headers={"Authorization": f"Bearer {srv.api_keys['medco-he']}"},
+    ) as he:
         assert he_post(he, he_bodies[0]).status_code == 200
     with srv.client("gamma-user") as gamma:
         assert [gamma.get("/v1/whoami").status_code for _ in range(2)] == [200, 429]
     found = samples(scrape(srv))
-    assert value(found, "saiaas_requests_total", route="/v2/models/{name}/infer",
-                 method="POST", decision="allow", status="200") >= 1
-    assert value(found, "saiaas_requests_total", route="/metrics", decision="deny",
-                 status="403") >= 1
-    assert value(found, "saiaas_request_duration_seconds_count",
-                 route="/v1/embeddings") >= 1
+    assert (
+        value(
+            found,
+            "saiaas_requests_total",
+            route="/v2/models/{name}/infer",
+            method="POST",
+            decision="allow",
+            status="200",
+        )
+        >= 1
+    )
+    assert (
+        value(found, "saiaas_requests_total", route="/metrics", decision="deny", status="403") >= 1
+    )
+    assert value(found, "saiaas_request_duration_seconds_count", route="/v1/embeddings") >= 1
     assert value(found, "saiaas_quota_refusals_total", tenant="gamma", limit="tenant_rpm") == 1
     assert value(found, "saiaas_tenant_requests_total", tenant="gamma", decision="allow") == 2
     assert value(found, "saiaas_batch_rows_count", model="digits-mlp:1") >= 1
@@ -266,8 +322,7 @@ def test_metrics_content(srv: Server, he_bodies: list[bytes]) -> None:
     assert value(found, "saiaas_pii_entities_total", entity="EMAIL_ADDRESS") >= 2
     assert ("saiaas_queue_depth", (("model", "digits-mlp:1"), ("queue", "plaintext"))) in found
     assert value(found, "saiaas_queue_capacity", queue="he") == HE_MAX_PENDING
-    assert value(found, "saiaas_queue_capacity", queue="plaintext", model="digits-mlp:1") \
-        == QUEUE
+    assert value(found, "saiaas_queue_capacity", queue="plaintext", model="digits-mlp:1") == QUEUE
     assert value(found, "saiaas_he_workers") == 1
 
 
@@ -284,27 +339,34 @@ def test_no_user_input_in_metric_labels(srv: Server) -> None:
         alice.post(f"/v2/models/{CANARY}-model/infer", json=digits_body(1))
         alice.get(f"/v2/models/digits-mlp/versions/{CANARY}1")
         alice.get(f"/{CANARY}/unknown/path")
-        alice.get("/v1/whoami", params={"q": CANARY}, headers={"X-Note": CANARY,
-                                                               "User-Agent": CANARY})
+        alice.get(
+            "/v1/whoami", params={"q": CANARY}, headers={"X-Note": CANARY, "User-Agent": CANARY}
+        )
         alice.request(CANARY.upper(), "/v1/whoami")
-        alice.post("/v1/privacy/scrub", json={"text": f"{CANARY} John Smith",
-                                              "model": CANARY})
+        alice.post("/v1/privacy/scrub", json={"text": f"{CANARY} John Smith", "model": CANARY})
         alice.post("/v1/embeddings", json={"model": CANARY, "input": [CANARY]})
-    httpx.get(srv.base_url + f"/v1/whoami?{CANARY}=1",
-              headers={"Authorization": f"Bearer saiaas_{CANARY}"})
+    httpx.get(
+        srv.base_url + f"/v1/whoami?{CANARY}=1",
+        headers={"Authorization": f"Bearer saiaas_{CANARY}"},
+    )
     text = scrape(srv)
     assert CANARY not in text.lower()
 
-    app = create_app(Settings(data_dir=srv.data_dir, keys_dir=srv.keys_dir,
-                              policy_dir=srv.policy_dir))
+    app = create_app(
+        Settings(data_dir=srv.data_dir, keys_dir=srv.keys_dir, policy_dir=srv.policy_dir)
+    )
     templates = {route.path for route in api_routes(app)} | {"unmatched"}
     allowed: dict[str, Any] = {
-        "route": templates, "method": METHODS | {"other"},
+        "route": templates,
+        "method": METHODS | {"other"},
         "decision": {"allow", "deny", "unauthenticated", "error"},
-        "status": re.compile(r"^[1-5][0-9][0-9]$"), "tenant": set(SCHEDULING_TENANTS),
-        "limit": set(REASONS.values()), "queue": {"plaintext", "he"},
+        "status": re.compile(r"^[1-5][0-9][0-9]$"),
+        "tenant": set(SCHEDULING_TENANTS),
+        "limit": set(REASONS.values()),
+        "queue": {"plaintext", "he"},
         "model": {"", "digits-mlp:1", "breast-cancer-lr:1", "text-embed:1"},
-        "task": {"infer", "validate"}, "entity": re.compile(r"^[A-Z][A-Z0-9_]*$"),
+        "task": {"infer", "validate"},
+        "entity": re.compile(r"^[A-Z][A-Z0-9_]*$"),
         "le": re.compile(r"^[0-9.e+-]+|\+Inf$"),
     }
     for name, labels in samples(text):

@@ -52,13 +52,16 @@ async def _queued(batcher: DynamicBatcher, count: int) -> None:
 def test_batcher_serves_higher_priority_first_fifo_within() -> None:
     async def scenario() -> list[str]:
         predictor = GatedPredictor()
-        batcher = DynamicBatcher(predictor, max_batch_size=1, max_queue_size=16,  # type: ignore[arg-type]
-                                 priority_of=current_priority)
+        batcher = DynamicBatcher(
+            predictor,
+            max_batch_size=1,
+            max_queue_size=16,  # type: ignore[arg-type]
+            priority_of=current_priority,
+        )
         first = asyncio.create_task(batcher.submit("first"))
         await asyncio.sleep(0.05)  # the worker holds "first" in the gated pass
         tasks = [first]
-        for name, prio in [("low-1", 0), ("low-2", 0), ("high-1", 5), ("mid", 2),
-                           ("high-2", 5)]:
+        for name, prio in [("low-1", 0), ("low-2", 0), ("high-1", 5), ("mid", 2), ("high-2", 5)]:
             tasks.append(asyncio.create_task(batcher.submit(name, priority=prio)))
         # Through the context variable, as requests do (a task copies its context).
         set_priority(9)
@@ -70,8 +73,15 @@ def test_batcher_serves_higher_priority_first_fifo_within() -> None:
         await batcher.close()
         return predictor.served
 
-    assert asyncio.run(scenario()) == ["first", "ctx-9", "high-1", "high-2", "mid", "low-1",
-                                       "low-2"]
+    assert asyncio.run(scenario()) == [
+        "first",
+        "ctx-9",
+        "high-1",
+        "high-2",
+        "mid",
+        "low-1",
+        "low-2",
+    ]
 
 
 def test_batcher_full_queue_refuses_high_priority_too() -> None:
@@ -94,8 +104,12 @@ def test_batcher_full_queue_refuses_high_priority_too() -> None:
 
 @pytest.fixture(scope="module")
 def he_pool(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    pool = HEPool(store_dir=tmp_path_factory.mktemp("he"), workers=1,
-                  limits=HELimits(max_pending=5), priority_of=current_priority)
+    pool = HEPool(
+        store_dir=tmp_path_factory.mktemp("he"),
+        workers=1,
+        limits=HELimits(max_pending=5),
+        priority_of=current_priority,
+    )
     pool.start()
     yield pool
     pool.close()
@@ -113,8 +127,10 @@ def test_he_pool_serves_higher_priority_first(he_pool: HEPool) -> None:
     async def scenario() -> None:
         first = asyncio.create_task(one("first", 0.5, 0))
         await asyncio.sleep(0.1)  # "first" holds the only worker
-        rest = [asyncio.create_task(one(n, 0.01, p))
-                for n, p in [("low-1", 0), ("low-2", 0), ("high", 3), ("mid", 1)]]
+        rest = [
+            asyncio.create_task(one(n, 0.01, p))
+            for n, p in [("low-1", 0), ("low-2", 0), ("high", 3), ("mid", 1)]
+        ]
         await asyncio.sleep(0.05)
         assert he_pool.stats()["waiting"] == 4
         # max_pending (5) reached: the next call is refused at once, whatever its priority.

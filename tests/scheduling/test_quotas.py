@@ -59,8 +59,10 @@ def test_tenant_rpm_is_shared_by_keys_and_refusals_cost_nothing(quotas: Factory)
         assert await outcomes(a, first, 3) == ["ok"] * 3
         assert await outcomes(b, second, 3) == ["ok", "tenant_rpm", "tenant_rpm"]
         # Another tenant is untouched.
-        assert await outcomes(a, principal("k3", tenant="beta", requests_per_minute=4), 4) \
+        assert (
+            await outcomes(a, principal("k3", tenant="beta", requests_per_minute=4), 4)
             == ["ok"] * 4
+        )
 
     run(scenario())
 
@@ -68,8 +70,11 @@ def test_tenant_rpm_is_shared_by_keys_and_refusals_cost_nothing(quotas: Factory)
 def test_key_rpm_limits_each_key_alone(quotas: Factory) -> None:
     async def scenario() -> None:
         a, b = quotas(), quotas()
-        assert await outcomes(a, principal("k1", key_requests_per_minute=2), 3) \
-            == ["ok", "ok", "key_rpm"]
+        assert await outcomes(a, principal("k1", key_requests_per_minute=2), 3) == [
+            "ok",
+            "ok",
+            "key_rpm",
+        ]
         assert await outcomes(b, principal("k2", key_requests_per_minute=2), 2) == ["ok", "ok"]
         # The tenant limit counts every key; the key limit refuses first when lower.
         both = principal("k4", requests_per_minute=100, key_requests_per_minute=1)
@@ -157,15 +162,21 @@ def test_pipeline_without_quota_backend_refuses_limited_tenants() -> None:
         current_priority,
     )
 
-    pipeline = Pipeline(registry=None, policy=None, audit=None,  # type: ignore[arg-type]
-                        anonymous=AnonymousLimiter(AnonymousBudget()),
-                        refusals=RefusalTally(b"k" * 32), object_key=b"o" * 32)
+    pipeline = Pipeline(
+        registry=None,
+        policy=None,
+        audit=None,  # type: ignore[arg-type]
+        anonymous=AnonymousLimiter(AnonymousBudget()),
+        refusals=RefusalTally(b"k" * 32),
+        object_key=b"o" * 32,
+    )
     with pytest.raises(QuotaUnavailableError):
         run(pipeline.admit(principal(max_concurrent=1)))
 
     async def admitted() -> int:
-        await pipeline.admit(Principal("acme", "trusted", "s", "user", "k",
-                                       TenantLimits(priority=3)))
+        await pipeline.admit(
+            Principal("acme", "trusted", "s", "user", "k", TenantLimits(priority=3))
+        )
         return current_priority()  # the request's priority, for the compute queues
 
     assert run(admitted()) == 3

@@ -26,10 +26,10 @@ def test_rpm_refusal_is_429_with_retry_after_and_audited(make_server: ServerFact
     # Another tenant is not affected; health probes never count.
     with server.client("beta-user") as beta:
         assert beta.get("/v1/whoami").status_code == 200
-    assert all(httpx.get(server.base_url + "/v2/health/live").status_code == 200
-               for _ in range(5))
-    record = next(r for r in audit_records(server)
-                  if r["request_id"] == refused.headers["x-request-id"])
+    assert all(httpx.get(server.base_url + "/v2/health/live").status_code == 200 for _ in range(5))
+    record = next(
+        r for r in audit_records(server) if r["request_id"] == refused.headers["x-request-id"]
+    )
     assert record["status"] == 429 and record["tenant"] == "acme"
     assert record["details"]["quota"] == "tenant_rpm"
 
@@ -42,8 +42,9 @@ def test_key_rpm_limits_one_key(make_server: ServerFactory) -> None:
         assert bob.get("/v1/whoami").status_code == 200
 
 
-def test_limits_are_shared_by_replicas_through_redis(make_server: ServerFactory,
-                                                     redis_url: str, redis_prefix: str) -> None:
+def test_limits_are_shared_by_replicas_through_redis(
+    make_server: ServerFactory, redis_url: str, redis_prefix: str
+) -> None:
     env = {"SAIAAS_REDIS_URL": redis_url, "SAIAAS_SCHEDULING__KEY_PREFIX": redis_prefix}
     one, two = make_server(**env), make_server(**env)
     set_limits(one, "acme", "--rpm", "4")
@@ -61,8 +62,9 @@ def test_limits_are_shared_by_replicas_through_redis(make_server: ServerFactory,
         client.close()
 
 
-def test_concurrency_is_shared_through_redis(make_server: ServerFactory, redis_url: str,
-                                             redis_prefix: str) -> None:
+def test_concurrency_is_shared_through_redis(
+    make_server: ServerFactory, redis_url: str, redis_prefix: str
+) -> None:
     server = make_server(SAIAAS_REDIS_URL=redis_url, SAIAAS_SCHEDULING__KEY_PREFIX=redis_prefix)
     set_limits(server, "acme", "--concurrent", "1")
     with server.client("alice") as alice:
@@ -90,14 +92,17 @@ def test_concurrency_is_shared_through_redis(make_server: ServerFactory, redis_u
             loop.close()
         assert alice.get("/v1/whoami").status_code == 200
     assert whoami["tenant"] == "acme"
-    record = next(r for r in audit_records(server)
-                  if r["request_id"] == refused.headers["x-request-id"])
+    record = next(
+        r for r in audit_records(server) if r["request_id"] == refused.headers["x-request-id"]
+    )
     assert record["details"]["quota"] == "tenant_concurrency"
 
 
 def test_unreachable_redis_fails_closed(make_server: ServerFactory) -> None:
-    server = make_server(SAIAAS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
-                         SAIAAS_SCHEDULING__REDIS_TIMEOUT_S="0.2")
+    server = make_server(
+        SAIAAS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        SAIAAS_SCHEDULING__REDIS_TIMEOUT_S="0.2",
+    )
     set_limits(server, "acme", "--rpm", "1000")
     with server.client("alice") as alice, server.client("beta-user") as beta:
         refused = alice.get("/v1/whoami")
@@ -109,6 +114,7 @@ def test_unreachable_redis_fails_closed(make_server: ServerFactory) -> None:
     with server.client("secadmin") as admin:
         view = admin.get("/v1/admin/resources").json()
     assert view["quotas"] == {"backend": "redis", "reachable": False}
-    record = next(r for r in audit_records(server)
-                  if r["request_id"] == refused.headers["x-request-id"])
+    record = next(
+        r for r in audit_records(server) if r["request_id"] == refused.headers["x-request-id"]
+    )
     assert record["status"] == 503 and record["decision"] == "error"

@@ -98,8 +98,18 @@ def create_app(script: Script) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": "echo", "object": "model", "created": 1,
-                                            "owned_by": "secure_aiaas", "task": "chat"}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": "echo",
+                    "object": "model",
+                    "created": 1,
+                    "owned_by": "secure_aiaas",
+                    "task": "chat",
+                }
+            ],
+        }
 
     @app.get("/v2/models/{name}")
     async def metadata(name: str) -> dict[str, Any]:
@@ -112,17 +122,35 @@ def create_app(script: Script) -> FastAPI:
         tensor = body.inputs[0]
         rows = np.asarray(tensor.data, dtype=np.float64).reshape(tensor.shape)
         sums = rows.sum(axis=1, keepdims=True)
-        return {"model_name": name, "model_version": "1", "outputs": [
-            {"name": "sum", "datatype": "FP64", "shape": list(sums.shape),
-             "data": sums.ravel().tolist()},
-            {"name": "input_name", "datatype": "BYTES", "shape": [1], "data": [tensor.name]}]}
+        return {
+            "model_name": name,
+            "model_version": "1",
+            "outputs": [
+                {
+                    "name": "sum",
+                    "datatype": "FP64",
+                    "shape": list(sums.shape),
+                    "data": sums.ravel().tolist(),
+                },
+                {"name": "input_name", "datatype": "BYTES", "shape": [1], "data": [tensor.name]},
+            ],
+        }
 
     @app.post("/v1/embeddings")
     async def embeddings(body: EmbeddingsRequest) -> dict[str, Any]:
         vectors = [[float(len(t)), 1.0] for t in body.texts()]
-        data = [{"object": "embedding", "index": i, "embedding": (
-            base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()
-            if body.encoding_format == "base64" else v)} for i, v in enumerate(vectors)]
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": (
+                    base64.b64encode(np.asarray(v, "<f4").tobytes()).decode()
+                    if body.encoding_format == "base64"
+                    else v
+                ),
+            }
+            for i, v in enumerate(vectors)
+        ]
         data.reverse()  # the SDK orders by index
         return {"object": "list", "data": data, "model": body.model,
                 "usage": {"prompt_tokens": 1, "total_tokens": 1}}  # fmt: skip
@@ -164,10 +192,17 @@ def create_app(script: Script) -> FastAPI:
     return app
 
 
-async def _frames(script: Script, body: wire.ChatCompletionRequest, ids: dict[str, Any],
-                  tokens: list[str], finish: wire.FinishReason) -> AsyncIterator[bytes]:
-    events = [": keep-alive\n\n", wire.sse(wire.chat_chunk(**ids, delta={"role": "assistant",
-                                                                        "content": ""}))]
+async def _frames(
+    script: Script,
+    body: wire.ChatCompletionRequest,
+    ids: dict[str, Any],
+    tokens: list[str],
+    finish: wire.FinishReason,
+) -> AsyncIterator[bytes]:
+    events = [
+        ": keep-alive\n\n",
+        wire.sse(wire.chat_chunk(**ids, delta={"role": "assistant", "content": ""})),
+    ]
     if body.model == "slow":
         try:
             for _ in range(500):
@@ -184,9 +219,16 @@ async def _frames(script: Script, body: wire.ChatCompletionRequest, ids: dict[st
     else:
         events.append(wire.sse(wire.chat_chunk(**ids, delta={}, finish_reason=finish)))
         if body.include_usage():
-            events.append(wire.sse(wire.usage_chunk(**ids, object="chat.completion.chunk",
-                                                    prompt_tokens=5,
-                                                    completion_tokens=len(tokens))))
+            events.append(
+                wire.sse(
+                    wire.usage_chunk(
+                        **ids,
+                        object="chat.completion.chunk",
+                        prompt_tokens=5,
+                        completion_tokens=len(tokens),
+                    )
+                )
+            )
         events.append(wire.SSE_DONE)
     for piece in pieces("".join(events).replace("\n", "\r\n").encode()):
         yield piece

@@ -122,4 +122,3 @@ def test_leaving_a_stream_early_closes_it(standin: StandIn) -> None:
             asyncio.run(asyncio.sleep(0.02))
         assert client.whoami()["tenant"] == "acme"  # the client is still usable
     assert standin.script.streams_closed == 1
-

@@ -45,7 +45,8 @@ def seam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seam]:
 def test_same_answer_streamed_or_not_and_as_openai_gets_it(seam: Seam) -> None:
     reference = openai.OpenAI(base_url=f"{seam.url}/v1", api_key="unused", max_retries=0)
     expected = reference.chat.completions.create(
-        model=NAME, messages=MESSAGES, temperature=0, max_tokens=24)  # type: ignore[arg-type]
+        model=NAME, messages=MESSAGES, temperature=0, max_tokens=24
+    )  # type: ignore[arg-type]
     with Client(seam.url, "unused") as client:
         whole = client.chat(NAME, MESSAGES, temperature=0, max_tokens=24)
         stream = client.chat(NAME, MESSAGES, temperature=0, max_tokens=24, stream=True)

@@ -94,7 +94,7 @@ def test_retry_after_http_date() -> None:
 
 
 def test_stream_error_event() -> None:
-    payload = json.loads(wire.sse_error(e.OverloadedError(), status=503)[len("data: "):])
+    payload = json.loads(wire.sse_error(e.OverloadedError(), status=503)[len("data: ") :])
     exc = error_from_payload(payload)
     assert type(exc) is e.OverloadedError and exc.code == "overloaded"
     assert error_from_payload({"error": "not an object"}).code == "invalid_response"

@@ -64,8 +64,9 @@ def test_same_verdict(body: dict[str, Any]) -> None:
 def test_same_helpers() -> None:
     body = {"model": "m", "messages": USER + USER, "stop": ["a"], "max_completion_tokens": 4,
             "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
-    ours, theirs = (m.model_validate(body) for m in (schemas.ChatCompletionRequest,
-                                                     wire.ChatCompletionRequest))
+    ours, theirs = (
+        m.model_validate(body) for m in (schemas.ChatCompletionRequest, wire.ChatCompletionRequest)
+    )
     assert ours.stop_sequences() == theirs.stop_sequences() == ("a",)
     assert ours.token_limit() == theirs.token_limit() == 4
     assert ours.include_usage() is theirs.include_usage() is True

@@ -13,7 +13,7 @@ from secure_aiaas.sdk._sse import LineSplitter, sse_data
 
 STREAM = (
     "\ufeff: a comment\r\n"
-    "data: {\"delta\": \"é\u2028ü🙂\"}\r\n\r\n"
+    'data: {"delta": "é\u2028ü🙂"}\r\n\r\n'
     "event: ignored\n"
     "id: 7\n"
     "data: first line\n"

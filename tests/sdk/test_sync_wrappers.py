@@ -60,8 +60,16 @@ def test_sync_classes_build_no_requests(sync: type, core: type) -> None:
         names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
         assert not names & {"httpx", "Http", "json", "np"}, (name, names)
-        assert not attrs & {"send", "post", "get", "model_validate", "model_validate_json",
-                            "model_dump", "model_dump_json", "_http"}, (name, attrs)
+        assert not attrs & {
+            "send",
+            "post",
+            "get",
+            "model_validate",
+            "model_validate_json",
+            "model_dump",
+            "model_dump_json",
+            "_http",
+        }, (name, attrs)
 
 
 def test_sync_client_inside_a_running_event_loop(standin: StandIn) -> None:
@@ -127,8 +135,10 @@ def test_model_names_are_checked_before_any_use(
 
 
 def test_an_unclosed_sync_client_does_not_hold_up_exit(standin: StandIn) -> None:
-    script = ("import sys; from secure_aiaas.sdk import Client; "
-              f"c = Client({standin.url!r}, {API_KEY!r}); print(c.whoami()['tenant'])")
+    script = (
+        "import sys; from secure_aiaas.sdk import Client; "
+        f"c = Client({standin.url!r}, {API_KEY!r}); print(c.whoami()['tenant'])"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=True)  # fmt: skip
     assert done.stdout.strip() == "acme"

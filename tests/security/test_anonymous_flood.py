@@ -31,11 +31,14 @@ FLOOD_S = 4.0
 
 
 def _env(tmp_path: Path, keys_dir: Path, policy_dir: Path, **extra: str) -> dict[str, str]:
-    settings = {"SAIAAS_HE__ENABLED": "false", "SAIAAS_MODELS_DIR": str(tmp_path / "no-models"),
-                "SAIAAS_PRIVACY__ENABLED": "false",
-                "SAIAAS_SCHEDULING__ANONYMOUS_PER_ADDRESS_PER_MINUTE": str(PER_ADDRESS),
-                "SAIAAS_SCHEDULING__ANONYMOUS_AUDIT_BYTES_PER_S": str(BYTES_PER_S),
-                "SAIAAS_SCHEDULING__ANONYMOUS_FLUSH_S": "1"}
+    settings = {
+        "SAIAAS_HE__ENABLED": "false",
+        "SAIAAS_MODELS_DIR": str(tmp_path / "no-models"),
+        "SAIAAS_PRIVACY__ENABLED": "false",
+        "SAIAAS_SCHEDULING__ANONYMOUS_PER_ADDRESS_PER_MINUTE": str(PER_ADDRESS),
+        "SAIAAS_SCHEDULING__ANONYMOUS_AUDIT_BYTES_PER_S": str(BYTES_PER_S),
+        "SAIAAS_SCHEDULING__ANONYMOUS_FLUSH_S": "1",
+    }
     return service_env(tmp_path, keys_dir, policy_dir, **{**settings, **extra})
 
 
@@ -68,7 +71,8 @@ def _store_bytes(data_dir: Path) -> int:
 
 
 def test_a_64_connection_anonymous_flood_is_bounded_and_counted(
-        tmp_path: Path, keys_dir: Path, policy_dir: Path) -> None:
+    tmp_path: Path, keys_dir: Path, policy_dir: Path
+) -> None:
     env = _env(tmp_path, keys_dir, policy_dir)
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     server = start_server(env, tmp_path / "server.log")
@@ -79,16 +83,19 @@ def test_a_64_connection_anonymous_flood_is_bounded_and_counted(
         statuses = asyncio.run(_flood([server.base_url], FLOOD_S))
         elapsed = time.monotonic() - started
         with server.client() as client:  # a keyed caller is served throughout
-            answered = client.get("/v1/whoami", headers={
-                "Authorization": f"Bearer {keys['alice']}"})
+            answered = client.get(
+                "/v1/whoami", headers={"Authorization": f"Bearer {keys['alice']}"}
+            )
         assert answered.status_code == 200
     finally:
         stop_server(server)  # flushes the last tally
     records = _records(server.data_dir)[before:]
-    individual = [r for r in records if r["action"] != "anonymous.refused"
-                  and r["tenant"] is None]
-    aggregates = [json.loads(str(r["details"]))["refusals"] for r in records
-                  if r["action"] == "anonymous.refused"]
+    individual = [r for r in records if r["action"] != "anonymous.refused" and r["tenant"] is None]
+    aggregates = [
+        json.loads(str(r["details"]))["refusals"]
+        for r in records
+        if r["action"] == "anonymous.refused"
+    ]
     refused = statuses.count(429)
     assert len(statuses) > 500 and refused > 0.9 * len(statuses)
     # Individual records: at most the per-address budget (one address here).
@@ -101,12 +108,18 @@ def test_a_64_connection_anonymous_flood_is_bounded_and_counted(
     assert growth <= (BYTES_PER_S * elapsed) + 64 * 1024, growth  # + one WAL page set
 
 
-def test_budgets_are_shared_by_replicas_through_redis(tmp_path: Path, keys_dir: Path,
-                                                      policy_dir: Path) -> None:
+def test_budgets_are_shared_by_replicas_through_redis(
+    tmp_path: Path, keys_dir: Path, policy_dir: Path
+) -> None:
     require_service("Redis", "127.0.0.1", 6379)
     prefix = f"anon-{time.monotonic_ns()}"
-    env = _env(tmp_path, keys_dir, policy_dir, SAIAAS_REDIS_URL=REDIS_URL,
-               SAIAAS_SCHEDULING__KEY_PREFIX=prefix)
+    env = _env(
+        tmp_path,
+        keys_dir,
+        policy_dir,
+        SAIAAS_REDIS_URL=REDIS_URL,
+        SAIAAS_SCHEDULING__KEY_PREFIX=prefix,
+    )
     provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     servers: list[Server] = []
     try:
@@ -117,17 +130,18 @@ def test_budgets_are_shared_by_replicas_through_redis(tmp_path: Path, keys_dir: 
         for server in servers:
             stop_server(server)
     records = _records(tmp_path / "data")[before:]
-    individual = [r for r in records if r["action"] != "anonymous.refused"
-                  and r["tenant"] is None]
+    individual = [r for r in records if r["action"] != "anonymous.refused" and r["tenant"] is None]
     assert len(individual) <= PER_ADDRESS  # one budget for both replicas
     assert statuses.count(429) > 0
 
 
 @pytest.mark.parametrize("path", ["/v1/whoami", "/v2/models/x"])
-def test_refusals_over_budget_are_429_with_retry_after(tmp_path: Path, keys_dir: Path,
-                                                       policy_dir: Path, path: str) -> None:
-    env = _env(tmp_path, keys_dir, policy_dir,
-               SAIAAS_SCHEDULING__ANONYMOUS_PER_ADDRESS_PER_MINUTE="2")
+def test_refusals_over_budget_are_429_with_retry_after(
+    tmp_path: Path, keys_dir: Path, policy_dir: Path, path: str
+) -> None:
+    env = _env(
+        tmp_path, keys_dir, policy_dir, SAIAAS_SCHEDULING__ANONYMOUS_PER_ADDRESS_PER_MINUTE="2"
+    )
     server = start_server(env, tmp_path / "server.log")
     try:
         with server.client() as client:

@@ -22,22 +22,39 @@ from tests.support.outage import Outage
 
 def event(i: int, **changes: Any) -> AuditEvent:
     fields: dict[str, Any] = dict(
-        ts=utc_now(), request_id=f"r{i:06d}", method="GET", route="/v1/whoami", status=200,
-        decision="allow", latency_ms=1.0, tenant="acme", subject="alice", key_id="k_1",
-        role="user", action="read", object="identity", rule="*, *, identity, read, allow",
-        policy_version="v1", details={"n": i})
+        ts=utc_now(),
+        request_id=f"r{i:06d}",
+        method="GET",
+        route="/v1/whoami",
+        status=200,
+        decision="allow",
+        latency_ms=1.0,
+        tenant="acme",
+        subject="alice",
+        key_id="k_1",
+        role="user",
+        action="read",
+        object="identity",
+        rule="*, *, identity, read, allow",
+        policy_version="v1",
+        details={"n": i},
+    )
     fields.update(changes)
     return AuditEvent(**fields)
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_events SET status=201 WHERE seq=1",
-    "DELETE FROM audit_events WHERE seq=1",
-    "UPDATE audit_checkpoints SET head_hash='x'",
-    "DELETE FROM audit_checkpoints",
-])
-def test_records_and_checkpoints_refuse_update_and_delete(store: SqlAuditStore, keys: ServerKeys,
-                                                          statement: str) -> None:
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_events SET status=201 WHERE seq=1",
+        "DELETE FROM audit_events WHERE seq=1",
+        "UPDATE audit_checkpoints SET head_hash='x'",
+        "DELETE FROM audit_checkpoints",
+    ],
+)
+def test_records_and_checkpoints_refuse_update_and_delete(
+    store: SqlAuditStore, keys: ServerKeys, statement: str
+) -> None:
     store.append_batch([event(i) for i in range(3)])
     store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, utc_now())
     before = list(store.iter_records())
@@ -68,8 +85,9 @@ HOSTILE = {
 }
 
 
-def test_hostile_values_are_bounded_and_never_fail_a_neighbour(store: SqlAuditStore,
-                                                               keys: ServerKeys) -> None:
+def test_hostile_values_are_bounded_and_never_fail_a_neighbour(
+    store: SqlAuditStore, keys: ServerKeys
+) -> None:
     """On PostgreSQL a too-long or NUL-bearing value would abort the whole group commit."""
     writer = AuditWriter(store, keys, max_batch=64)
     writer.start()
@@ -109,17 +127,20 @@ class PoisonStore(SqlAuditStore):
         return super().append_rows(rows)
 
 
-def test_a_poisoned_event_fails_alone_and_the_writer_goes_on(store_url: str,
-                                                             keys: ServerKeys) -> None:
+def test_a_poisoned_event_fails_alone_and_the_writer_goes_on(
+    store_url: str, keys: ServerKeys
+) -> None:
     store = PoisonStore(store_url)
     store.create_schema()
     writer = AuditWriter(store, keys, max_batch=64, timeout_s=1.0)
     writer.start()
 
     async def run() -> tuple[list[object], int]:
-        first = await asyncio.gather(*(writer.append(event(i)) for i in range(4)),
-                                     writer.append(event(9, request_id="poison")),
-                                     return_exceptions=True)
+        first = await asyncio.gather(
+            *(writer.append(event(i)) for i in range(4)),
+            writer.append(event(9, request_id="poison")),
+            return_exceptions=True,
+        )
         after = await writer.append(event(10))
         return first, after
 
@@ -133,8 +154,9 @@ def test_a_poisoned_event_fails_alone_and_the_writer_goes_on(store_url: str,
     assert after > 0  # the very next request is recorded
 
 
-def test_writer_reports_failing_while_locked_and_recovers_by_probe(tmp_path: Path,
-                                                                  keys: ServerKeys) -> None:
+def test_writer_reports_failing_while_locked_and_recovers_by_probe(
+    tmp_path: Path, keys: ServerKeys
+) -> None:
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     store = SqlAuditStore(url, timeout_s=0.3)
     store.create_schema()
@@ -163,14 +185,17 @@ def test_a_dead_writer_refuses_at_once(store: SqlAuditStore, keys: ServerKeys) -
     assert writer.failing
 
 
-def test_verify_names_orphaned_attempts_not_damage(store: SqlAuditStore, keys: ServerKeys,
-                                                   keys_dir: Path) -> None:
-    store.append_batch([
-        event(1, request_id="done", decision="attempt", status=0),
-        event(2, request_id="done"),
-        event(3, request_id="crashed", decision="attempt", status=0),
-        event(4, request_id="other"),
-    ])
+def test_verify_names_orphaned_attempts_not_damage(
+    store: SqlAuditStore, keys: ServerKeys, keys_dir: Path
+) -> None:
+    store.append_batch(
+        [
+            event(1, request_id="done", decision="attempt", status=0),
+            event(2, request_id="done"),
+            event(3, request_id="crashed", decision="attempt", status=0),
+            event(4, request_id="other"),
+        ]
+    )
     store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, utc_now())
     report = verify_store(store, known_audit_public_keys(keys_dir))
     assert report.ok
@@ -178,7 +203,8 @@ def test_verify_names_orphaned_attempts_not_damage(store: SqlAuditStore, keys: S
 
 
 def test_concurrent_appends_from_threads_with_hostile_rows_keep_one_chain(
-        store: SqlAuditStore, keys: ServerKeys) -> None:
+    store: SqlAuditStore, keys: ServerKeys
+) -> None:
     def work(offset: int) -> None:
         for i in range(10):
             extra = HOSTILE if i % 5 == 0 else {}

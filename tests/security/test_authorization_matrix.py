@@ -51,8 +51,7 @@ class Who:
 
 
 def _principals() -> list[Who]:
-    people = [Who(f"{t}-{r}", t, f"{t[:2]}{r.replace('-', '')}", r)
-              for t in TENANTS for r in ROLES]
+    people = [Who(f"{t}-{r}", t, f"{t[:2]}{r.replace('-', '')}", r) for t in TENANTS for r in ROLES]
     people += [Who(f"platform-{r}", "platform", f"pl{r.replace('-', '')}", r) for r in GLOBAL]
     # Subjects named like a role (the registry refuses them now; keys made before that, or
     # written into its database directly, must still gain nothing from the name).
@@ -124,13 +123,22 @@ EXPECTED: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/audit/exports"): auditor,
     ("GET", "/v1/audit/public-key"): anyone,
 }
-UNGATED = {("GET", "/v2/health/live"), ("GET", "/v2/health/ready"),
-           ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/redoc")}
+UNGATED = {
+    ("GET", "/v2/health/live"),
+    ("GET", "/v2/health/ready"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/redoc"),
+}
 
 
 def test_every_route_has_a_row() -> None:
-    served = {(m, r.path) for r in api_routes(create_app(Settings()))  # type: ignore[attr-defined]
-              for m in (getattr(r, "methods", None) or ()) if m != "HEAD"}
+    served = {
+        (m, r.path)
+        for r in api_routes(create_app(Settings()))  # type: ignore[attr-defined]
+        for m in (getattr(r, "methods", None) or ())
+        if m != "HEAD"
+    }
     assert served - UNGATED == set(EXPECTED), "a route without a row in EXPECTED"
 
 
@@ -146,21 +154,30 @@ class World:
 def _insert_raw_key(server: Server, who: Who) -> str:
     """A key written straight into the registry database (bypassing its name checks)."""
     settings = Settings(data_dir=server.data_dir, keys_dir=server.keys_dir)
-    registry = Registry(settings.resolved_database_url(),
-                        load_keys(server.keys_dir).apikey_hmac_key)
+    registry = Registry(
+        settings.resolved_database_url(), load_keys(server.keys_dir).apikey_hmac_key
+    )
     api_key = "saiaas_" + secrets.token_urlsafe(32)[:43]
     with registry._engine.begin() as conn:
-        conn.execute(insert(api_keys_table).values(
-            key_id="k_" + secrets.token_hex(8), digest=registry.digest(api_key),
-            tenant=who.tenant, subject=who.subject, role=who.role, created_at="2026-01-01"))
+        conn.execute(
+            insert(api_keys_table).values(
+                key_id="k_" + secrets.token_hex(8),
+                digest=registry.digest(api_key),
+                tenant=who.tenant,
+                subject=who.subject,
+                role=who.role,
+                created_at="2026-01-01",
+            )
+        )
     registry.dispose()
     return api_key
 
 
 @pytest.fixture(scope="module")
 def world(model_server: Server) -> Iterator[World]:
-    normal = {w.label: (w.tenant, w.subject, w.role) for w in PRINCIPALS
-              if "-named-" not in w.label}
+    normal = {
+        w.label: (w.tenant, w.subject, w.role) for w in PRINCIPALS if "-named-" not in w.label
+    }
     keys = provision(model_server.env, TENANTS, normal)
     for w in PRINCIPALS:
         if "-named-" in w.label:
@@ -170,8 +187,9 @@ def world(model_server: Server) -> Iterator[World]:
         plan = client.get("/v1/he/models/breast-cancer-lr")
         assert plan.status_code == 200, plan.text
         secret = SecretContext.create(plan.text)
-        created = client.post("/v1/he/contexts?model=breast-cancer-lr",
-                              content=secret.public_context())
+        created = client.post(
+            "/v1/he/contexts?model=breast-cancer-lr", content=secret.public_context()
+        )
         assert created.status_code == 201, created.text
         context_id = created.json()["context_id"]
         blobs = secret.encrypt_single(np.zeros((1, 30), dtype=np.float32))
@@ -179,15 +197,17 @@ def world(model_server: Server) -> Iterator[World]:
     yield World(model_server, keys, context_id, frame)
 
 
-DIGITS = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32",
-                      "data": [0.0] * 64}]}
+DIGITS = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
 
 
 def _request(route: tuple[str, str], world: World) -> dict[str, Any]:
     """A well-formed request for the route (so only authorization can refuse it)."""
     method, path = route
-    concrete = (path.replace("{name}", "digits-mlp").replace("{version}", "1")
-                .replace("{context_id}", "not-a-context"))
+    concrete = (
+        path.replace("{name}", "digits-mlp")
+        .replace("{version}", "1")
+        .replace("{context_id}", "not-a-context")
+    )
     kwargs: dict[str, Any] = {"method": method, "url": concrete}
     if path.startswith("/v1/he/models/{name}"):
         kwargs["url"] = concrete.replace("digits-mlp", "breast-cancer-lr")
@@ -210,8 +230,11 @@ def _request(route: tuple[str, str], world: World) -> dict[str, Any]:
 def _decisions(server: Server) -> dict[str, str]:
     store = SqlAuditStore(f"sqlite:///{server.data_dir / 'audit.db'}")
     try:
-        return {r["request_id"]: r["decision"] for r in store.iter_records()
-                if r["decision"] != "attempt"}
+        return {
+            r["request_id"]: r["decision"]
+            for r in store.iter_records()
+            if r["decision"] != "attempt"
+        }
     finally:
         store.dispose()
 
@@ -224,7 +247,8 @@ def test_matrix(world: World) -> None:
             for who in PRINCIPALS:
                 response = client.request(
                     **_request(route, world),
-                    headers={"Authorization": f"Bearer {world.keys[who.label]}"})
+                    headers={"Authorization": f"Bearer {world.keys[who.label]}"},
+                )
                 expected = rule(who)
                 status = response.status_code
                 if expected and status in (401, 403):
@@ -241,35 +265,49 @@ def test_matrix(world: World) -> None:
 def test_another_tenants_objects(world: World) -> None:
     """Context ids answer 404 with a deny record; audit scopes and exports 403; restore keys
     are the caller's own; sensitive tenants' plaintext is refused."""
+
     def call(who: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
         with httpx.Client(base_url=world.server.base_url, timeout=60) as client:
-            return client.request(method, url, headers={
-                "Authorization": f"Bearer {world.keys[who]}"}, **kwargs)
+            return client.request(
+                method, url, headers={"Authorization": f"Bearer {world.keys[who]}"}, **kwargs
+            )
 
     checks: list[tuple[httpx.Response, int, str]] = []
     for who in ("acme-he-user", "platform-he-user"):
         checks.append((call(who, "DELETE", f"/v1/he/contexts/{world.context_id}"), 404, "deny"))
-        checks.append((call(who, "POST", "/v1/he/models/breast-cancer-lr/infer",
-                            content=world.frame), 404, "deny"))
+        checks.append(
+            (
+                call(who, "POST", "/v1/he/models/breast-cancer-lr/infer", content=world.frame),
+                404,
+                "deny",
+            )
+        )
     for who in ("acme-auditor", "platform-auditor"):
         checks.append((call(who, "GET", "/v1/audit/events?tenant=medco"), 403, "deny"))
-        checks.append((call(who, "POST", "/v1/audit/exports", json={"tenant": "medco"}), 403,
-                       "deny"))
+        checks.append(
+            (call(who, "POST", "/v1/audit/exports", json={"tenant": "medco"}), 403, "deny")
+        )
         checks.append((call(who, "GET", "/v1/audit/events?tenant=no-such-tenant"), 403, "deny"))
     for who in ("medco-user", "medco-tenant-admin"):
-        checks.append((call(who, "POST", "/v2/models/digits-mlp/infer", json=DIGITS), 403,
-                       "deny"))
-    checks.append((call("platform-security-admin", "GET", "/v1/audit/events?tenant=medco"),
-                   200, "allow"))
+        checks.append((call(who, "POST", "/v2/models/digits-mlp/infer", json=DIGITS), 403, "deny"))
+    checks.append(
+        (call("platform-security-admin", "GET", "/v1/audit/events?tenant=medco"), 200, "allow")
+    )
     decisions = _decisions(world.server)
     for response, status, decision in checks:
         assert response.status_code == status, (response.request.url, response.text)
         assert decisions[response.headers["x-request-id"]] == decision
     # The other tenant's context still works for its owner: nothing was deleted.
-    assert call("medco-he-user", "POST", "/v1/he/models/breast-cancer-lr/infer",
-                content=world.frame).status_code == 200
-    keys = {who: call(who, "GET", "/v1/privacy/restore-key").json()
-            for who in ("acme-tenant-admin", "medco-tenant-admin")}
+    assert (
+        call(
+            "medco-he-user", "POST", "/v1/he/models/breast-cancer-lr/infer", content=world.frame
+        ).status_code
+        == 200
+    )
+    keys = {
+        who: call(who, "GET", "/v1/privacy/restore-key").json()
+        for who in ("acme-tenant-admin", "medco-tenant-admin")
+    }
     assert keys["acme-tenant-admin"]["tenant"] == "acme"
     assert keys["medco-tenant-admin"]["tenant"] == "medco"
     assert keys["acme-tenant-admin"]["key"] != keys["medco-tenant-admin"]["key"]
@@ -277,13 +315,16 @@ def test_another_tenants_objects(world: World) -> None:
 
 def test_the_trail_never_names_an_unresolved_context_id(world: World) -> None:
     with httpx.Client(base_url=world.server.base_url, timeout=60) as client:
-        response = client.delete(f"/v1/he/contexts/{world.context_id}", headers={
-            "Authorization": f"Bearer {world.keys['acme-he-user']}"})
+        response = client.delete(
+            f"/v1/he/contexts/{world.context_id}",
+            headers={"Authorization": f"Bearer {world.keys['acme-he-user']}"},
+        )
     assert response.status_code == 404
     store = SqlAuditStore(f"sqlite:///{world.server.data_dir / 'audit.db'}")
     try:
-        record = next(r for r in store.iter_records()
-                      if r["request_id"] == response.headers["x-request-id"])
+        record = next(
+            r for r in store.iter_records() if r["request_id"] == response.headers["x-request-id"]
+        )
     finally:
         store.dispose()
     assert world.context_id not in str(record)

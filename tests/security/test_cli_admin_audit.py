@@ -35,21 +35,38 @@ def env(tmp_path: Path, keys_dir: Path, policy_dir: Path) -> dict[str, str]:
     return values
 
 
-def test_admin_actions_write_attempt_then_outcome_in_the_tenant_chain(
-        env: dict[str, str]) -> None:
+def test_admin_actions_write_attempt_then_outcome_in_the_tenant_chain(env: dict[str, str]) -> None:
     assert run_cli(env, "--actor", "jane.ops", "tenant", "create", "acme").returncode == 0
-    made = run_cli(env, "apikey", "create", "--tenant", "acme", "--subject", "alice",
-                   "--role", "user", "--json")
+    made = run_cli(
+        env,
+        "apikey",
+        "create",
+        "--tenant",
+        "acme",
+        "--subject",
+        "alice",
+        "--role",
+        "user",
+        "--json",
+    )
     key_id = json.loads(made.stdout)["key_id"]
     assert run_cli(env, "tenant", "set-limits", "acme", "--rpm", "10").returncode == 0
     assert run_cli(env, "apikey", "revoke", key_id).returncode == 0
-    assert run_cli(env, "audit", "retention", "set", "--tenant", "acme", "--days", "30"
-                   ).returncode == 0
+    assert (
+        run_cli(env, "audit", "retention", "set", "--tenant", "acme", "--days", "30").returncode
+        == 0
+    )
     assert run_cli(env, "audit", "hold", "on", "--tenant", "acme").returncode == 0
     rows = [r for r in _records(env) if r["route"].startswith("cli:")]
     actions = [(r["action"], r["decision"]) for r in rows]
-    for action in ("tenant.create", "apikey.create", "tenant.set-limits", "apikey.revoke",
-                   "audit.retention", "audit.hold"):
+    for action in (
+        "tenant.create",
+        "apikey.create",
+        "tenant.set-limits",
+        "apikey.revoke",
+        "audit.retention",
+        "audit.hold",
+    ):
         assert (action, "attempt") in actions and (action, "allow") in actions
         assert actions.index((action, "attempt")) < actions.index((action, "allow"))
     assert all(r["tenant"] == "acme" for r in rows)  # the affected tenant's chain
@@ -81,22 +98,36 @@ def test_nothing_changes_when_the_attempt_cannot_be_recorded(env: dict[str, str]
     assert listed["tenants"] == []
 
 
-def test_models_register_and_remove_are_audited(env: dict[str, str], tmp_path: Path,
-                                                trained_models_dir: Path) -> None:
+def test_models_register_and_remove_are_audited(
+    env: dict[str, str], tmp_path: Path, trained_models_dir: Path
+) -> None:
     from secure_aiaas.inference.registry import ModelRegistry
 
     source = ModelRegistry(trained_models_dir).path("breast-cancer-lr", "1")
     manifest = json.loads((source / "manifest.json").read_text())
     manifest.update(name="my-lr", version="3", curve_file=None, assets={})
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    registered = run_cli(env, "models", "register", "--manifest", str(tmp_path / "manifest.json"),
-                         "--weights", str(source / "weights.safetensors"), "--json")
+    registered = run_cli(
+        env,
+        "models",
+        "register",
+        "--manifest",
+        str(tmp_path / "manifest.json"),
+        "--weights",
+        str(source / "weights.safetensors"),
+        "--json",
+    )
     assert registered.returncode == 0, registered.stderr
     removed = run_cli(env, "models", "remove", "my-lr", "--yes", "--json")
     assert removed.returncode == 0, removed.stderr
-    rows = [(r["action"], r["decision"], r["object"]) for r in _records(env)
-            if r["action"].startswith("models.")]
-    assert rows == [("models.register", "attempt", "model:my-lr"),
-                    ("models.register", "allow", "model:my-lr"),
-                    ("models.remove", "attempt", "model:my-lr"),
-                    ("models.remove", "allow", "model:my-lr")]
+    rows = [
+        (r["action"], r["decision"], r["object"])
+        for r in _records(env)
+        if r["action"].startswith("models.")
+    ]
+    assert rows == [
+        ("models.register", "attempt", "model:my-lr"),
+        ("models.register", "allow", "model:my-lr"),
+        ("models.remove", "attempt", "model:my-lr"),
+        ("models.remove", "allow", "model:my-lr"),
+    ]

@@ -48,8 +48,7 @@ class Load:
             while not self._stop.is_set():
                 try:
                     if side_effect:
-                        response = client.post("/v1/audit/exports",
-                                               json={"since": "2999-01-01"})
+                        response = client.post("/v1/audit/exports", json={"since": "2999-01-01"})
                     else:
                         response = client.get("/v1/whoami")
                 except httpx.HTTPError:
@@ -58,13 +57,15 @@ class Load:
                             self.cut_side_effects += 1
                     return  # the server is gone
                 with self._lock:
-                    self.seen.append((response.headers.get("x-request-id", ""),
-                                      response.status_code))
+                    self.seen.append(
+                        (response.headers.get("x-request-id", ""), response.status_code)
+                    )
 
     def run(self, seconds: float) -> None:
         threads = [threading.Thread(target=self._loop, args=("alice", False)) for _ in range(4)]
-        threads += [threading.Thread(target=self._loop, args=("acme-auditor", True))
-                    for _ in range(2)]
+        threads += [
+            threading.Thread(target=self._loop, args=("acme-auditor", True)) for _ in range(2)
+        ]
         for t in threads:
             t.start()
         time.sleep(seconds)
@@ -90,9 +91,14 @@ def _wait_serving(server: Server) -> None:
 @pytest.mark.slow
 def test_kill_9_under_load_ten_times(tmp_path: Path, keys_dir: Path, policy_dir: Path) -> None:
     # A lean server (no models, no HE, no scrubber): what is under test is the audit path.
-    env = service_env(tmp_path, keys_dir, policy_dir, SAIAAS_HE__ENABLED="false",
-                      SAIAAS_MODELS_DIR=str(tmp_path / "no-models"),
-                      SAIAAS_PRIVACY__ENABLED="false")
+    env = service_env(
+        tmp_path,
+        keys_dir,
+        policy_dir,
+        SAIAAS_HE__ENABLED="false",
+        SAIAAS_MODELS_DIR=str(tmp_path / "no-models"),
+        SAIAAS_PRIVACY__ENABLED="false",
+    )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     seen: list[tuple[str, int]] = []
     cut = 0

@@ -38,8 +38,11 @@ def _schema() -> schemathesis.BaseSchema:  # type: ignore[name-defined]
     # The document the server serves at /openapi.json (built without starting it; a test
     # below checks the served one is the same).
     loaded = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
-    loaded.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
-                                    max_examples=EXAMPLES, deterministic=True)
+    loaded.config.generation.update(
+        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+        max_examples=EXAMPLES,
+        deterministic=True,
+    )
     return loaded
 
 
@@ -48,14 +51,21 @@ schema = _schema()
 
 @schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck), max_examples=EXAMPLES)
-def test_every_operation(case: schemathesis.Case,  # type: ignore[name-defined]
-                         model_server: Server) -> None:
+def test_every_operation(
+    case: schemathesis.Case,  # type: ignore[name-defined]
+    model_server: Server,
+) -> None:
     for who in WHO:  # every generated case, as each of the two callers
         case.call_and_validate(
             base_url=model_server.base_url,
             headers={"Authorization": f"Bearer {model_server.api_keys[who]}"},
-            checks=[not_a_server_error, status_code_conformance, content_type_conformance,
-                    response_schema_conformance, negative_data_rejection],
+            checks=[
+                not_a_server_error,
+                status_code_conformance,
+                content_type_conformance,
+                response_schema_conformance,
+                negative_data_rejection,
+            ],
             timeout=60,
         )
 

@@ -32,19 +32,23 @@ KEYS = {**STANDARD_KEYS, "acme-he": ("acme", "hank", "he-user")}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory,
-           trained_models_dir: Path) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path) -> Iterator[Server]:
     from secure_aiaas.crypto import init_keys
 
     tmp = tmp_path_factory.mktemp("he-limits")
     init_keys(tmp / "keys")
     shutil.copytree(REPO / "policies", tmp / "policies")
-    env = service_env(tmp, tmp / "keys", tmp / "policies",
-                      SAIAAS_MODELS_DIR=str(trained_models_dir),
-                      SAIAAS_INFERENCE__MODELS=f'["{MODEL}"]', SAIAAS_HE__WORKERS="1",
-                      SAIAAS_HE__MAX_CONTEXTS_PER_TENANT="2",
-                      SAIAAS_HE__MAX_PENDING_PER_TENANT="2",
-                      SAIAAS_PRIVACY__ENABLED="false")
+    env = service_env(
+        tmp,
+        tmp / "keys",
+        tmp / "policies",
+        SAIAAS_MODELS_DIR=str(trained_models_dir),
+        SAIAAS_INFERENCE__MODELS=f'["{MODEL}"]',
+        SAIAAS_HE__WORKERS="1",
+        SAIAAS_HE__MAX_CONTEXTS_PER_TENANT="2",
+        SAIAAS_HE__MAX_PENDING_PER_TENANT="2",
+        SAIAAS_PRIVACY__ENABLED="false",
+    )
     keys = provision(env, STANDARD_TENANTS, KEYS)
     srv = start_server(env, tmp / "server.log")
     srv.api_keys = keys
@@ -83,10 +87,15 @@ def _stalled_upload(server: Server, who: str, path: str, declared: int) -> socke
     """A request whose headers arrived and whose body never comes (holds its place)."""
     host, port = server.base_url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)
-    sock.sendall((f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
-                  f"Authorization: Bearer {server.api_keys[who]}\r\n"
-                  "Content-Type: application/octet-stream\r\n"
-                  f"Content-Length: {declared}\r\n\r\n").encode() + b"\0" * 16)
+    sock.sendall(
+        (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {server.api_keys[who]}\r\n"
+            "Content-Type: application/octet-stream\r\n"
+            f"Content-Length: {declared}\r\n\r\n"
+        ).encode()
+        + b"\0" * 16
+    )
     return sock
 
 
@@ -98,8 +107,14 @@ def test_a_tenants_third_concurrent_job_gets_429_at_once(server: Server) -> None
     secret = _secret(server, "acme-he")
     created = _register(server, "acme-he", secret.public_context())
     assert created.status_code == 201
-    frame = encode_request(InferenceRequest(created.json()["context_id"], "single", 1, tuple(
-        secret.encrypt_single(np.zeros((1, 30), dtype=np.float32)))))
+    frame = encode_request(
+        InferenceRequest(
+            created.json()["context_id"],
+            "single",
+            1,
+            tuple(secret.encrypt_single(np.zeros((1, 30), dtype=np.float32))),
+        )
+    )
     path = f"/v1/he/models/{MODEL}/infer"
     held = [_stalled_upload(server, "medco-he", path, 1 << 20) for _ in range(2)]
     try:
@@ -119,12 +134,16 @@ def test_a_tenants_third_concurrent_job_gets_429_at_once(server: Server) -> None
     assert refused_after < 2.0, refused_after
 
 
-@pytest.mark.parametrize(("who", "declared", "status"), [
-    ("acme-he", 900 << 20, 413),  # over any context's size: refused at the door
-    ("medco-he", 15 << 20, 429),  # a legal size, but medco holds its 2 contexts already
-])
+@pytest.mark.parametrize(
+    ("who", "declared", "status"),
+    [
+        ("acme-he", 900 << 20, 413),  # over any context's size: refused at the door
+        ("medco-he", 15 << 20, 429),  # a legal size, but medco holds its 2 contexts already
+    ],
+)
 def test_an_over_limit_upload_is_refused_before_its_body_is_read(
-        server: Server, who: str, declared: int, status: int) -> None:
+    server: Server, who: str, declared: int, status: int
+) -> None:
     sock = _stalled_upload(server, who, f"/v1/he/contexts?model={MODEL}", declared)
     try:
         sock.settimeout(5)

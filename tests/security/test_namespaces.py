@@ -15,11 +15,33 @@ from secure_aiaas.policy import PolicyEngine, PolicyValidationError, read_policy
 from secure_aiaas.types import Principal
 from tests.conftest import REPO, run_cli, service_env
 
-ROLE_LIKE = ["security-admin", "Security-Admin", "SECURITY_ADMIN", "security.admin",
-             "securityadmin", "auditor", "Auditor", "metrics-reader", "metrics_reader",
-             "tenant-admin", "he-user", "user", "USER", "ｕｓｅｒ"]
-RESERVED = ["role-admin", "system", "system.bot", "saiaas", "operator", "os-root", "admin",
-            "anonymous", "subject.x"]
+ROLE_LIKE = [
+    "security-admin",
+    "Security-Admin",
+    "SECURITY_ADMIN",
+    "security.admin",
+    "securityadmin",
+    "auditor",
+    "Auditor",
+    "metrics-reader",
+    "metrics_reader",
+    "tenant-admin",
+    "he-user",
+    "user",
+    "USER",
+    "ｕｓｅｒ",
+]
+RESERVED = [
+    "role-admin",
+    "system",
+    "system.bot",
+    "saiaas",
+    "operator",
+    "os-root",
+    "admin",
+    "anonymous",
+    "subject.x",
+]
 
 
 @pytest.mark.parametrize("subject", ROLE_LIKE + RESERVED)
@@ -27,8 +49,10 @@ def test_subjects_named_like_a_role_or_reserved_are_refused(subject: str) -> Non
     assert subject_problem(subject) is not None
 
 
-@pytest.mark.parametrize("subject", ["alice", "jane.doe@example.com", "svc-ingest-01", "roland",
-                                     "auditorium", "users-team"])
+@pytest.mark.parametrize(
+    "subject",
+    ["alice", "jane.doe@example.com", "svc-ingest-01", "roland", "auditorium", "users-team"],
+)
 def test_ordinary_subjects_pass(subject: str) -> None:
     assert subject_problem(subject) is None
 
@@ -43,7 +67,8 @@ def registry(tmp_path: Path, keys) -> Registry:  # type: ignore[no-untyped-def]
 
 
 def test_registry_refuses_role_named_subjects_and_global_roles_outside_operators(
-        registry: Registry) -> None:
+    registry: Registry,
+) -> None:
     for subject in ("security-admin", "Auditor", "metrics_reader"):
         with pytest.raises(InputError, match="collides with a role"):
             registry.create_api_key("acme", subject, "user")
@@ -61,8 +86,10 @@ def test_registry_refuses_role_named_subjects_and_global_roles_outside_operators
 
 def test_declared_roles_are_policy_roles(policy_dir: Path) -> None:
     with (policy_dir / "policy.csv").open("a") as fh:
-        fh.write("role, data-steward\np, data-steward, *, privacy:scrub, infer, allow\n"
-                 "g, zoe, data-steward, acme\n")
+        fh.write(
+            "role, data-steward\np, data-steward, *, privacy:scrub, infer, allow\n"
+            "g, zoe, data-steward, acme\n"
+        )
     source = read_policy(policy_dir, "model.conf", "policy.csv")
     assert "data-steward" in source.roles()
     eng = PolicyEngine(policy_dir)
@@ -85,22 +112,35 @@ def engine() -> PolicyEngine:
     return eng
 
 
-def _principal(subject: str, role: str, tenant: str = "acme", *, operator: bool = False,
-               trust: str = "trusted") -> Principal:
-    return Principal(tenant=tenant, trust=trust, subject=subject, role=role,  # type: ignore[arg-type]
-                     key_id="k_test", operator=operator)
+def _principal(
+    subject: str, role: str, tenant: str = "acme", *, operator: bool = False, trust: str = "trusted"
+) -> Principal:
+    return Principal(
+        tenant=tenant,
+        trust=trust,
+        subject=subject,
+        role=role,  # type: ignore[arg-type]
+        key_id="k_test",
+        operator=operator,
+    )
 
 
-@pytest.mark.parametrize("subject", ["security-admin", "auditor", "metrics-reader",
-                                     "tenant-admin", "he-user"])
+@pytest.mark.parametrize(
+    "subject", ["security-admin", "auditor", "metrics-reader", "tenant-admin", "he-user"]
+)
 def test_a_subject_named_like_a_role_gains_nothing(engine: PolicyEngine, subject: str) -> None:
     """Keys made before the registry refused such names (or by editing its database)."""
     for operator, tenant in ((False, "acme"), (True, "platform")):
         p = _principal(subject, "user", tenant, operator=operator)
         assert engine.roles_for(p) == ("user",)
-        for obj, act in [("admin:policy", "read"), ("metrics", "read"), ("audit:own", "read"),
-                         ("audit:tenant:medco", "read"), ("he-model:digits-mlp", "infer"),
-                         ("privacy:restore-key", "read")]:
+        for obj, act in [
+            ("admin:policy", "read"),
+            ("metrics", "read"),
+            ("audit:own", "read"),
+            ("audit:tenant:medco", "read"),
+            ("he-model:digits-mlp", "infer"),
+            ("privacy:restore-key", "read"),
+        ]:
             assert not engine.decide(p, obj, act).allowed, (subject, obj)
 
 
@@ -128,23 +168,27 @@ def test_grants_reach_only_their_subject_in_their_tenant(policy_dir: Path) -> No
     assert eng.roles_for(_principal("zoey", "user")) == ("user",)
 
 
-@pytest.mark.parametrize(("line", "reason"), [
-    ("g, security-admin, user, acme", "collides with a role"),
-    ("g, Auditor, user, acme", "collides with a role"),
-    ("g, zoe, auditor, *", "names one tenant"),
-    ("p, security-admin, *, admin:*, *, allow", "only in domain 'tenant:operator'"),
-    ("p, metrics-reader, acme, metrics, read, allow", "only in domain 'tenant:operator'"),
-    ("p, subject:auditor, acme, audit:own, read, allow", "collides with a role"),
-    ("p, Alice, acme, identity, read, allow", "neither a role"),
-    # A bare name is no longer a subject: refused, so a deny for one holder never lapses.
-    ("p, alice, acme, identity, read, deny", "is not a role"),
-    ("g, zoe, data-steward, acme", "is not a role"),
-    ("role, securityadmin", "reads like) a built-in role"),
-    ("role, Data-Steward", "not a role name"),
-    ("p, user, nowhere:x, identity, read, allow", "not a tenant name"),
-])
-def test_policy_check_refuses_namespace_violations(policy_dir: Path, line: str,
-                                                   reason: str) -> None:
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("g, security-admin, user, acme", "collides with a role"),
+        ("g, Auditor, user, acme", "collides with a role"),
+        ("g, zoe, auditor, *", "names one tenant"),
+        ("p, security-admin, *, admin:*, *, allow", "only in domain 'tenant:operator'"),
+        ("p, metrics-reader, acme, metrics, read, allow", "only in domain 'tenant:operator'"),
+        ("p, subject:auditor, acme, audit:own, read, allow", "collides with a role"),
+        ("p, Alice, acme, identity, read, allow", "neither a role"),
+        # A bare name is no longer a subject: refused, so a deny for one holder never lapses.
+        ("p, alice, acme, identity, read, deny", "is not a role"),
+        ("g, zoe, data-steward, acme", "is not a role"),
+        ("role, securityadmin", "reads like) a built-in role"),
+        ("role, Data-Steward", "not a role name"),
+        ("p, user, nowhere:x, identity, read, allow", "not a tenant name"),
+    ],
+)
+def test_policy_check_refuses_namespace_violations(
+    policy_dir: Path, line: str, reason: str
+) -> None:
     with (policy_dir / "policy.csv").open("a") as fh:
         fh.write(line + "\n")
     with pytest.raises(PolicyValidationError) as info:
@@ -153,7 +197,8 @@ def test_policy_check_refuses_namespace_violations(policy_dir: Path, line: str,
 
 
 def test_policy_check_cli_refuses_a_global_role_granted_in_a_customer_tenant(
-        tmp_path: Path, keys_dir: Path, policy_dir: Path) -> None:
+    tmp_path: Path, keys_dir: Path, policy_dir: Path
+) -> None:
     env = service_env(tmp_path, keys_dir, policy_dir)
     for args in (("tenant", "create", "acme"), ("tenant", "create", "platform", "--operator")):
         assert run_cli(env, *args).returncode == 0
@@ -166,15 +211,36 @@ def test_policy_check_cli_refuses_a_global_role_granted_in_a_customer_tenant(
     assert bad.returncode == 1 and "not an operator tenant" in bad.stderr
 
 
-def test_apikey_create_cli_refuses_role_named_subjects(tmp_path: Path, keys_dir: Path,
-                                                      policy_dir: Path) -> None:
+def test_apikey_create_cli_refuses_role_named_subjects(
+    tmp_path: Path, keys_dir: Path, policy_dir: Path
+) -> None:
     env = service_env(tmp_path, keys_dir, policy_dir)
     run_cli(env, "tenant", "create", "acme")
-    refused = run_cli(env, "apikey", "create", "--tenant", "acme", "--subject",
-                      "security-admin", "--role", "user", "--json")
+    refused = run_cli(
+        env,
+        "apikey",
+        "create",
+        "--tenant",
+        "acme",
+        "--subject",
+        "security-admin",
+        "--role",
+        "user",
+        "--json",
+    )
     assert refused.returncode == 1 and "collides with a role" in refused.stderr
-    refused = run_cli(env, "apikey", "create", "--tenant", "acme", "--subject", "sam",
-                      "--role", "security-admin", "--json")
+    refused = run_cli(
+        env,
+        "apikey",
+        "create",
+        "--tenant",
+        "acme",
+        "--subject",
+        "sam",
+        "--role",
+        "security-admin",
+        "--json",
+    )
     assert refused.returncode == 1 and "operator tenant" in refused.stderr
     listed = json.loads(run_cli(env, "apikey", "list", "--json").stdout)
     assert listed["api_keys"] == []

@@ -17,9 +17,13 @@ from tests.support.inprocess import InProcess, in_process, make_settings
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[InProcess]:
-    settings = make_settings(tmp_path, he={"enabled": False}, privacy={"enabled": False},
-                             models_dir=tmp_path / "no-models",
-                             policy={"stale_after_s": 1.0, "reload_interval_s": 0.1})
+    settings = make_settings(
+        tmp_path,
+        he={"enabled": False},
+        privacy={"enabled": False},
+        models_dir=tmp_path / "no-models",
+        policy={"stale_after_s": 1.0, "reload_interval_s": 0.1},
+    )
     with in_process(settings, STANDARD_TENANTS, STANDARD_KEYS) as running:
         yield running
 
@@ -71,8 +75,9 @@ def test_a_broken_edit_is_refused_then_fails_closed(app: InProcess) -> None:
     _until(lambda: app.client.get("/v1/whoami", headers=alice).status_code == 503)
 
 
-def test_an_enforcer_fault_is_a_recorded_denial(app: InProcess,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_enforcer_fault_is_a_recorded_denial(
+    app: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine: PolicyEngine = app.pipeline.policy
     loaded = engine.loaded
     assert loaded is not None
@@ -96,5 +101,4 @@ def test_hidden_policy_files_are_never_loaded(tmp_path: Path) -> None:
     engine = PolicyEngine(settings.policy_dir)
     loaded = engine.load()
     assert ".grant-everything.csv" not in loaded.source.files
-    assert not engine.decide_for("alice", "user", "acme", "trusted", "admin:policy",
-                                 "read").allowed
+    assert not engine.decide_for("alice", "user", "acme", "trusted", "admin:policy", "read").allowed

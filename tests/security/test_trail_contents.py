@@ -14,8 +14,13 @@ from secure_aiaas.audit import SqlAuditStore
 from secure_aiaas.config import Settings
 from tests.conftest import Server, api_routes
 
-CANARIES = ["jane.doe@example.com", "Maria-Lopez-Canary", "+44-20-7946-0958",
-            "GB82WEST12345698765432", "4111111111111111"]
+CANARIES = [
+    "jane.doe@example.com",
+    "Maria-Lopez-Canary",
+    "+44-20-7946-0958",
+    "GB82WEST12345698765432",
+    "4111111111111111",
+]
 LONG = "z" * 600
 
 
@@ -31,30 +36,38 @@ def _fill(path: str, value: str) -> str:
 
 
 def test_personal_data_in_paths_queries_and_headers_never_reaches_the_trail(
-        model_server: Server, tmp_path: Path) -> None:
+    model_server: Server, tmp_path: Path
+) -> None:
     who = ["alice", "medco-he", "acme-auditor", "secadmin", None]
     with httpx.Client(base_url=model_server.base_url, timeout=60) as client:
         for method, path in _paths():
             for value in [*CANARIES, LONG, "nul%00byte"]:
                 for label in who:
-                    headers = {"User-Agent": CANARIES[1], "X-Forwarded-For": CANARIES[0],
-                               "Referer": f"https://x.test/?email={CANARIES[0]}",
-                               "X-Customer": CANARIES[3]}
+                    headers = {
+                        "User-Agent": CANARIES[1],
+                        "X-Forwarded-For": CANARIES[0],
+                        "Referer": f"https://x.test/?email={CANARIES[0]}",
+                        "X-Customer": CANARIES[3],
+                    }
                     if label:
                         headers["Authorization"] = f"Bearer {model_server.api_keys[label]}"
-                    query = {"tenant": value, "model": value, "subject": value,
-                             "q": CANARIES[2]}
-                    response = client.request(method, _fill(path, value), params=query,
-                                              headers=headers)
+                    query = {"tenant": value, "model": value, "subject": value, "q": CANARIES[2]}
+                    response = client.request(
+                        method, _fill(path, value), params=query, headers=headers
+                    )
                     assert response.status_code < 500, (method, path, response.text)
         # One export by the security admin: everything recorded, as an auditor would get it.
-        exported = client.post("/v1/audit/exports", json={"format": "jsonl"}, headers={
-            "Authorization": f"Bearer {model_server.api_keys['secadmin']}"})
+        exported = client.post(
+            "/v1/audit/exports",
+            json={"format": "jsonl"},
+            headers={"Authorization": f"Bearer {model_server.api_keys['secadmin']}"},
+        )
         assert exported.status_code == 200
     with tarfile.open(fileobj=io.BytesIO(exported.content), mode="r:gz") as tar:
         tar.extractall(tmp_path / "export", filter="data")
-    export_text = "".join(p.read_text(errors="replace")
-                          for p in (tmp_path / "export").rglob("*") if p.is_file())
+    export_text = "".join(
+        p.read_text(errors="replace") for p in (tmp_path / "export").rglob("*") if p.is_file()
+    )
     store = SqlAuditStore(f"sqlite:///{model_server.data_dir / 'audit.db'}")
     try:
         trail = "\n".join(str(r) for r in store.iter_records())

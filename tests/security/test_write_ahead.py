@@ -31,17 +31,23 @@ class Spy:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def app(request: pytest.FixtureRequest, tmp_path: Path,
-        trained_models_dir: Path) -> Iterator[tuple[InProcess, str]]:
+def app(
+    request: pytest.FixtureRequest, tmp_path: Path, trained_models_dir: Path
+) -> Iterator[tuple[InProcess, str]]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'data' / 'audit.db'}"
         extra: dict[str, Any] = {}
     else:
         url = request.getfixturevalue("pg_url")
         extra = {"audit_url": url}
-    settings = make_settings(tmp_path, models_dir=trained_models_dir,
-                             he={"workers": 1}, audit={"write_timeout_s": 0.5},
-                             inference={"models": [MODEL]}, **extra)
+    settings = make_settings(
+        tmp_path,
+        models_dir=trained_models_dir,
+        he={"workers": 1},
+        audit={"write_timeout_s": 0.5},
+        inference={"models": [MODEL]},
+        **extra,
+    )
     with in_process(settings, STANDARD_TENANTS, STANDARD_KEYS) as running:
         yield running, url
 
@@ -60,8 +66,9 @@ def _attempts(url: str, request_id: str) -> list[dict[str, Any]]:
         store.dispose()
 
 
-def test_no_side_effect_without_a_committed_attempt(app: tuple[InProcess, str],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_side_effect_without_a_committed_attempt(
+    app: tuple[InProcess, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     running, url = app
     pool = running.pipeline.he
     register = Spy(pool, "register_context", monkeypatch)
@@ -98,21 +105,25 @@ def test_no_side_effect_without_a_committed_attempt(app: tuple[InProcess, str],
     deleted = running.client.delete(f"/v1/he/contexts/{context_id}", headers=he)
     assert deleted.status_code == 204
     assert [r["decision"] for r in _attempts(url, deleted.headers["x-request-id"])] == [
-        "attempt", "allow"]
+        "attempt",
+        "allow",
+    ]
     exported = running.client.post("/v1/audit/exports", json={}, headers=auditor)
     assert exported.status_code == 200 and export.calls == 1
 
 
-def test_reads_are_not_started_while_the_writer_is_failing(app: tuple[InProcess, str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reads_are_not_started_while_the_writer_is_failing(
+    app: tuple[InProcess, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     running, url = app
     served = running.pipeline.models.get(MODEL)
     infer = Spy(served, "infer", monkeypatch)
     alice = running.headers("alice")
-    body = {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32",
-                        "data": [0.0] * 30}]}
-    assert running.client.post(f"/v2/models/{MODEL}/infer", json=body,
-                               headers=alice).status_code == 200
+    body = {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [0.0] * 30}]}
+    assert (
+        running.client.post(f"/v2/models/{MODEL}/infer", json=body, headers=alice).status_code
+        == 200
+    )
     assert infer.calls == 1
     with Outage(url):
         first = running.client.post(f"/v2/models/{MODEL}/infer", json=body, headers=alice)

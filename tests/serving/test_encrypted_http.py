@@ -72,21 +72,29 @@ def test_async_client(model_server: Server, he_key: str) -> None:
 
 
 def test_trusted_user_without_he_role_is_denied(model_server: Server) -> None:
-    with EncryptedClient(model_server.base_url, model_server.api_keys["alice"]) as he, \
-            pytest.raises(AuthorizationError):
+    with (
+        EncryptedClient(model_server.base_url, model_server.api_keys["alice"]) as he,
+        pytest.raises(AuthorizationError),
+    ):
         he.predict("digits-mlp", np.zeros((1, 64)))
 
 
 def _register(server: Server, key: str, body: bytes, model: str = "digits-mlp") -> httpx.Response:
-    return httpx.post(f"{server.base_url}/v1/he/contexts", params={"model": model}, content=body,
-                      headers={"Authorization": f"Bearer {key}", "Content-Type": CONTENT_TYPE},
-                      timeout=60)
+    return httpx.post(
+        f"{server.base_url}/v1/he/contexts",
+        params={"model": model},
+        content=body,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": CONTENT_TYPE},
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="module")
 def session(model_server: Server, he_key: str) -> SecretContext:
-    plan = httpx.get(f"{model_server.base_url}/v1/he/models/digits-mlp",
-                     headers={"Authorization": f"Bearer {he_key}"}).text
+    plan = httpx.get(
+        f"{model_server.base_url}/v1/he/models/digits-mlp",
+        headers={"Authorization": f"Bearer {he_key}"},
+    ).text
     ctx = SecretContext.create(plan)
     response = _register(model_server, he_key, ctx.public_context())
     assert response.status_code == 201, response.text
@@ -94,13 +102,16 @@ def session(model_server: Server, he_key: str) -> SecretContext:
     return ctx
 
 
-def test_context_and_inference_are_audited_without_payload(model_server: Server, he_key: str,
-                                                           session: SecretContext) -> None:
+def test_context_and_inference_are_audited_without_payload(
+    model_server: Server, he_key: str, session: SecretContext
+) -> None:
     blobs = session.encrypt_single(np.zeros((1, 64)))
     body = encode_request(InferenceRequest(session.context_id or "", "single", 1, tuple(blobs)))
-    response = httpx.post(f"{model_server.base_url}/v1/he/models/digits-mlp/infer", content=body,
-                          headers={"Authorization": f"Bearer {he_key}",
-                                   "Content-Type": CONTENT_TYPE})
+    response = httpx.post(
+        f"{model_server.base_url}/v1/he/models/digits-mlp/infer",
+        content=body,
+        headers={"Authorization": f"Bearer {he_key}", "Content-Type": CONTENT_TYPE},
+    )
     assert response.status_code == 200
     assert len(body) + len(response.content) <= 500_000  # per single-sample request
     record = audit_for(model_server, response.headers["x-request-id"])
@@ -116,18 +127,24 @@ def test_context_and_inference_are_audited_without_payload(model_server: Server,
 def test_hostile_ciphertexts_get_4xx_and_server_keeps_serving(
     model_server: Server, he_key: str, session: SecretContext
 ) -> None:
-    plan = HEPlan.from_json(httpx.get(f"{model_server.base_url}/v1/he/models/digits-mlp",
-                                      headers={"Authorization": f"Bearer {he_key}"}).text)
+    plan = HEPlan.from_json(
+        httpx.get(
+            f"{model_server.base_url}/v1/he/models/digits-mlp",
+            headers={"Authorization": f"Bearer {he_key}"},
+        ).text
+    )
     legit = session.encrypt_single(np.zeros((1, 64)))[0]
     statuses = {}
     for name, blob in vector_messages(plan, legit).items():
         if name == "ct_bitflip_payload":
             continue  # undetectable in CKKS: it only garbles the sender's own result
         body = encode_request(InferenceRequest(session.context_id or "", "single", 1, (blob,)))
-        response = httpx.post(f"{model_server.base_url}/v1/he/models/digits-mlp/infer",
-                              content=body, timeout=60,
-                              headers={"Authorization": f"Bearer {he_key}",
-                                       "Content-Type": CONTENT_TYPE})
+        response = httpx.post(
+            f"{model_server.base_url}/v1/he/models/digits-mlp/infer",
+            content=body,
+            timeout=60,
+            headers={"Authorization": f"Bearer {he_key}", "Content-Type": CONTENT_TYPE},
+        )
         statuses[name] = response.status_code
         assert response.headers["content-type"].startswith("application/json")
     assert all(400 <= s < 500 for s in statuses.values()), statuses
@@ -135,10 +152,15 @@ def test_hostile_ciphertexts_get_4xx_and_server_keeps_serving(
     test_context_and_inference_are_audited_without_payload(model_server, he_key, session)
 
 
-def test_hostile_and_private_contexts_refused(model_server: Server, he_key: str,
-                                              session: SecretContext) -> None:
-    plan = HEPlan.from_json(httpx.get(f"{model_server.base_url}/v1/he/models/digits-mlp",
-                                      headers={"Authorization": f"Bearer {he_key}"}).text)
+def test_hostile_and_private_contexts_refused(
+    model_server: Server, he_key: str, session: SecretContext
+) -> None:
+    plan = HEPlan.from_json(
+        httpx.get(
+            f"{model_server.base_url}/v1/he/models/digits-mlp",
+            headers={"Authorization": f"Bearer {he_key}"},
+        ).text
+    )
     for name, body in context_messages(plan, session.public_context()).items():
         response = _register(model_server, he_key, body)
         assert 400 <= response.status_code < 500, (name, response.status_code)
@@ -154,47 +176,76 @@ def test_no_route_accepts_decrypted_results(model_server: Server) -> None:
     from secure_aiaas.config import Settings
 
     app = create_app(Settings(data_dir=model_server.data_dir, policy_dir=model_server.policy_dir))
-    he_routes = sorted((sorted(r.methods)[0], r.path) for r in api_routes(app)
-                       if r.path.startswith("/v1/he/"))
+    he_routes = sorted(
+        (sorted(r.methods)[0], r.path) for r in api_routes(app) if r.path.startswith("/v1/he/")
+    )
     # Plans out, keys in, ciphertexts in and out, contexts deleted: nothing else.
-    assert he_routes == [("DELETE", "/v1/he/contexts/{context_id}"),
-                         ("GET", "/v1/he/models/{name}"),
-                         ("POST", "/v1/he/contexts"),
-                         ("POST", "/v1/he/models/{name}/infer")]
+    assert he_routes == [
+        ("DELETE", "/v1/he/contexts/{context_id}"),
+        ("GET", "/v1/he/models/{name}"),
+        ("POST", "/v1/he/contexts"),
+        ("POST", "/v1/he/models/{name}/infer"),
+    ]
 
 
-def test_contexts_are_private_to_their_owner(model_server: Server, he_key: str,
-                                             session: SecretContext) -> None:
-    other = model_server.cli("apikey", "create", "--tenant", "acme", "--subject", "eve",
-                             "--role", "he-user", "--json")
+def test_contexts_are_private_to_their_owner(
+    model_server: Server, he_key: str, session: SecretContext
+) -> None:
+    other = model_server.cli(
+        "apikey", "create", "--tenant", "acme", "--subject", "eve", "--role", "he-user", "--json"
+    )
     eve = json.loads(other.stdout)["api_key"]
     blobs = session.encrypt_single(np.zeros((1, 64)))
     body = encode_request(InferenceRequest(session.context_id or "", "single", 1, tuple(blobs)))
-    response = httpx.post(f"{model_server.base_url}/v1/he/models/digits-mlp/infer", content=body,
-                          headers={"Authorization": f"Bearer {eve}",
-                                   "Content-Type": CONTENT_TYPE})
+    response = httpx.post(
+        f"{model_server.base_url}/v1/he/models/digits-mlp/infer",
+        content=body,
+        headers={"Authorization": f"Bearer {eve}", "Content-Type": CONTENT_TYPE},
+    )
     assert response.status_code == 404
-    deleted = httpx.delete(f"{model_server.base_url}/v1/he/contexts/{session.context_id}",
-                           headers={"Authorization": f"Bearer {eve}"})
+    deleted = httpx.delete(
+        f"{model_server.base_url}/v1/he/contexts/{session.context_id}",
+        headers={"Authorization": f"Bearer {eve}"},
+    )
     assert deleted.status_code == 404
 
 
-def test_cli_client_predict_encrypted_and_plain(model_server: Server, he_key: str,
-                                                tmp_path: Path) -> None:
+def test_cli_client_predict_encrypted_and_plain(
+    model_server: Server, he_key: str, tmp_path: Path
+) -> None:
     X, y = load_digits(return_X_y=True)
     np.save(tmp_path / "x.npy", X[:3])
-    env = {**model_server.env, "SAIAAS_URL": model_server.base_url, "SAIAAS_API_KEY": he_key,
-           "SAIAAS_HE_PASSPHRASE": "correct horse battery staple"}
+    env = {
+        **model_server.env,
+        "SAIAAS_URL": model_server.base_url,
+        "SAIAAS_API_KEY": he_key,
+        "SAIAAS_HE_PASSPHRASE": "correct horse battery staple",
+    }
     from tests.conftest import run_cli
 
-    encrypted = run_cli(env, "client", "predict", str(tmp_path / "x.npy"), "--model",
-                        "digits-mlp", "--encrypted", "--key-dir", str(tmp_path / "he-keys"))
+    encrypted = run_cli(
+        env,
+        "client",
+        "predict",
+        str(tmp_path / "x.npy"),
+        "--model",
+        "digits-mlp",
+        "--encrypted",
+        "--key-dir",
+        str(tmp_path / "he-keys"),
+    )
     assert encrypted.returncode == 0, encrypted.stderr
     out = json.loads(encrypted.stdout)
     assert out["encrypted"] is True and out["shape"] == [3, 10]
     assert np.argmax(out["outputs"], axis=1).tolist() == y[:3].tolist()
     secret_files = list((tmp_path / "he-keys").iterdir())
     assert secret_files and all(f.stat().st_mode & 0o077 == 0 for f in secret_files)
-    plain = run_cli({**env, "SAIAAS_API_KEY": model_server.api_keys["medco-user"]}, "client",
-                    "predict", str(tmp_path / "x.npy"), "--model", "digits-mlp")
+    plain = run_cli(
+        {**env, "SAIAAS_API_KEY": model_server.api_keys["medco-user"]},
+        "client",
+        "predict",
+        str(tmp_path / "x.npy"),
+        "--model",
+        "digits-mlp",
+    )
     assert plain.returncode == 1 and "not allowed" in plain.stderr  # sensitive: no plaintext

@@ -21,8 +21,16 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def v2_body(x: np.ndarray, name: str = "input") -> dict[str, object]:
-    return {"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
-                        "data": x.reshape(-1).tolist()}]}
+    return {
+        "inputs": [
+            {
+                "name": name,
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": x.reshape(-1).tolist(),
+            }
+        ]
+    }
 
 
 def audit_rows(server: Server) -> list[dict[str, object]]:
@@ -58,19 +66,39 @@ def test_versioned_routes_and_metadata(model_server: Server, digits) -> None:  #
         assert missing.status_code == 404 and "error" in missing.json()
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"inputs": [{"name": "input", "shape": [1, 63], "datatype": "FP32", "data": [0] * 63}]},
-     "inputs[0].shape"),
-    ({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "BYTES", "data": ["a"] * 64}]},
-     "inputs[0].datatype"),
-    ({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 10}]},
-     "inputs[0].data"),
-    ({"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]},
-     "inputs[0].name"),
-    ({"wrong": []}, "inputs"),
-])
-def test_v2_validation_errors_name_the_field(model_server: Server, body: dict[str, object],
-                                             field: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            {"inputs": [{"name": "input", "shape": [1, 63], "datatype": "FP32", "data": [0] * 63}]},
+            "inputs[0].shape",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "input", "shape": [1, 64], "datatype": "BYTES", "data": ["a"] * 64}
+                ]
+            },
+            "inputs[0].datatype",
+        ),
+        (
+            {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 10}]},
+            "inputs[0].data",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}
+                ]
+            },
+            "inputs[0].name",
+        ),
+        ({"wrong": []}, "inputs"),
+    ],
+)
+def test_v2_validation_errors_name_the_field(
+    model_server: Server, body: dict[str, object], field: str
+) -> None:
     with model_server.client("alice") as client:
         response = client.post("/v2/models/digits-mlp/infer", json=body)
     assert 400 <= response.status_code < 500
@@ -79,14 +107,17 @@ def test_v2_validation_errors_name_the_field(model_server: Server, body: dict[st
         assert client.get("/v2/models/digits-mlp/ready").status_code == 200
 
 
-def test_sensitive_tenant_is_denied_plaintext_and_audited(model_server: Server,  # type: ignore[no-untyped-def]
-                                                          digits) -> None:
+def test_sensitive_tenant_is_denied_plaintext_and_audited(
+    model_server: Server,  # type: ignore[no-untyped-def]
+    digits,
+) -> None:
     X, _ = digits
     with model_server.client("medco-user") as client:
         response = client.post("/v2/models/digits-mlp/infer", json=v2_body(X[:1]))
     assert response.status_code == 403
-    record = next(r for r in audit_rows(model_server)
-                  if r["request_id"] == response.headers["x-request-id"])
+    record = next(
+        r for r in audit_rows(model_server) if r["request_id"] == response.headers["x-request-id"]
+    )
     assert record["decision"] == "deny" and record["tenant"] == "medco"
     assert record["rule"] == "*, trust:sensitive, model:*, infer, deny"
     assert record["object"] == "model:digits-mlp"
@@ -95,11 +126,13 @@ def test_sensitive_tenant_is_denied_plaintext_and_audited(model_server: Server, 
 def test_inference_is_audited_with_model_and_version(model_server: Server, digits) -> None:  # type: ignore[no-untyped-def]
     X, _ = digits
     with model_server.client("alice") as client:
-        response = client.post("/v2/models/breast-cancer-lr/infer",
-                               json=v2_body(np.zeros((3, 30), np.float32)))
+        response = client.post(
+            "/v2/models/breast-cancer-lr/infer", json=v2_body(np.zeros((3, 30), np.float32))
+        )
     assert response.status_code == 200
-    record = next(r for r in audit_rows(model_server)
-                  if r["request_id"] == response.headers["x-request-id"])
+    record = next(
+        r for r in audit_rows(model_server) if r["request_id"] == response.headers["x-request-id"]
+    )
     details = json.loads(str(record["details"]))
     assert details["model"] == "breast-cancer-lr" and details["model_version"] == "1"
     assert details["rows"] == 3 and record["route"] == "/v2/models/{name}/infer"
@@ -116,8 +149,9 @@ def test_model_access_is_policy(model_server: Server) -> None:
             deadline = time.monotonic() + 3
             status = 0
             while time.monotonic() < deadline:
-                status = client.post("/v2/models/breast-cancer-lr/infer",
-                                     json=v2_body(np.zeros((1, 30), np.float32))).status_code
+                status = client.post(
+                    "/v2/models/breast-cancer-lr/infer", json=v2_body(np.zeros((1, 30), np.float32))
+                ).status_code
                 if status == 403:
                     break
                 time.sleep(0.1)
@@ -133,8 +167,11 @@ def test_concurrent_requests_are_batched(model_server: Server, digits) -> None: 
     key = model_server.api_keys["alice"]
 
     def one(i: int) -> int:
-        r = httpx.post(f"{model_server.base_url}/v2/models/digits-mlp/infer",
-                       json=v2_body(X[i : i + 1]), headers={"Authorization": f"Bearer {key}"})
+        r = httpx.post(
+            f"{model_server.base_url}/v2/models/digits-mlp/infer",
+            json=v2_body(X[i : i + 1]),
+            headers={"Authorization": f"Bearer {key}"},
+        )
         return int(r.json()["outputs"][2]["data"][0])
 
     with model_server.client("alice") as plain:
@@ -156,8 +193,7 @@ def test_tritonclient_drives_the_server_unmodified(model_server: Server, digits)
 
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("digits-mlp", headers=auth())
-    assert client.get_model_metadata("digits-mlp", headers=auth())["inputs"][0]["shape"] == \
-        [-1, 64]
+    assert client.get_model_metadata("digits-mlp", headers=auth())["inputs"][0]["shape"] == [-1, 64]
     with model_server.client("alice") as plain:
         reply = plain.post("/v2/models/digits-mlp/infer", json=v2_body(X[:50])).json()
     expected = np.array(reply["outputs"][2]["data"])
@@ -165,8 +201,12 @@ def test_tritonclient_drives_the_server_unmodified(model_server: Server, digits)
     for binary in (True, False):
         tensor = triton.InferInput("input", [50, 64], "FP32")
         tensor.set_data_from_numpy(X[:50], binary_data=binary)
-        result = client.infer("digits-mlp", [tensor], headers=auth(), outputs=[
-            triton.InferRequestedOutput("label", binary_data=binary)])
+        result = client.infer(
+            "digits-mlp",
+            [tensor],
+            headers=auth(),
+            outputs=[triton.InferRequestedOutput("label", binary_data=binary)],
+        )
         assert np.array_equal(result.as_numpy("label"), expected)
     with pytest.raises(triton.InferenceServerException):
         client.infer("digits-mlp", [tensor], headers={"Authorization": "Bearer nope"})
@@ -176,23 +216,29 @@ def test_tritonclient_drives_the_server_unmodified(model_server: Server, digits)
 def test_openai_client_embeddings_unmodified(model_server: Server) -> None:
     import openai
 
-    client = openai.OpenAI(base_url=model_server.base_url + "/v1",
-                           api_key=model_server.api_keys["alice"], max_retries=0)
-    texts = ["The cat sits on the mat.", "A cat is sitting on a mat.",
-             "Quarterly revenue grew by four percent."]
+    client = openai.OpenAI(
+        base_url=model_server.base_url + "/v1",
+        api_key=model_server.api_keys["alice"],
+        max_retries=0,
+    )
+    texts = [
+        "The cat sits on the mat.",
+        "A cat is sitting on a mat.",
+        "Quarterly revenue grew by four percent.",
+    ]
     result = client.embeddings.create(model="text-embed", input=texts)
     vectors = np.array([d.embedding for d in result.data])
     assert vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
     assert result.usage.prompt_tokens > 0
-    as_float = client.embeddings.create(model="text-embed", input=texts[0],
-                                        encoding_format="float")
+    as_float = client.embeddings.create(model="text-embed", input=texts[0], encoding_format="float")
     assert np.allclose(as_float.data[0].embedding, vectors[0], atol=1e-5)
     assert "text-embed" in [m.id for m in client.models.list()]
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=model_server.base_url + "/v1", api_key="bad",
-                      max_retries=0).embeddings.create(model="text-embed", input="x")
+        openai.OpenAI(
+            base_url=model_server.base_url + "/v1", api_key="bad", max_retries=0
+        ).embeddings.create(model="text-embed", input="x")
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="digits-mlp", input="x")
 
@@ -204,12 +250,12 @@ def test_embeddings_validation(model_server: Server) -> None:
         no_model = client.post("/v1/embeddings", json={"input": "x"})
         assert no_model.status_code == 422 and no_model.json()["error"].startswith("model")
     with model_server.client("medco-user") as client:
-        assert client.post("/v1/embeddings",
-                           json={"model": "text-embed", "input": "x"}).status_code == 403
+        assert (
+            client.post("/v1/embeddings", json={"model": "text-embed", "input": "x"}).status_code
+            == 403
+        )
 
 
 def test_readiness_waits_for_models(model_server: Server) -> None:
     ready = httpx.get(model_server.base_url + "/v2/health/ready").json()
     assert ready["checks"]["models"] is True
-
-

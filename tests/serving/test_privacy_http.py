@@ -29,8 +29,10 @@ CANARIES = {
     "iban": "DE89 3704 0044 0532 0130 00",
     "card": "4111 1111 1111 1111",
 }
-CANARY_TEXT = (f"Customer {CANARIES['name']} ({CANARIES['email']}, {CANARIES['phone']}) asked to "
-               f"refund card {CANARIES['card']} to IBAN {CANARIES['iban']}.")
+CANARY_TEXT = (
+    f"Customer {CANARIES['name']} ({CANARIES['email']}, {CANARIES['phone']}) asked to "
+    f"refund card {CANARIES['card']} to IBAN {CANARIES['iban']}."
+)
 
 
 def all_audit_text(server: Server) -> str:
@@ -43,7 +45,9 @@ def all_audit_text(server: Server) -> str:
 
 def test_scrub_route_returns_scrubbed_text_and_entities_not_values(model_server: Server) -> None:
     with model_server.client("alice") as client:
-        response = client.post("/v1/privacy/scrub", json={"texts": [CANARY_TEXT, "v14.6.1 took two years"]})
+        response = client.post(
+            "/v1/privacy/scrub", json={"texts": [CANARY_TEXT, "v14.6.1 took two years"]}
+        )
     assert response.status_code == 200
     body = response.json()
     scrubbed = body["results"][0]["text"]
@@ -55,16 +59,25 @@ def test_scrub_route_returns_scrubbed_text_and_entities_not_values(model_server:
     for entity in body["results"][0]["entities"]:
         assert set(entity) == {"type", "start", "end", "score"}
     assert body["results"][1] == {"text": "v14.6.1 took two years", "entities": []}
-    record = next(r for r in json.loads(all_audit_text(model_server))
-                  if r["request_id"] == response.headers["x-request-id"])
+    record = next(
+        r
+        for r in json.loads(all_audit_text(model_server))
+        if r["request_id"] == response.headers["x-request-id"]
+    )
     assert json.loads(record["details"])["pii"]["PERSON"] >= 1
 
 
 def test_json_is_scrubbed_field_by_field_keys_kept(model_server: Server) -> None:
     with model_server.client("alice") as client:
-        body = client.post("/v1/privacy/scrub", json={"json": {
-            "customer": {"full_name": CANARIES["name"], "contact": CANARIES["email"]},
-            "items": [3, "two years"]}}).json()
+        body = client.post(
+            "/v1/privacy/scrub",
+            json={
+                "json": {
+                    "customer": {"full_name": CANARIES["name"], "contact": CANARIES["email"]},
+                    "items": [3, "two years"],
+                }
+            },
+        ).json()
     assert set(body["json"]["customer"]) == {"full_name", "contact"}
     assert CANARIES["name"] not in json.dumps(body) and body["json"]["items"] == [3, "two years"]
 
@@ -77,10 +90,27 @@ def test_canaries_never_reach_logs_audit_or_error_bodies(model_server: Server) -
             alice.post("/v1/embeddings", json={"model": "text-embed", "input": [CANARY_TEXT]}),
             alice.post("/v1/embeddings", json={"model": "text-embed", "input": [CANARY_TEXT, 7]}),
             alice.post("/v1/embeddings", json={"model": "no-such-model", "input": CANARY_TEXT}),
-            alice.post("/v2/models/text-embed/infer", json={"inputs": [
-                {"name": "text", "shape": [1], "datatype": "BYTES", "data": [CANARY_TEXT]}]}),
-            alice.post("/v2/models/digits-mlp/infer", json={"inputs": [
-                {"name": CANARY_TEXT, "shape": [1], "datatype": "BYTES", "data": [CANARY_TEXT]}]}),
+            alice.post(
+                "/v2/models/text-embed/infer",
+                json={
+                    "inputs": [
+                        {"name": "text", "shape": [1], "datatype": "BYTES", "data": [CANARY_TEXT]}
+                    ]
+                },
+            ),
+            alice.post(
+                "/v2/models/digits-mlp/infer",
+                json={
+                    "inputs": [
+                        {
+                            "name": CANARY_TEXT,
+                            "shape": [1],
+                            "datatype": "BYTES",
+                            "data": [CANARY_TEXT],
+                        }
+                    ]
+                },
+            ),
             medco.post("/v1/embeddings", json={"model": "text-embed", "input": CANARY_TEXT}),
             alice.post("/v1/privacy/scrub", content=CANARY_TEXT.encode()),
             httpx.post(model_server.base_url + "/v1/privacy/scrub", json={"text": CANARY_TEXT}),
@@ -88,9 +118,11 @@ def test_canaries_never_reach_logs_audit_or_error_bodies(model_server: Server) -
         bodies = [c.text for c in calls]
     assert calls[0].status_code == 200 and calls[1].status_code == 200
     assert all(c.status_code >= 400 for c in calls[2:4] + calls[5:])
-    haystacks = {"logs": model_server.logs(), "audit": all_audit_text(model_server),
-                 "error bodies": "\n".join(b for b, c in zip(bodies, calls)
-                                           if c.status_code >= 400)}
+    haystacks = {
+        "logs": model_server.logs(),
+        "audit": all_audit_text(model_server),
+        "error bodies": "\n".join(b for b, c in zip(bodies, calls) if c.status_code >= 400),
+    }
     for where, text in haystacks.items():
         for label, value in CANARIES.items():
             assert value not in text, f"{label} canary found in {where}"
@@ -98,9 +130,12 @@ def test_canaries_never_reach_logs_audit_or_error_bodies(model_server: Server) -
 
 def test_embeddings_see_scrubbed_text(model_server: Server) -> None:
     with model_server.client("alice") as client:
+
         def embed(text: str) -> list[float]:
-            return client.post("/v1/embeddings", json={"model": "text-embed", "input": text}
-                               ).json()["data"][0]["embedding"]
+            return client.post(
+                "/v1/embeddings", json={"model": "text-embed", "input": text}
+            ).json()["data"][0]["embedding"]
+
         # Two different people in the same sentence embed identically: names never got there.
         first = embed("Please call Wilhelmina Okonkwo-Tran tomorrow about the invoice.")
         second = embed("Please call Bartholomew Nakamura-Reyes tomorrow about the invoice.")
@@ -111,10 +146,16 @@ def test_encrypt_operator_round_trip_with_the_tenants_restore_key(model_server: 
     path = model_server.policy_dir / "privacy.yaml"
     original = path.read_text()
     # A security admin gives acme a profile that encrypts e-mail addresses (hot reload).
-    edited = original.replace("assignments:\n", "assignments:\n"
-                              "  - tenant: acme\n    model: \"*\"\n    profile: reversible\n")
-    edited = edited.replace("profiles:\n", "profiles:\n  reversible:\n    entities:\n"
-                            "      EMAIL_ADDRESS: 0.5\n    operator: encrypt\n", 1)
+    edited = original.replace(
+        "assignments:\n",
+        'assignments:\n  - tenant: acme\n    model: "*"\n    profile: reversible\n',
+    )
+    edited = edited.replace(
+        "profiles:\n",
+        "profiles:\n  reversible:\n    entities:\n"
+        "      EMAIL_ADDRESS: 0.5\n    operator: encrypt\n",
+        1,
+    )
     path.write_text(edited)
     try:
         with model_server.client("acme-admin") as admin, model_server.client("alice") as alice:
@@ -125,7 +166,8 @@ def test_encrypt_operator_round_trip_with_the_tenants_restore_key(model_server: 
             deadline = time.monotonic() + 5
             while True:
                 text = alice.post("/v1/privacy/scrub", json={"text": CANARY_TEXT}).json()[
-                    "results"][0]["text"]
+                    "results"
+                ][0]["text"]
                 if ":enc:" in text or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
@@ -143,9 +185,14 @@ def test_encrypt_operator_round_trip_with_the_tenants_restore_key(model_server: 
 
 @pytest.fixture
 def broken_scrubber_server(tmp_path: Path, keys_dir: Path, policy_dir: Path):  # type: ignore[no-untyped-def]
-    env = service_env(tmp_path, keys_dir, policy_dir,
-                      SAIAAS_PRIVACY__SPACY_MODEL="no_such_spacy_model",
-                      SAIAAS_INFERENCE__MODELS='["digits-mlp"]', SAIAAS_HE__ENABLED="false")
+    env = service_env(
+        tmp_path,
+        keys_dir,
+        policy_dir,
+        SAIAAS_PRIVACY__SPACY_MODEL="no_such_spacy_model",
+        SAIAAS_INFERENCE__MODELS='["digits-mlp"]',
+        SAIAAS_HE__ENABLED="false",
+    )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     srv = start_server(env, tmp_path / "server.log", wait=False)
     srv.api_keys = keys

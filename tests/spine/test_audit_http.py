@@ -40,13 +40,13 @@ def test_one_record_per_request_with_decision_and_rule(server: Server) -> None:
     before = len(audit_rows(url))
     responses = []
     with server.client("alice") as alice, server.client("medco-user") as medco:
-        responses.append(alice.get("/v1/whoami"))                       # allow
-        responses.append(alice.get("/v1/admin/policy"))                 # deny (default)
-        responses.append(httpx.get(server.base_url + "/v1/whoami"))     # unauthenticated
-        responses.append(alice.get(f"/v1/nothing/{CANARY_EMAIL}"))      # unmatched route
-        responses.append(alice.get("/v1/whoami?token=abc"))             # refused early
+        responses.append(alice.get("/v1/whoami"))  # allow
+        responses.append(alice.get("/v1/admin/policy"))  # deny (default)
+        responses.append(httpx.get(server.base_url + "/v1/whoami"))  # unauthenticated
+        responses.append(alice.get(f"/v1/nothing/{CANARY_EMAIL}"))  # unmatched route
+        responses.append(alice.get("/v1/whoami?token=abc"))  # refused early
         responses.append(alice.post("/v1/whoami", content=b"x" * (9 * 1024 * 1024)))  # 413
-        responses.append(medco.get("/v1/whoami"))                       # allow, other tenant
+        responses.append(medco.get("/v1/whoami"))  # allow, other tenant
     assert [r.status_code for r in responses] == [200, 403, 401, 404, 400, 413, 200]
     rows = audit_rows(url)[before:]
     assert len(rows) == len(responses)
@@ -54,8 +54,12 @@ def test_one_record_per_request_with_decision_and_rule(server: Server) -> None:
     for response in responses:
         assert response.headers["x-request-id"] in by_id
     allow = by_id[responses[0].headers["x-request-id"]]
-    assert (allow["decision"], allow["tenant"], allow["subject"], allow["status"]) == \
-        ("allow", "acme", "alice", 200)
+    assert (allow["decision"], allow["tenant"], allow["subject"], allow["status"]) == (
+        "allow",
+        "acme",
+        "alice",
+        200,
+    )
     assert allow["rule"] == "*, *, identity, read, allow" and allow["policy_version"]
     assert allow["action"] == "read" and allow["object"] == "identity"
     assert allow["route"] == "/v1/whoami" and allow["latency_ms"] > 0
@@ -90,8 +94,10 @@ def test_audit_verify_cli_after_traffic_and_tampering(server: Server) -> None:
     assert json.loads(ok.stdout)["checkpoints"] >= 1
     with sqlite3.connect(server.data_dir / "audit.db") as conn, pytest.raises(sqlite3.Error):
         conn.execute("UPDATE audit_events SET status=201 WHERE seq=3")  # append-only
-    tamper_url(f"sqlite:///{server.data_dir / 'audit.db'}",
-               "UPDATE audit_events SET status=201 WHERE seq=3")
+    tamper_url(
+        f"sqlite:///{server.data_dir / 'audit.db'}",
+        "UPDATE audit_events SET status=201 WHERE seq=3",
+    )
     bad = server.cli("audit", "verify")
     assert bad.returncode == 1
     assert "TAMPERED (edited) at record 3" in bad.stderr
@@ -109,15 +115,22 @@ def test_request_logs_are_json_with_request_id(server: Server) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def outage_server(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: Path,
-                  policy_dir: Path) -> Iterator[tuple[Server, str]]:
+def outage_server(
+    request: pytest.FixtureRequest, tmp_path: Path, keys_dir: Path, policy_dir: Path
+) -> Iterator[tuple[Server, str]]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'data' / 'audit.db'}"
         env = service_env(tmp_path, keys_dir, policy_dir, SAIAAS_AUDIT__WRITE_TIMEOUT_S="0.5")
     else:
         url = request.getfixturevalue("pg_url")
-        env = service_env(tmp_path, keys_dir, policy_dir, audit_url=url, database_url=url,
-                          SAIAAS_AUDIT__WRITE_TIMEOUT_S="0.5")
+        env = service_env(
+            tmp_path,
+            keys_dir,
+            policy_dir,
+            audit_url=url,
+            database_url=url,
+            SAIAAS_AUDIT__WRITE_TIMEOUT_S="0.5",
+        )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     srv = start_server(env, tmp_path / "server.log")
     srv.api_keys = keys

@@ -17,17 +17,30 @@ from tests.support.tamper import tamper
 
 
 def make_event(i: int, tenant: str = "acme") -> AuditEvent:
-    return AuditEvent(ts=f"2026-01-01T00:00:{i % 60:02d}Z", request_id=f"r{i}", method="GET",
-                      route="/v1/whoami", status=200, decision="allow", latency_ms=1.5 + i,
-                      tenant=tenant, subject="alice", key_id="k_1", role="user",
-                      action="read", object="identity", rule="*, *, identity, read, allow",
-                      policy_version="abc", details={"n": i})
-
+    return AuditEvent(
+        ts=f"2026-01-01T00:00:{i % 60:02d}Z",
+        request_id=f"r{i}",
+        method="GET",
+        route="/v1/whoami",
+        status=200,
+        decision="allow",
+        latency_ms=1.5 + i,
+        tenant=tenant,
+        subject="alice",
+        key_id="k_1",
+        role="user",
+        action="read",
+        object="identity",
+        rule="*, *, identity, read, allow",
+        policy_version="abc",
+        details={"n": i},
+    )
 
 
 def verify(store: SqlAuditStore, keys_dir: Path) -> Any:
-    return verify_chain(store.iter_records(), store.checkpoints(),
-                        known_audit_public_keys(keys_dir))
+    return verify_chain(
+        store.iter_records(), store.checkpoints(), known_audit_public_keys(keys_dir)
+    )
 
 
 def fill(store: SqlAuditStore, keys: ServerKeys, n: int = 20) -> None:
@@ -62,13 +75,17 @@ def test_detects_edited_record(store: SqlAuditStore, keys: ServerKeys, keys_dir:
     assert (report.damage.kind, report.damage.seq) == ("edited", 7)
 
 
-def test_detects_edited_and_rehashed_record(store: SqlAuditStore, keys: ServerKeys,
-                                            keys_dir: Path) -> None:
+def test_detects_edited_and_rehashed_record(
+    store: SqlAuditStore, keys: ServerKeys, keys_dir: Path
+) -> None:
     fill(store, keys)
     r = row(store, 7)
     r["status"] = 500
-    exec_sql(store, "UPDATE audit_events SET status=500, hash=:h WHERE seq=7",
-             h=record_hash(r, r["prev_hash"]))
+    exec_sql(
+        store,
+        "UPDATE audit_events SET status=500, hash=:h WHERE seq=7",
+        h=record_hash(r, r["prev_hash"]),
+    )
     report = verify(store, keys_dir)
     assert (report.damage.kind, report.damage.seq) == ("edited", 7)
 
@@ -90,32 +107,44 @@ def test_detects_inserted_record(store: SqlAuditStore, keys: ServerKeys, keys_di
     forged["tenant_prev_hash"] = "e" * 64
     forged["hash"] = record_hash(forged, forged["prev_hash"])
     columns = ", ".join(forged)
-    exec_sql(store, f"INSERT INTO audit_events ({columns}) VALUES "
-             f"({', '.join(':' + c for c in forged)})", **forged)
+    exec_sql(
+        store,
+        f"INSERT INTO audit_events ({columns}) VALUES ({', '.join(':' + c for c in forged)})",
+        **forged,
+    )
     report = verify(store, keys_dir)
     assert (report.damage.kind, report.damage.seq) == ("inserted", 11)
 
 
-def test_detects_reordered_records(store: SqlAuditStore, keys: ServerKeys,
-                                   keys_dir: Path) -> None:
+def test_detects_reordered_records(store: SqlAuditStore, keys: ServerKeys, keys_dir: Path) -> None:
     fill(store, keys)
     a, b = row(store, 5), row(store, 6)
     swap_cols = [c for c in a if c != "seq"]
     for target in (5, 6):
         # Move the unique hashes out of the way first, then write the swapped content.
-        exec_sql(store, "UPDATE audit_events SET hash=:t, prev_hash=:t2, tenant_prev_hash=:t3 "
-                 "WHERE seq=:s", t=f"tmp{target}", t2=f"tmpp{target}", t3=f"tmpt{target}",
-                 s=target)
+        exec_sql(
+            store,
+            "UPDATE audit_events SET hash=:t, prev_hash=:t2, tenant_prev_hash=:t3 WHERE seq=:s",
+            t=f"tmp{target}",
+            t2=f"tmpp{target}",
+            t3=f"tmpt{target}",
+            s=target,
+        )
     for target, source in ((5, b), (6, a)):
         sets = ", ".join(f"{c}=:{c}" for c in swap_cols)
-        exec_sql(store, f"UPDATE audit_events SET {sets} WHERE seq=:seq",
-                 **{c: source[c] for c in swap_cols}, seq=target)
+        exec_sql(
+            store,
+            f"UPDATE audit_events SET {sets} WHERE seq=:seq",
+            **{c: source[c] for c in swap_cols},
+            seq=target,
+        )
     report = verify(store, keys_dir)
     assert (report.damage.kind, report.damage.seq) == ("reordered", 5)
 
 
-def test_detects_dropped_tail_against_checkpoint(store: SqlAuditStore, keys: ServerKeys,
-                                                 keys_dir: Path) -> None:
+def test_detects_dropped_tail_against_checkpoint(
+    store: SqlAuditStore, keys: ServerKeys, keys_dir: Path
+) -> None:
     fill(store, keys)
     exec_sql(store, "DELETE FROM audit_events WHERE seq > 17")
     exec_sql(store, "UPDATE audit_head SET seq=17")
@@ -123,8 +152,7 @@ def test_detects_dropped_tail_against_checkpoint(store: SqlAuditStore, keys: Ser
     assert report.damage.kind == "truncated" and report.damage.seq == 18
 
 
-def test_detects_forged_checkpoint(store: SqlAuditStore, keys: ServerKeys,
-                                   keys_dir: Path) -> None:
+def test_detects_forged_checkpoint(store: SqlAuditStore, keys: ServerKeys, keys_dir: Path) -> None:
     fill(store, keys)
     exec_sql(store, "UPDATE audit_checkpoints SET head_hash=:h", h="0" * 64)
     assert verify(store, keys_dir).damage.kind == "bad-checkpoint"
@@ -143,18 +171,28 @@ def test_rewritten_chain_fails_against_signed_checkpoint(
         r["prev_hash"] = r["tenant_prev_hash"] = prev
         r["hash"] = record_hash(r, prev)
         prev = r["hash"]
-    exec_sql(store, "UPDATE audit_events SET hash='x'||seq, prev_hash='y'||seq, "
-             "tenant_prev_hash='z'||seq WHERE seq >= 3")
+    exec_sql(
+        store,
+        "UPDATE audit_events SET hash='x'||seq, prev_hash='y'||seq, "
+        "tenant_prev_hash='z'||seq WHERE seq >= 3",
+    )
     for r in records[2:]:
-        exec_sql(store, "UPDATE audit_events SET subject=:s, prev_hash=:p, "
-                 "tenant_prev_hash=:p, hash=:h WHERE seq=:seq", s=r["subject"],
-                 p=r["prev_hash"], h=r["hash"], seq=r["seq"])
+        exec_sql(
+            store,
+            "UPDATE audit_events SET subject=:s, prev_hash=:p, "
+            "tenant_prev_hash=:p, hash=:h WHERE seq=:seq",
+            s=r["subject"],
+            p=r["prev_hash"],
+            h=r["hash"],
+            seq=r["seq"],
+        )
     report = verify(store, keys_dir)
     assert report.damage.kind == "edited" and report.damage.seq == 20
 
 
-def test_checkpoints_are_signed_and_only_for_new_heads(store: SqlAuditStore,
-                                                       keys: ServerKeys) -> None:
+def test_checkpoints_are_signed_and_only_for_new_heads(
+    store: SqlAuditStore, keys: ServerKeys
+) -> None:
     assert store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, "t") is None
     store.append_batch([make_event(1)])
     first = store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, "t")
@@ -189,8 +227,9 @@ def _process_writer(url: str, worker: int, count: int) -> None:
     store.dispose()
 
 
-def test_concurrent_processes_never_fork_the_chain(store_url: str, store: SqlAuditStore,
-                                                   keys_dir: Path) -> None:
+def test_concurrent_processes_never_fork_the_chain(
+    store_url: str, store: SqlAuditStore, keys_dir: Path
+) -> None:
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_process_writer, args=(store_url, w, 20)) for w in range(4)]
     for p in procs:

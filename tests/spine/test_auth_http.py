@@ -19,16 +19,22 @@ def test_valid_key_gets_whoami(server: Server) -> None:
     with server.client("alice") as client:
         response = client.get("/v1/whoami")
     assert response.status_code == 200
-    assert response.json() == {"tenant": "acme", "trust": "trusted", "subject": "alice",
-                               "roles": ["user"], "key_id": response.json()["key_id"],
-                               "operator": False}
+    assert response.json() == {
+        "tenant": "acme",
+        "trust": "trusted",
+        "subject": "alice",
+        "roles": ["user"],
+        "key_id": response.json()["key_id"],
+        "operator": False,
+    }
     assert response.headers["x-request-id"]
 
 
 def test_unknown_revoked_malformed_and_missing_keys_get_the_same_401(server: Server) -> None:
     revoke = server.cli("apikey", "list", "--json")
-    alice_key_id = next(k["key_id"] for k in json.loads(revoke.stdout)["api_keys"]
-                        if k["subject"] == "alice")
+    alice_key_id = next(
+        k["key_id"] for k in json.loads(revoke.stdout)["api_keys"] if k["subject"] == "alice"
+    )
     assert server.cli("apikey", "revoke", alice_key_id, "--json").returncode == 0
 
     attempts = {
@@ -78,13 +84,15 @@ def test_api_keys_are_stored_only_as_hmac(server: Server) -> None:
 
 
 def test_apikey_create_prints_one_json_object_once(server: Server) -> None:
-    result = server.cli("apikey", "create", "--tenant", "acme", "--subject", "gina",
-                        "--role", "user", "--json")
+    result = server.cli(
+        "apikey", "create", "--tenant", "acme", "--subject", "gina", "--role", "user", "--json"
+    )
     assert result.returncode == 0, result.stderr
     created = json.loads(result.stdout)
     assert created["api_key"].startswith("saiaas_") and created["key_id"].startswith("k_")
-    response = httpx.get(server.base_url + "/v1/whoami",
-                         headers={"Authorization": f"Bearer {created['api_key']}"})
+    response = httpx.get(
+        server.base_url + "/v1/whoami", headers={"Authorization": f"Bearer {created['api_key']}"}
+    )
     assert response.json()["subject"] == "gina"
 
 

@@ -38,10 +38,16 @@ def test_default_audit_store_is_sqlite_under_data_dir(tmp_path: Path) -> None:
 def test_importing_reads_and_creates_nothing(tmp_path: Path) -> None:
     # Settings pointing at paths that don't exist, and a broken policy dir: importing every
     # module must neither fail nor create anything.
-    env = {**os.environ, "SAIAAS_DATA_DIR": str(tmp_path / "nodata"),
-           "SAIAAS_KEYS_DIR": str(tmp_path / "nokeys"), "SAIAAS_POLICY_DIR": "/nonexistent"}
-    code = ("import secure_aiaas.api.app, secure_aiaas.cli, secure_aiaas.audit, "
-            "secure_aiaas.policy, secure_aiaas.auth, secure_aiaas.pipeline")
+    env = {
+        **os.environ,
+        "SAIAAS_DATA_DIR": str(tmp_path / "nodata"),
+        "SAIAAS_KEYS_DIR": str(tmp_path / "nokeys"),
+        "SAIAAS_POLICY_DIR": "/nonexistent",
+    }
+    code = (
+        "import secure_aiaas.api.app, secure_aiaas.cli, secure_aiaas.audit, "
+        "secure_aiaas.policy, secure_aiaas.auth, secure_aiaas.pipeline"
+    )
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=REPO, timeout=120)
     assert not (tmp_path / "nodata").exists() and not (tmp_path / "nokeys").exists()
 
@@ -80,8 +86,9 @@ def test_server_refuses_to_start_with_world_readable_key(
 
 
 def test_keys_are_never_tracked_by_git() -> None:
-    tracked = subprocess.run(["git", "ls-files", "keys"], cwd=REPO, capture_output=True,
-                             text=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "keys"], cwd=REPO, capture_output=True, text=True
+    ).stdout.split()
     assert set(tracked) <= {"keys/.gitignore", "keys/README.md"}
     ignore = (REPO / "keys" / ".gitignore").read_text()
     assert "*" in ignore.splitlines()

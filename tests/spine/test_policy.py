@@ -61,12 +61,22 @@ def engine() -> PolicyEngine:
     return engine
 
 
-@pytest.mark.parametrize(("subject", "role", "tenant", "trust", "obj", "act", "expected"),
-                         TRUTH_TABLE)
-def test_truth_table(engine: PolicyEngine, subject: str, role: str, tenant: str, trust: str,
-                     obj: str, act: str, expected: bool) -> None:
-    decision = engine.decide_for(subject, role, tenant, trust, obj, act,
-                                 operator=tenant in OPERATOR_TENANTS)
+@pytest.mark.parametrize(
+    ("subject", "role", "tenant", "trust", "obj", "act", "expected"), TRUTH_TABLE
+)
+def test_truth_table(
+    engine: PolicyEngine,
+    subject: str,
+    role: str,
+    tenant: str,
+    trust: str,
+    obj: str,
+    act: str,
+    expected: bool,
+) -> None:
+    decision = engine.decide_for(
+        subject, role, tenant, trust, obj, act, operator=tenant in OPERATOR_TENANTS
+    )
     assert decision.allowed is expected
     if expected:
         assert decision.rule is not None and decision.rule[-1] == "allow"
@@ -96,14 +106,17 @@ def test_grouping_line_grants_a_role_in_one_tenant(policy_dir: Path) -> None:
     assert not engine.decide_for("zoe", "user", "other", "trusted", "audit:own", "read").allowed
 
 
-@pytest.mark.parametrize(("line", "reason"), [
-    ("p, user, *, identity, read", "needs 5 fields"),
-    ("p, user, *, identity, read, maybe", "effect must be"),
-    ("x, user, *, identity, read, allow", "unknown line type"),
-    ("g, bob, user", "needs 3 fields"),
-    ("p, user, , identity, read, allow", "empty field"),
-    ("p, *, *, identity, read, allow", "duplicate of policy.csv:"),
-])
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("p, user, *, identity, read", "needs 5 fields"),
+        ("p, user, *, identity, read, maybe", "effect must be"),
+        ("x, user, *, identity, read, allow", "unknown line type"),
+        ("g, bob, user", "needs 3 fields"),
+        ("p, user, , identity, read, allow", "empty field"),
+        ("p, *, *, identity, read, allow", "duplicate of policy.csv:"),
+    ],
+)
 def test_invalid_lines_report_file_and_line(policy_dir: Path, line: str, reason: str) -> None:
     path = policy_dir / "policy.csv"
     n_lines = len(path.read_text().splitlines())
@@ -133,8 +146,11 @@ def test_policy_explain_cli(server: Server) -> None:
     allow = server.cli("policy", "explain", "alice", "acme", "model:digits-mlp", "infer")
     assert allow.returncode == 0
     assert "ALLOW as user: policy.csv:" in allow.stdout and "model:*, infer, allow" in allow.stdout
-    deny = json.loads(server.cli("policy", "explain", "erin", "medco", "model:digits-mlp",
-                                 "infer", "--json").stdout)
+    deny = json.loads(
+        server.cli(
+            "policy", "explain", "erin", "medco", "model:digits-mlp", "infer", "--json"
+        ).stdout
+    )
     assert deny["allowed"] is False
     assert deny["decisions"][0]["rule"] == ["*", "trust:sensitive", "model:*", "infer", "deny"]
     default = server.cli("policy", "explain", "alice", "acme", "admin:policy", "read")
@@ -159,8 +175,9 @@ def test_every_route_but_health_is_authorized(tmp_path: Path, policy_dir: Path) 
         assert isinstance(route, APIRoute), f"non-API route {route} bypasses authorization"
         if route.path.startswith("/v2/health/"):
             continue
-        gates = [d.call for d in route.dependant.dependencies
-                 if hasattr(d.call, "__authorization__")]
+        gates = [
+            d.call for d in route.dependant.dependencies if hasattr(d.call, "__authorization__")
+        ]
         assert gates, f"{route.path} has no authorization dependency"
         checked += 1
     assert checked >= 3
@@ -169,8 +186,9 @@ def test_every_route_but_health_is_authorized(tmp_path: Path, policy_dir: Path) 
 def test_every_route_refuses_anonymous_and_unprivileged_callers(server: Server) -> None:
     from secure_aiaas.api.app import create_app as make
 
-    app = make(Settings(data_dir=server.data_dir, keys_dir=server.keys_dir,
-                        policy_dir=server.policy_dir))
+    app = make(
+        Settings(data_dir=server.data_dir, keys_dir=server.keys_dir, policy_dir=server.policy_dir)
+    )
     for route in api_routes(app):
         if getattr(route, "path", "") in PUBLIC_PATHS:
             continue
@@ -211,10 +229,14 @@ def test_invalid_edit_is_rejected_and_last_good_policy_stays(server: Server) -> 
     path = server.policy_dir / "policy.csv"
     with server.client("alice") as client:
         version = client.get("/v2/health/ready").json()["checks"]["policy"]["version"]
-        path.write_text(path.read_text().replace("p, *, *, identity, read, allow",
-                                                 "p, *, *, identity, read, alow"))
-        _wait_for(lambda: client.get("/v2/health/ready").json()["checks"]["policy"]
-                  ["rejected_edit"])
+        path.write_text(
+            path.read_text().replace(
+                "p, *, *, identity, read, allow", "p, *, *, identity, read, alow"
+            )
+        )
+        _wait_for(
+            lambda: client.get("/v2/health/ready").json()["checks"]["policy"]["rejected_edit"]
+        )
         ready = client.get("/v2/health/ready").json()["checks"]["policy"]
         # Readiness is public: it says that an edit was rejected, never the error text.
         assert ready["version"] == version and "effect must be" not in json.dumps(ready)
@@ -239,8 +261,7 @@ def test_admin_policy_route_is_for_security_admins_only(server: Server) -> None:
         response = admin.get("/v1/admin/policy")
         assert response.status_code == 200
         body = response.json()
-        assert body["version"] and any(r["source"].startswith("policy.csv:")
-                                       for r in body["rules"])
+        assert body["version"] and any(r["source"].startswith("policy.csv:") for r in body["rules"])
         assert tenant_admin.get("/v1/admin/policy").status_code == 403
 
 

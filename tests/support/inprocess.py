@@ -43,10 +43,14 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     if not policy_dir.exists():
         shutil.copytree(REPO / "policies", policy_dir)
     values: dict[str, Any] = {
-        "env": "test", "data_dir": tmp_path / "data", "keys_dir": keys_dir,
+        "env": "test",
+        "data_dir": tmp_path / "data",
+        "keys_dir": keys_dir,
         "policy_dir": policy_dir,
-        "scheduling": {"anonymous_per_address_per_minute": 1_000_000,
-                       "anonymous_audit_bytes_per_s": 64 << 20},
+        "scheduling": {
+            "anonymous_per_address_per_minute": 1_000_000,
+            "anonymous_audit_bytes_per_s": 64 << 20,
+        },
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(values.get(key), dict):
@@ -56,26 +60,33 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def provision_settings(settings: Settings, tenants: dict[str, str],
-                       keys: dict[str, tuple[str, str, str]],
-                       operators: frozenset[str] = frozenset({"platform"})) -> dict[str, str]:
-    registry = Registry(settings.resolved_database_url(),
-                        load_keys(settings.keys_dir).apikey_hmac_key)
+def provision_settings(
+    settings: Settings,
+    tenants: dict[str, str],
+    keys: dict[str, tuple[str, str, str]],
+    operators: frozenset[str] = frozenset({"platform"}),
+) -> dict[str, str]:
+    registry = Registry(
+        settings.resolved_database_url(), load_keys(settings.keys_dir).apikey_hmac_key
+    )
     registry.create_schema()
     try:
         existing = {t.name for t in registry.list_tenants()}
         for name, trust in tenants.items():
             if name not in existing:
                 registry.create_tenant(name, trust, operator=name in operators)
-        return {label: registry.create_api_key(tenant, subject, role)[0]
-                for label, (tenant, subject, role) in keys.items()}
+        return {
+            label: registry.create_api_key(tenant, subject, role)[0]
+            for label, (tenant, subject, role) in keys.items()
+        }
     finally:
         registry.dispose()
 
 
 @contextmanager
-def in_process(settings: Settings, tenants: dict[str, str],
-               keys: dict[str, tuple[str, str, str]]) -> Iterator[InProcess]:
+def in_process(
+    settings: Settings, tenants: dict[str, str], keys: dict[str, tuple[str, str, str]]
+) -> Iterator[InProcess]:
     """The app started (lifespan run) with tenants and keys provisioned first."""
     api_keys = provision_settings(settings, tenants, keys)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:

@@ -39,32 +39,51 @@ def _pg_bin() -> Path | None:
 class PrivatePostgres:
     def __init__(self, base: Path) -> None:
         bin_dir = _pg_bin()
-        _need(bin_dir is not None and os.geteuid() == 0,
-              "a private PostgreSQL needs its binaries and root (to run them as postgres)")
+        _need(
+            bin_dir is not None and os.geteuid() == 0,
+            "a private PostgreSQL needs its binaries and root (to run them as postgres)",
+        )
         assert bin_dir is not None
         self.bin = bin_dir
         # Not under pytest's tmp dirs: those are 0700 root, and postgres must reach its own.
         self.dir = Path(tempfile.mkdtemp(prefix="saiaas-pg-"))
         shutil.chown(self.dir, "postgres", "postgres")
         self.port = free_port()
-        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-A", "trust",
-                          "-U", "postgres", "--no-sync")
+        self._as_postgres(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.dir / "data"),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        )
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _as_postgres(self, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120
+        )
 
     def start(self) -> None:
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-w", "-l",
-                          str(self.dir / "log"), "-o",
-                          f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                          "-c fsync=off", "start")
+        self._as_postgres(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.dir / "data"),
+            "-w",
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
 
     def stop(self) -> None:
         """As abruptly as a crash: immediate shutdown, no checkpoint."""
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m",
-                          "immediate", "-w", "stop")
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop"
+        )
 
 
 @contextmanager
@@ -92,9 +111,22 @@ class PrivateRedis:
 
     def start(self) -> None:
         self._proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         import redis
 
         client = redis.Redis(port=self.port)
@@ -128,8 +160,9 @@ def small_tmpfs(path: Path, size: str = "8m") -> Iterator[Path]:
     """A tiny filesystem at ``path`` (root only): fill it to make writes fail with ENOSPC."""
     _need(os.geteuid() == 0, "mounting a tmpfs needs root (CI runs as root)")
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-                   check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True
+    )
     try:
         yield path
     finally:

@@ -13,8 +13,12 @@ from sqlalchemy import text
 
 from secure_aiaas.audit import SqlAuditStore
 
-SQLITE_TRIGGERS = ("audit_events_no_delete", "audit_events_no_update",
-                   "audit_checkpoints_no_delete", "audit_checkpoints_no_update")
+SQLITE_TRIGGERS = (
+    "audit_events_no_delete",
+    "audit_events_no_update",
+    "audit_checkpoints_no_delete",
+    "audit_checkpoints_no_update",
+)
 
 
 def tamper(store: SqlAuditStore, statement: str, **params: Any) -> None:

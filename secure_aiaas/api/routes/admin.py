@@ -23,10 +23,15 @@ async def current_policy(
     loaded = policy.loaded
     if loaded is None:
         raise PolicyUnavailableError()
-    return auth.hand_back(auth.facts, {
-        "version": loaded.source.version,
-        "files": list(loaded.source.files),
-        "rules": [{"type": line.ptype, "fields": list(line.fields), "source": line.source}
-                  for line in loaded.source.lines],
-        "last_error": policy.last_error,
-    })
+    return auth.hand_back(
+        auth.facts,
+        {
+            "version": loaded.source.version,
+            "files": list(loaded.source.files),
+            "rules": [
+                {"type": line.ptype, "fields": list(line.fields), "source": line.source}
+                for line in loaded.source.lines
+            ],
+            "last_error": policy.last_error,
+        },
+    )

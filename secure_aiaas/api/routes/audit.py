@@ -71,18 +71,36 @@ async def list_events(
 ) -> dict[str, Any]:
     """Audit records matching the filters, oldest first, one page per call."""
     scope, facts = await _scope(auth, tenant)
-    flt = EventFilter(tenant=scope, subject=subject, action=action, decision=decision,
-                      model=model, status=status, since=since, until=until)
+    flt = EventFilter(
+        tenant=scope,
+        subject=subject,
+        action=action,
+        decision=decision,
+        model=model,
+        status=status,
+        since=since,
+        until=until,
+    )
     store = auth.pipeline.audit.store
     records, next_cursor = await anyio.to_thread.run_sync(
-        lambda: query_events(store, flt, cursor=cursor, limit=limit))
-    return auth.hand_back(facts.detail(returned=len(records)),
-                          {"tenant": scope, "records": records, "next_cursor": next_cursor})
+        lambda: query_events(store, flt, cursor=cursor, limit=limit)
+    )
+    return auth.hand_back(
+        facts.detail(returned=len(records)),
+        {"tenant": scope, "records": records, "next_cursor": next_cursor},
+    )
 
 
-@router.post("/v1/audit/exports", response_class=FileResponse, responses={200: {
-    "description": "A .tar.gz archive: records, manifest, signature.",
-    "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
+@router.post(
+    "/v1/audit/exports",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "A .tar.gz archive: records, manifest, signature.",
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
 async def create_export(body: ExportRequest, auth: Gate) -> FileResponse:
     """A signed export of a range (records + manifest + signature) as a .tar.gz archive."""
     scope, facts = await _scope(auth, body.tenant)
@@ -92,9 +110,14 @@ async def create_export(body: ExportRequest, auth: Gate) -> FileResponse:
     wanted = ExportRange(since=body.since, until=body.until, tenant=scope, fmt=body.format)
 
     def build() -> tuple[Path, dict[str, Any]]:
-        manifest = export_range(writer.store, workdir / "export", wanted,
-                                signing_key=writer.signing_key, key_id=writer.key_id,
-                                created_at=utc_now())
+        manifest = export_range(
+            writer.store,
+            workdir / "export",
+            wanted,
+            signing_key=writer.signing_key,
+            key_id=writer.key_id,
+            created_at=utc_now(),
+        )
         return archive(workdir / "export", workdir / "audit-export.tar.gz"), manifest
 
     try:
@@ -103,25 +126,45 @@ async def create_export(body: ExportRequest, auth: Gate) -> FileResponse:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     # The export is itself audited: what range left the service, and which manifest.
-    facts = facts.detail(export={"tenant": scope, "count": manifest["count"],
-                                 "first_seq": manifest["first_seq"],
-                                 "last_seq": manifest["last_seq"],
-                                 "manifest_sha256": manifest["manifest_sha256"]})
-    return auth.hand_back(facts, FileResponse(
-        path, media_type="application/gzip", filename="audit-export.tar.gz",
-        headers={"X-Manifest-SHA256": manifest["manifest_sha256"]},
-        background=BackgroundTask(shutil.rmtree, workdir, True)))
+    facts = facts.detail(
+        export={
+            "tenant": scope,
+            "count": manifest["count"],
+            "first_seq": manifest["first_seq"],
+            "last_seq": manifest["last_seq"],
+            "manifest_sha256": manifest["manifest_sha256"],
+        }
+    )
+    return auth.hand_back(
+        facts,
+        FileResponse(
+            path,
+            media_type="application/gzip",
+            filename="audit-export.tar.gz",
+            headers={"X-Manifest-SHA256": manifest["manifest_sha256"]},
+            background=BackgroundTask(shutil.rmtree, workdir, True),
+        ),
+    )
 
 
 @router.get("/v1/audit/public-key", response_model=PublicKeys)
-async def public_key(auth: Annotated[Authorized, authorize("audit:public-key", "read")],
-                     ) -> dict[str, Any]:
+async def public_key(
+    auth: Annotated[Authorized, authorize("audit:public-key", "read")],
+) -> dict[str, Any]:
     """The audit signing key's public half (and retired ones), for offline verification."""
     writer = auth.pipeline.audit
     keys = writer.public_keys()
     pems = {key_id: public_key_pem(key).decode() for key_id, key in sorted(keys.items())}
-    entries = [{"key_id": key_id, "current": key_id == writer.key_id, "pem": pem}
-               for key_id, pem in pems.items()]
-    return auth.hand_back(auth.facts, {
-        "algorithm": "Ed25519", "current_key_id": writer.key_id, "keys": entries,
-        "pem_bundle": "".join(pems.values())})
+    entries = [
+        {"key_id": key_id, "current": key_id == writer.key_id, "pem": pem}
+        for key_id, pem in pems.items()
+    ]
+    return auth.hand_back(
+        auth.facts,
+        {
+            "algorithm": "Ed25519",
+            "current_key_id": writer.key_id,
+            "keys": entries,
+            "pem_bundle": "".join(pems.values()),
+        },
+    )

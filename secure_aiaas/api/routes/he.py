@@ -31,8 +31,12 @@ from secure_aiaas.schemas import HE_CONTENT_TYPE, ContextCreated, binary_body
 from secure_aiaas.types import AuditFacts, Decision, Principal
 
 router = APIRouter(tags=["encrypted inference (CKKS)"], route_class=BoundedRoute)
-_FRAME = {"200": {"description": "The encrypted result frame.", "content": {
-    HE_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
+_FRAME = {
+    "200": {
+        "description": "The encrypted result frame.",
+        "content": {HE_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
 def owner_of(principal: Principal) -> str:
@@ -45,8 +49,9 @@ def owner_of(principal: Principal) -> str:
 NOT_OWNER = ("he-context", "not-owner")
 
 
-async def read_capped(request: Request, cap: int,
-                      too_large: type[ServiceError] = PayloadTooLargeError) -> bytes:
+async def read_capped(
+    request: Request, cap: int, too_large: type[ServiceError] = PayloadTooLargeError
+) -> bytes:
     """The body, refused as soon as it exceeds ``cap`` — before it is buffered or parsed
     (a declared Content-Length over the cap is refused before the first byte is read)."""
     declared = request.headers.get("content-length")
@@ -69,27 +74,44 @@ def _declared_length(request: Request) -> int | None:
 
 def _not_owner(pipeline: Pipeline, facts: AuditFacts, context_id: str) -> AuditFacts:
     """An unresolved context id, recorded as a denial with a marker instead of the id."""
-    return facts.decided(pipeline.unvouched("he-context", context_id), facts.action or "",
-                         Decision(allowed=False, rule=NOT_OWNER,
-                                  policy_version=pipeline.policy.version or "-"))
+    return facts.decided(
+        pipeline.unvouched("he-context", context_id),
+        facts.action or "",
+        Decision(allowed=False, rule=NOT_OWNER, policy_version=pipeline.policy.version or "-"),
+    )
 
 
-@router.get("/v1/he/models/{name}", responses={200: {
-    "description": "The model's CKKS evaluation plan (JSON).",
-    "content": {"application/json": {"schema": {"type": "object"}}}}})
-async def plan(name: str,
-               auth: Annotated[Authorized, authorize("he-model:{name}", "read")]) -> Response:
+@router.get(
+    "/v1/he/models/{name}",
+    responses={
+        200: {
+            "description": "The model's CKKS evaluation plan (JSON).",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def plan(
+    name: str, auth: Annotated[Authorized, authorize("he-model:{name}", "read")]
+) -> Response:
     """The model's CKKS evaluation plan, from which the SDK builds a matching context."""
     he_plan = auth.pipeline.he_pool().plan(name)
-    return auth.hand_back(auth.facts.detail(model=name),
-                          Response(he_plan.to_json(), media_type="application/json"))
+    return auth.hand_back(
+        auth.facts.detail(model=name), Response(he_plan.to_json(), media_type="application/json")
+    )
 
 
-@router.post("/v1/he/contexts", status_code=201, response_model=ContextCreated,
-             openapi_extra=binary_body("A public TenSEAL context (no secret key) built by the "
-                                       "SDK for the model's plan; at most 16 MiB."))
+@router.post(
+    "/v1/he/contexts",
+    status_code=201,
+    response_model=ContextCreated,
+    openapi_extra=binary_body(
+        "A public TenSEAL context (no secret key) built by the "
+        "SDK for the model's plan; at most 16 MiB."
+    ),
+)
 async def register_context(
-    request: Request, model: str,
+    request: Request,
+    model: str,
     auth: Annotated[Authorized, authorize("he-context:register", "write")],
 ) -> dict[str, Any]:
     """Register a public evaluation context (no secret key) for one model."""
@@ -101,25 +123,34 @@ async def register_context(
     decision = pipeline.authorize(principal, f"he-model:{model}", "infer")
     facts = auth.facts.detail(model=model)
     if not decision.allowed:
-        raise AuthorizationError().with_facts(
-            facts.decided(f"he-model:{model}", "infer", decision))
+        raise AuthorizationError().with_facts(facts.decided(f"he-model:{model}", "infer", decision))
     try:
         async with pool.reserve(principal.tenant):
             # The tenant's own limits are checked before a byte of the body is buffered.
-            allowance = await asyncio.to_thread(pool.upload_allowance, principal.tenant,
-                                                _declared_length(request))
-            too_large = (PayloadTooLargeError if allowance >= pool.limits.max_context_bytes
-                         else TenantLimitError)
+            allowance = await asyncio.to_thread(
+                pool.upload_allowance, principal.tenant, _declared_length(request)
+            )
+            too_large = (
+                PayloadTooLargeError
+                if allowance >= pool.limits.max_context_bytes
+                else TenantLimitError
+            )
             body = await read_capped(request, allowance, too_large)
             await auth.write_ahead(facts)  # durable before the context is stored
             context_id = await pool.register_context(model, body, owner=owner_of(principal))
     except ServiceError as exc:
         exc.with_facts(facts)
         raise
-    facts = facts.detail(he={"context_id": context_id, "context_bytes": len(body),
-                             "context_sha256": hashlib.sha256(body).hexdigest()})
-    return auth.hand_back(facts, {"context_id": context_id, "model": model,
-                                  "expires_in_s": pipeline.he_context_ttl_s})
+    facts = facts.detail(
+        he={
+            "context_id": context_id,
+            "context_bytes": len(body),
+            "context_sha256": hashlib.sha256(body).hexdigest(),
+        }
+    )
+    return auth.hand_back(
+        facts, {"context_id": context_id, "model": model, "expires_in_s": pipeline.he_context_ttl_s}
+    )
 
 
 @router.delete("/v1/he/contexts/{context_id}", status_code=204, response_class=Response)
@@ -140,11 +171,17 @@ async def delete_context(
     return auth.hand_back(facts, Response(status_code=204))
 
 
-@router.post("/v1/he/models/{name}/infer", response_class=Response,
-             openapi_extra={**binary_body("An encrypted request frame (the SDK's wire format)."),
-                            "responses": _FRAME})
+@router.post(
+    "/v1/he/models/{name}/infer",
+    response_class=Response,
+    openapi_extra={
+        **binary_body("An encrypted request frame (the SDK's wire format)."),
+        "responses": _FRAME,
+    },
+)
 async def infer(
-    name: str, request: Request,
+    name: str,
+    request: Request,
     auth: Annotated[Authorized, authorize("he-model:{name}", "infer")],
 ) -> Response:
     """Evaluate the model on ciphertexts under a registered context; ciphertexts back."""
@@ -157,13 +194,18 @@ async def infer(
             body = await read_capped(request, request_cap(he_plan, pool.limits))
             frame = pool.decode(name, body)
             # What was asked: model, packing, size, digest; the context once resolved.
-            asked = {"plan": he_plan.fingerprint, "packing": frame.packing,
-                     "samples": frame.n_samples, "bytes": len(body),
-                     "ciphertext_sha256": hashlib.sha256(body).hexdigest()}
+            asked = {
+                "plan": he_plan.fingerprint,
+                "packing": frame.packing,
+                "samples": frame.n_samples,
+                "bytes": len(body),
+                "ciphertext_sha256": hashlib.sha256(body).hexdigest(),
+            }
             facts = facts.detail(he=asked)
             try:
-                record = await asyncio.to_thread(pool.context_for, name, frame.context_id,
-                                                 owner_of(auth.principal))
+                record = await asyncio.to_thread(
+                    pool.context_for, name, frame.context_id, owner_of(auth.principal)
+                )
             except NotFoundError as exc:
                 raise exc.with_facts(_not_owner(pipeline, facts, frame.context_id)) from None
             facts = facts.detail(he={**asked, "context_id": record.context_id})

@@ -30,14 +30,21 @@ async def ready(request: Request) -> JSONResponse:
     policy = pipeline.policy.state()
     checks: dict[str, Any] = {
         "policy": policy,
-        "audit_store": (not pipeline.audit.failing
-                        and await anyio.to_thread.run_sync(pipeline.audit.store.ping)),
+        "audit_store": (
+            not pipeline.audit.failing and await anyio.to_thread.run_sync(pipeline.audit.store.ping)
+        ),
         "identity_store": await anyio.to_thread.run_sync(pipeline.registry.ping),
     }
     checks.update(pipeline.capabilities.readiness())
-    is_ready = (policy["loaded"] and policy["fresh"] and checks["audit_store"]
-                and checks["identity_store"]
-                and all(v for k, v in checks.items()
-                        if k not in ("policy", "audit_store", "identity_store")))
-    return JSONResponse({"ready": bool(is_ready), "checks": checks},
-                        status_code=200 if is_ready else 503)
+    is_ready = (
+        policy["loaded"]
+        and policy["fresh"]
+        and checks["audit_store"]
+        and checks["identity_store"]
+        and all(
+            v for k, v in checks.items() if k not in ("policy", "audit_store", "identity_store")
+        )
+    )
+    return JSONResponse(
+        {"ready": bool(is_ready), "checks": checks}, status_code=200 if is_ready else 503
+    )

@@ -18,9 +18,14 @@ Identity = Annotated[Authorized, authorize("identity", "read")]
 async def whoami(auth: Identity) -> dict[str, Any]:
     """The caller's tenant, subject and roles (exactly those the policy uses)."""
     p = auth.principal
-    body = {"tenant": p.tenant, "trust": p.trust, "subject": p.subject,
-            "roles": list(auth.pipeline.policy.roles_for(p)), "key_id": p.key_id,
-            "operator": p.operator}
+    body = {
+        "tenant": p.tenant,
+        "trust": p.trust,
+        "subject": p.subject,
+        "roles": list(auth.pipeline.policy.roles_for(p)),
+        "key_id": p.key_id,
+        "operator": p.operator,
+    }
     return auth.hand_back(auth.facts, body)
 
 

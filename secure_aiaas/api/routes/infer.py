@@ -42,7 +42,7 @@ _INFER_BODY = {
     "requestBody": {
         "required": True,
         "description": "A v2 inference request as JSON, or (binary tensor extension) that JSON "
-                       "followed by raw tensors, its length in `Inference-Header-Content-Length`.",
+        "followed by raw tensors, its length in `Inference-Header-Content-Length`.",
         "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/V2InferRequest"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -52,11 +52,14 @@ _INFER_BODY = {
 
 
 @router.get("/v2", response_model=V2ServerMetadata)
-async def server_metadata(auth: Annotated[Authorized, authorize("identity", "read")],
-                          ) -> dict[str, Any]:
+async def server_metadata(
+    auth: Annotated[Authorized, authorize("identity", "read")],
+) -> dict[str, Any]:
     """Server metadata (v2 protocol)."""
-    return auth.hand_back(auth.facts, {"name": "secure_aiaas", "version": __version__,
-                                       "extensions": ["binary_tensor_data"]})
+    return auth.hand_back(
+        auth.facts,
+        {"name": "secure_aiaas", "version": __version__, "extensions": ["binary_tensor_data"]},
+    )
 
 
 @router.get("/v2/models/{name}", response_model=V2ModelMetadata)
@@ -64,10 +67,10 @@ async def server_metadata(auth: Annotated[Authorized, authorize("identity", "rea
 async def metadata(name: str, auth: Read, version: str | None = None) -> dict[str, Any]:
     """Model metadata: versions, inputs and outputs with shapes and datatypes."""
     served, facts = auth.pipeline.served_model(name, version, auth.facts)
-    versions = sorted(m.version for m in auth.pipeline.model_pool().manifests()
-                      if m.name == name)
-    return auth.hand_back(facts, model_metadata(served.manifest,
-                                                versions if version is None else None))
+    versions = sorted(m.version for m in auth.pipeline.model_pool().manifests() if m.name == name)
+    return auth.hand_back(
+        facts, model_metadata(served.manifest, versions if version is None else None)
+    )
 
 
 @router.get("/v2/models/{name}/ready", response_model=V2ModelReady)
@@ -75,31 +78,40 @@ async def metadata(name: str, auth: Read, version: str | None = None) -> dict[st
 async def model_ready(name: str, auth: Read, version: str | None = None) -> dict[str, Any]:
     """Whether the model (version) is loaded and serving."""
     served, facts = auth.pipeline.served_model(name, version, auth.facts)
-    return auth.hand_back(facts, {"name": name, "version": served.manifest.version,
-                                  "ready": True})
+    return auth.hand_back(facts, {"name": name, "version": served.manifest.version, "ready": True})
 
 
-@router.post("/v2/models/{name}/infer", openapi_extra=_INFER_BODY,
-             responses={200: {"model": V2InferResponse}})
-@router.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_INFER_BODY,
-             responses={200: {"model": V2InferResponse}})
-async def infer(name: str, request: Request, auth: Infer,
-                version: str | None = None) -> Response:
+@router.post(
+    "/v2/models/{name}/infer",
+    openapi_extra=_INFER_BODY,
+    responses={200: {"model": V2InferResponse}},
+)
+@router.post(
+    "/v2/models/{name}/versions/{version}/infer",
+    openapi_extra=_INFER_BODY,
+    responses={200: {"model": V2InferResponse}},
+)
+async def infer(name: str, request: Request, auth: Infer, version: str | None = None) -> Response:
     """Run the model on the request's inputs (JSON, or JSON + binary tensors)."""
     pipeline = auth.pipeline
     served, facts = pipeline.served_model(name, version, auth.facts)
     limits = request.app.state.limits
     try:
-        header, tail = split_infer_body(await request.body(),
-                                        request.headers.get("inference-header-content-length"))
+        header, tail = split_infer_body(
+            await request.body(), request.headers.get("inference-header-content-length")
+        )
         body = parse_bounded(header, limits)
         try:
             V2InferRequest.model_validate(body)
         except ValidationError as exc:
             raise InputError(validation_message(exc.errors())) from None
-        parsed = parse_infer_request(body, served.manifest,
-                                     max_batch=served.batcher.max_batch_size * 16, binary=tail,
-                                     max_elements=limits.max_tensor_elements)
+        parsed = parse_infer_request(
+            body,
+            served.manifest,
+            max_batch=served.batcher.max_batch_size * 16,
+            binary=tail,
+            max_elements=limits.max_tensor_elements,
+        )
     except ServiceError as exc:
         exc.with_facts(facts)
         raise
@@ -108,6 +120,11 @@ async def infer(name: str, request: Request, auth: Infer,
     content, header_length = encode_infer_response(served.manifest, outputs, parsed)
     if header_length is None:
         return auth.hand_back(facts, Response(content, media_type="application/json"))
-    return auth.hand_back(facts, Response(
-        content, media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(header_length)}))
+    return auth.hand_back(
+        facts,
+        Response(
+            content,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(header_length)},
+        ),
+    )

@@ -32,21 +32,34 @@ from secure_aiaas.llm.wire import SSE_DONE, SSE_MEDIA_TYPE, sse_error
 from secure_aiaas.schemas import OpenAIErrorBody
 from secure_aiaas.types import AuditFacts, Decision
 
-router = APIRouter(tags=["OpenAI-compatible"], route_class=BoundedRoute,
-                   responses={status: {"model": OpenAIErrorBody, "description": text}
-                              for status, text in ((400, "Malformed request"),
-                                                   (401, "Missing or invalid API key"),
-                                                   (403, "Not allowed by policy"),
-                                                   (404, "Unknown model"),
-                                                   (413, "Body too large"),
-                                                   (422, "Invalid input"),
-                                                   (429, "Over a quota (Retry-After)"),
-                                                   (503, "Unavailable (Retry-After)"))})
+router = APIRouter(
+    tags=["OpenAI-compatible"],
+    route_class=BoundedRoute,
+    responses={
+        status: {"model": OpenAIErrorBody, "description": text}
+        for status, text in (
+            (400, "Malformed request"),
+            (401, "Missing or invalid API key"),
+            (403, "Not allowed by policy"),
+            (404, "Unknown model"),
+            (413, "Body too large"),
+            (422, "Invalid input"),
+            (429, "Over a quota (Retry-After)"),
+            (503, "Unavailable (Retry-After)"),
+        )
+    },
+)
 Generate = Annotated[Authorized, authorize_body("llm:{}", "model", "generate")]
-_STREAM = {"200": {"description": "A completion; with `stream: true` server-sent events "
-                                  "ending in `data: [DONE]`.",
-                   "content": {"application/json": {"schema": {"type": "object"}},
-                               SSE_MEDIA_TYPE: {"schema": {"type": "string"}}}}}
+_STREAM = {
+    "200": {
+        "description": "A completion; with `stream: true` server-sent events "
+        "ending in `data: [DONE]`.",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            SSE_MEDIA_TYPE: {"schema": {"type": "string"}},
+        },
+    }
+}
 # Recorded with a denial: why a sensitive tenant may not use a chat model here.
 NOT_STRICT = ("llm", "sensitive tenants need a strict privacy profile")
 
@@ -63,36 +76,50 @@ async def completions(body: CompletionRequest, auth: Generate) -> Any:
     return await _generate(auth, body, [body.prompt_text()], chat=False)
 
 
-async def _generate(auth: Authorized, body: ChatCompletionRequest | CompletionRequest,
-                    texts: list[str], *, chat: bool) -> Any:
+async def _generate(
+    auth: Authorized,
+    body: ChatCompletionRequest | CompletionRequest,
+    texts: list[str],
+    *,
+    chat: bool,
+) -> Any:
     pipeline, principal = auth.pipeline, auth.principal
     service, facts = pipeline.chat_model(body.model, auth.facts)
     profile = pipeline.privacy_profile(principal, body.model)
     facts = facts.detail(privacy_profile=profile.name)
     if principal.trust == "sensitive" and not profile.strict:
-        denied = Decision(allowed=False, rule=NOT_STRICT,
-                          policy_version=facts.decision.policy_version if facts.decision
-                          else "-")
-        raise AuthorizationError().with_facts(
-            facts.decided(facts.object or "", "generate", denied))
+        denied = Decision(
+            allowed=False,
+            rule=NOT_STRICT,
+            policy_version=facts.decision.policy_version if facts.decision else "-",
+        )
+        raise AuthorizationError().with_facts(facts.decided(facts.object or "", "generate", denied))
     convo, facts = await pipeline.scrub_conversation(principal, texts, facts, model=body.model)
     scrubbed = [r.text for r in convo.results]
     try:
         prompt = await asyncio.to_thread(
             service.prepare_chat if chat else service.prepare_completion,  # type: ignore[arg-type]
-            body, scrubbed if chat else scrubbed[0])
+            body,
+            scrubbed if chat else scrubbed[0],
+        )
     except ServiceError as exc:
         exc.with_facts(facts)
         raise
-    facts = facts.detail(llm={"prompt_tokens": prompt.prompt_tokens,
-                              "max_tokens": prompt.max_tokens, "stream": body.stream})
-    grant = await pipeline.admit_tokens(principal, prompt.prompt_tokens + prompt.max_tokens,
-                                        facts)
-    restore = (PlaceholderMap(convo.placeholders)
-               if profile.restore_answers and len(convo.placeholders) else None)
+    facts = facts.detail(
+        llm={
+            "prompt_tokens": prompt.prompt_tokens,
+            "max_tokens": prompt.max_tokens,
+            "stream": body.stream,
+        }
+    )
+    grant = await pipeline.admit_tokens(principal, prompt.prompt_tokens + prompt.max_tokens, facts)
+    restore = (
+        PlaceholderMap(convo.placeholders)
+        if profile.restore_answers and len(convo.placeholders)
+        else None
+    )
     try:
-        generation = service.submit(prompt, restore=restore,
-                                    priority=principal.limits.priority)
+        generation = service.submit(prompt, restore=restore, priority=principal.limits.priority)
     except ServiceError as exc:
         await grant.settle(0)
         exc.with_facts(facts)
@@ -144,11 +171,16 @@ def _finished(facts: AuditFacts, generation: Any) -> AuditFacts:
     if outcome is None:
         return facts
     llm = dict(facts.details.get("llm", {}))  # type: ignore[call-overload]
-    llm.update(prompt_tokens=outcome.prompt_tokens,
-               completion_tokens=outcome.completion_tokens,
-               finish_reason=outcome.finish_reason,
-               time_to_first_token_ms=(round(outcome.time_to_first_token_s * 1000, 1)
-                                       if outcome.time_to_first_token_s is not None else None))
+    llm.update(
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        finish_reason=outcome.finish_reason,
+        time_to_first_token_ms=(
+            round(outcome.time_to_first_token_s * 1000, 1)
+            if outcome.time_to_first_token_s is not None
+            else None
+        ),
+    )
     if outcome.restored:
         llm["restored"] = dict(outcome.restored)
     return facts.detail(llm=llm)

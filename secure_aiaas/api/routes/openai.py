@@ -27,10 +27,16 @@ async def list_models(auth: Annotated[Authorized, authorize("models", "list")]) 
     data = []
     for manifest in sorted(pipeline.model_pool().manifests(), key=lambda m: (m.name, m.version)):
         if pipeline.authorize(auth.principal, f"model:{manifest.name}", "infer").allowed:
-            data.append({"id": manifest.name, "object": "model",
-                         "created": int(manifest.created_at.timestamp()),
-                         "owned_by": "secure_aiaas", "version": manifest.version,
-                         "task": manifest.task})
+            data.append(
+                {
+                    "id": manifest.name,
+                    "object": "model",
+                    "created": int(manifest.created_at.timestamp()),
+                    "owned_by": "secure_aiaas",
+                    "version": manifest.version,
+                    "task": manifest.task,
+                }
+            )
     chat = pipeline.chat
     for service in chat.services() if chat is not None else []:
         if pipeline.authorize(auth.principal, f"llm:{service.name}", "generate").allowed:
@@ -55,9 +61,24 @@ async def embeddings(
     clean = [r.text for r in scrubbed]
     vectors = np.asarray((await served.infer(clean))["embedding"], dtype=np.float32)
     tokens = pipeline.count_tokens(served, clean)
-    data = [{"object": "embedding", "index": i,
-             "embedding": (base64.b64encode(v.astype("<f4").tobytes()).decode()
-                           if body.encoding_format == "base64" else v.tolist())}
-            for i, v in enumerate(vectors)]
-    return auth.hand_back(facts, {"object": "list", "data": data, "model": body.model,
-                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": (
+                base64.b64encode(v.astype("<f4").tobytes()).decode()
+                if body.encoding_format == "base64"
+                else v.tolist()
+            ),
+        }
+        for i, v in enumerate(vectors)
+    ]
+    return auth.hand_back(
+        facts,
+        {
+            "object": "list",
+            "data": data,
+            "model": body.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        },
+    )

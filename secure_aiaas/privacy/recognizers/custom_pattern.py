@@ -31,21 +31,31 @@ def compile_linear(pattern: str, *, ignore_case: bool = False) -> Any:
 class CustomPatternRecognizer(LocalRecognizer):
     """One entity type; named regexes with scores; optional context words."""
 
-    def __init__(self, *, name: str, entity: str, patterns: list[tuple[str, str, float]],
-                 context: list[str] | None = None, ignore_case: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        entity: str,
+        patterns: list[tuple[str, str, float]],
+        context: list[str] | None = None,
+        ignore_case: bool = False,
+    ) -> None:
         self.label = name
-        self.patterns = [(n, compile_linear(p, ignore_case=ignore_case), s)
-                         for n, p, s in patterns]
-        super().__init__(supported_entities=[entity], name=name, supported_language="en",
-                         context=context or [])
+        self.patterns = [(n, compile_linear(p, ignore_case=ignore_case), s) for n, p, s in patterns]
+        super().__init__(
+            supported_entities=[entity], name=name, supported_language="en", context=context or []
+        )
 
     @classmethod
     def deny_list(cls, entity: str, terms: list[str]) -> CustomPatternRecognizer:
         """Whole occurrences of the terms (case-insensitive), score 1.0."""
         alternation = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
-        return cls(name=f"deny:{entity}", entity=entity,
-                   patterns=[("deny_list", rf"(?:^|\b|\W)({alternation})(?:\b|\W|$)", 1.0)],
-                   ignore_case=True)
+        return cls(
+            name=f"deny:{entity}",
+            entity=entity,
+            patterns=[("deny_list", rf"(?:^|\b|\W)({alternation})(?:\b|\W|$)", 1.0)],
+            ignore_case=True,
+        )
 
     def load(self) -> None:  # compiled in __init__
         pass
@@ -60,14 +70,21 @@ class CustomPatternRecognizer(LocalRecognizer):
             for m in regex.finditer(text):
                 start, end = m.start(group), m.end(group)
                 if end > start:
-                    out.append(RecognizerResult(
-                        self.supported_entities[0], start, end, score,
-                        analysis_explanation=AnalysisExplanation(
-                            recognizer=self.label, original_score=score, pattern_name=pattern_name
-                        ),
-                        recognition_metadata={
-                            RecognizerResult.RECOGNIZER_NAME_KEY: self.label,
-                            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
-                        },
-                    ))
+                    out.append(
+                        RecognizerResult(
+                            self.supported_entities[0],
+                            start,
+                            end,
+                            score,
+                            analysis_explanation=AnalysisExplanation(
+                                recognizer=self.label,
+                                original_score=score,
+                                pattern_name=pattern_name,
+                            ),
+                            recognition_metadata={
+                                RecognizerResult.RECOGNIZER_NAME_KEY: self.label,
+                                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                            },
+                        )
+                    )
         return out

@@ -26,8 +26,9 @@ class EmailAddressRecognizer(LocalRecognizer):
 
     def __init__(self, score: float = 0.9) -> None:
         self.score = score
-        super().__init__(supported_entities=[self.ENTITY], name="EmailAddressRecognizer",
-                         supported_language="en")
+        super().__init__(
+            supported_entities=[self.ENTITY], name="EmailAddressRecognizer", supported_language="en"
+        )
 
     def load(self) -> None:  # nothing to load
         pass

@@ -24,7 +24,9 @@ _PAIR = re.compile(
     rf"(?<![\w.])(?:{_LEAD})[ \t]{{1,8}}((?:{CAP_WORD})[ \t]{{1,8}}(?:{CAP_WORD}))(?![ \t]{{1,8}}[A-Z])(?![\w'’-])"
 )
 # A single first name after the same words, when punctuation or a lowercase word follows.
-_SINGLE = re.compile(rf"(?<![\w.])(?:{_LEAD})[ \t]{{1,8}}({CAP_WORD})(?=[ \t]{{0,8}}[,;.!?)]|[ \t]{{1,8}}[a-z])")
+_SINGLE = re.compile(
+    rf"(?<![\w.])(?:{_LEAD})[ \t]{{1,8}}({CAP_WORD})(?=[ \t]{{0,8}}[,;.!?)]|[ \t]{{1,8}}[a-z])"
+)
 _NOT_NAMES = words(
     """
     monday tuesday wednesday thursday friday saturday sunday january february march april may june

@@ -32,8 +32,9 @@ class IbanCodeRecognizer(LocalRecognizer):
     ENTITY = "IBAN_CODE"
 
     def __init__(self) -> None:
-        super().__init__(supported_entities=[self.ENTITY], name="IbanCodeRecognizer",
-                         supported_language="en")
+        super().__init__(
+            supported_entities=[self.ENTITY], name="IbanCodeRecognizer", supported_language="en"
+        )
 
     def load(self) -> None:  # nothing to load
         pass
@@ -56,8 +57,10 @@ class IbanCodeRecognizer(LocalRecognizer):
                     end = i + 1
                     if len(compact) == length:
                         break
-            if len(compact) == length and iban_ok("".join(compact)) and (
-                end == len(text) or not text[end].isalnum()
+            if (
+                len(compact) == length
+                and iban_ok("".join(compact))
+                and (end == len(text) or not text[end].isalnum())
             ):
                 out.append(RecognizerResult(self.ENTITY, start, end, 1.0))
                 continue

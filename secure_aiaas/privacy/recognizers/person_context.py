@@ -30,7 +30,9 @@ _WEAK = (
     r"account holder|cardholder|holder|contact:|cc:|attn:?|from:|to:|interview with|meeting with|"
     r"mr\.?|mrs\.?|ms\.?|miss|dr\.?|prof\.?|sr\.?|sra\.?|herr|frau|mme\.?|mlle\.?"
 )
-_STRONG_RE = re.compile(rf"(?i:\b(?:{_STRONG}))[ \t]{{1,8}}((?:{NAME_WORD})(?:[ \t]{{1,8}}{NAME_WORD}){{0,2}})")
+_STRONG_RE = re.compile(
+    rf"(?i:\b(?:{_STRONG}))[ \t]{{1,8}}((?:{NAME_WORD})(?:[ \t]{{1,8}}{NAME_WORD}){{0,2}})"
+)
 _WEAK_RE = re.compile(
     rf"(?i:(?<![\w.])(?:{_WEAK}))[ \t\n]{{1,8}}((?:{CAP_WORD})(?:[ \t]{{1,8}}{CAP_WORD}){{0,2}})"
 )
@@ -40,7 +42,8 @@ _QUOTED_RE = re.compile(
 )
 # Forms and notes: "Referral letter: Emeka Lewis, ..." (two name words after a colon, then punctuation).
 _LABELLED_RE = re.compile(
-    rf":[ \t]{{0,8}}((?:{CAP_WORD})[ \t]{{1,8}}(?:{CAP_WORD}))(?=[ \t]{{0,8}}(?:[,;.)(]|$))", re.MULTILINE
+    rf":[ \t]{{0,8}}((?:{CAP_WORD})[ \t]{{1,8}}(?:{CAP_WORD}))(?=[ \t]{{0,8}}(?:[,;.)(]|$))",
+    re.MULTILINE,
 )
 # "Kofi here - ..." at the start of a message.
 _HERE_RE = re.compile(rf"^\s{{0,8}}({CAP_WORD})\s{{1,8}}here\b")

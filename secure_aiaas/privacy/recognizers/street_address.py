@@ -32,7 +32,9 @@ PATTERNS = [
         rf"\b\d{{1,5}}[A-Za-z]?,?\s{{1,8}}(?:{_PREFIX})\s{{1,8}}(?:{_JOINER}\s{{1,8}})?{CAP_WORD}(?:\s{{1,8}}{CAP_WORD})?",
         0.7,
     ),
-    Pattern("house number + compound street name", rf"\b\d{{1,5}}[A-Za-z]?,?\s{{1,8}}{_GERMANIC}\b", 0.7),
+    Pattern(
+        "house number + compound street name", rf"\b\d{{1,5}}[A-Za-z]?,?\s{{1,8}}{_GERMANIC}\b", 0.7
+    ),
     Pattern("street name + house number", rf"\b{_GERMANIC}\s{{1,8}}\d{{1,5}}[A-Za-z]?\b", 0.6),
 ]
 
