@@ -288,3 +288,17 @@ def test_chat_routes_answer_only_the_roles_the_policy_allows(chat_server: Server
                 if not allowed and response.status_code != 403:
                     failures.append(f"{label} {path}: {response.status_code}, expected 403")
     assert not failures, "\n".join(failures)
+
+
+def test_sdk_client_chat_both_modes(chat_server: Server) -> None:
+    """The SDK's `Client.chat` against the real route: streamed and not, the same answer."""
+    from secure_aiaas.sdk import Client
+
+    messages = [{"role": "user", "content": "Say hello."}]
+    with Client(chat_server.base_url, chat_server.api_keys["pat"]) as client:
+        completion = client.chat(NAME, messages, max_tokens=8, seed=1, temperature=0)
+        streamed = client.chat(NAME, messages, max_tokens=8, seed=1, temperature=0, stream=True)
+        deltas = list(streamed)
+    assert completion.finish_reason in ("stop", "length") and completion.usage is not None
+    assert "".join(deltas) == completion.text  # same seed, greedy: the same answer
+    assert streamed.finish_reason == completion.finish_reason
