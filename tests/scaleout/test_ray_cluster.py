@@ -151,7 +151,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[C
         log={"level": "WARNING"},
     )
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 << 20)
+    # Replica logs stay in the session directory (the audit store is the record here).
+    ray.init(
+        num_cpus=2, include_dashboard=False, object_store_memory=256 << 20, log_to_driver=False
+    )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(ingress_application(settings), name=APP_NAME, route_prefix="/")
@@ -255,3 +258,115 @@ def test_a_tenant_rate_limit_holds_exactly_across_replicas(cluster: Cluster) -> 
     assert statuses == {200: 20, 429: 12}, statuses
     assert len({r.headers[SERVED_BY] for r in responses if r.status_code == 200}) == 2
     assert len({r.headers[SERVED_BY] for r in responses if r.status_code == 429}) == 2
+
+
+def _replica_actor(replica_id: str) -> object:
+    """The Ray actor of one ingress replica (Serve names it ``SERVE_REPLICA::app#dep#id``)."""
+    (name,) = [
+        actor["name"]
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["name"].startswith("SERVE_REPLICA::") and actor["name"].endswith(f"#{replica_id}")
+    ]
+    return ray.get_actor(name, namespace="serve")
+
+
+def _audit_rows(pg_url: str, after_seq: int) -> list[dict[str, object]]:
+    from sqlalchemy import create_engine, text
+
+    from secure_aiaas.storage import normalise_url
+
+    engine = create_engine(normalise_url(pg_url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT seq, request_id, subject, route, status, prev_hash FROM audit_events "
+                    "WHERE seq > :after ORDER BY seq"
+                ),
+                {"after": after_seq},
+            )
+            return [dict(row._mapping) for row in rows]
+    finally:
+        engine.dispose()
+
+
+def test_a_replica_killed_mid_load_leaves_a_whole_audit_chain(cluster: Cluster) -> None:
+    from secure_aiaas.audit import SqlAuditStore, verify_store
+    from secure_aiaas.crypto.keystore import known_audit_public_keys
+
+    before = _audit_rows(cluster.pg_url, 0)
+    start_seq = int(before[-1]["seq"])  # type: ignore[call-overload]
+    received: list[httpx.Response] = []
+    failed: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def load() -> None:
+        with cluster.client("alice") as client:
+            while not stop.is_set():
+                try:
+                    response = client.get("/v1/whoami")
+                except httpx.HTTPError as exc:  # the connection of a killed request
+                    with lock:
+                        failed.append(type(exc).__name__)
+                    continue
+                with lock:
+                    received.append(response)
+
+    workers = [threading.Thread(target=load) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    until_served = time.monotonic() + 10
+    while time.monotonic() < until_served:
+        with lock:
+            seen = {r.headers.get(SERVED_BY) for r in received if r.status_code == 200}
+        if len(seen) == 2:
+            break
+        time.sleep(0.05)
+    victim = sorted(seen)[0]
+    ray.kill(_replica_actor(victim), no_restart=True)
+    killed_at = len(received)
+    time.sleep(3.0)  # the survivor serves on; Serve starts a replacement
+    stop.set()
+    for worker in workers:
+        worker.join()
+
+    # The clients: served throughout, by the survivor once the victim was gone.
+    statuses = Counter(r.status_code for r in received)
+    after_kill = received[killed_at + 6 :]  # past the requests already in flight
+    assert any(r.headers.get(SERVED_BY) not in (None, victim) for r in after_kill)
+    assert statuses[200] > 0
+    # The chain: every hash and link recomputes, checkpoints verify.
+    store = SqlAuditStore(cluster.pg_url)
+    try:
+        report = verify_store(store, known_audit_public_keys(cluster.settings.keys_dir))
+    finally:
+        store.dispose()
+    assert report.ok, report.damage
+    rows = _audit_rows(cluster.pg_url, 0)
+    seqs = [int(row["seq"]) for row in rows]  # type: ignore[call-overload]
+    assert seqs == list(range(1, len(seqs) + 1)), "seq has gaps"
+    assert len({row["prev_hash"] for row in rows}) == len(rows), "a prev_hash repeats (fork)"
+    # Every answer a client received is on record, once; rows without an answer are the
+    # requests in flight on the killed replica (or answers lost with its connections).
+    recorded = Counter(
+        str(row["request_id"])
+        for row in rows
+        if int(row["seq"]) > start_seq and row["route"] == "/v1/whoami"  # type: ignore[call-overload]
+    )
+    # Answers of the service (X-Served-By); the rest the proxy made up when the replica
+    # died under a request (in flight). Serve's proxy appends an X-Request-ID of its own:
+    # the service's comes first.
+    ours = [r for r in received if SERVED_BY in r.headers]
+    answered = [r.headers.get_list("x-request-id")[0] for r in ours]
+    assert all(recorded[request_id] == 1 for request_id in answered)
+    proxy_made = Counter(r.status_code for r in received if SERVED_BY not in r.headers)
+    unanswered = sum(recorded.values()) - len(answered)
+    in_flight = len(workers) + len(failed) + sum(proxy_made.values())
+    assert 0 <= unanswered <= in_flight, (unanswered, in_flight)
+    print(
+        f"\nkill mid-load: {len(received)} answers {dict(statuses)}, {len(failed)} broken "
+        f"connections, proxy answers {dict(proxy_made)}, {unanswered} recorded without an "
+        f"answer; chain of {report.records} "
+        f"records verifies, {len(report.orphaned_attempts)} orphaned attempts"
+    )
