@@ -3,11 +3,13 @@ two replicas over HTTP, and takes it all down on SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -99,3 +101,42 @@ def test_serve_engine_ray_serves_two_replicas_and_stops_on_sigterm(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    from secure_aiaas.config import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_the_application_builder_of_serve_configs_refuses_and_builds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_settings: None
+) -> None:
+    """KubeRay's `import_path`: Serve calls the builder with the config's args."""
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+    from ray.serve.deployment import Application
+
+    from secure_aiaas.errors import ConfigurationError
+    from secure_aiaas.scaleout import app_from_environment
+
+    for name in [n for n in os.environ if n.startswith("SAIAAS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SAIAAS_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(ConfigurationError, match="SAIAAS_REDIS_URL"):
+        call_user_app_builder_with_args_if_necessary(app_from_environment, {})
+    from secure_aiaas.config import get_settings
+
+    get_settings.cache_clear()
+    for name, value in {
+        "SAIAAS_DATABASE_URL": "postgresql://db.internal/saiaas",
+        "SAIAAS_AUDIT_URL": "postgresql://db.internal/saiaas",
+        "SAIAAS_REDIS_URL": "redis://cache.internal:6379/0",
+        "SAIAAS_POLICY__SOURCE": "published",
+        "SAIAAS_SCALEOUT__INGRESS_MAX_REPLICAS": "4",
+    }.items():
+        monkeypatch.setenv(name, value)
+    application = call_user_app_builder_with_args_if_necessary(app_from_environment, {})
+    assert isinstance(application, Application)
