@@ -154,6 +154,7 @@ def serve(
 
 def _serve_on_ray(settings: Settings, host: str, port: int) -> None:
     """Refuse per-process state before Ray starts (or is even imported), then serve."""
+    from secure_aiaas.errors import ServiceError
     from secure_aiaas.logging import configure_logging
     from secure_aiaas.scaleout import shared_state_problems
 
@@ -165,7 +166,10 @@ def _serve_on_ray(settings: Settings, host: str, port: int) -> None:
     except ImportError:
         _common.fail("--engine ray needs Ray Serve: pip install 'secure-aiaas[ray]'")
     configure_logging(settings.log.level, json_logs=settings.log.json_logs)
-    serve_on_ray(settings, host=host, port=port)
+    try:
+        serve_on_ray(settings, host=host, port=port)
+    except ServiceError as exc:  # refused before Ray started, or replicas that did not start
+        _common.fail(f"--engine ray: {exc.public_message}")
 
 
 def main() -> NoReturn:  # pragma: no cover - console entry

@@ -187,6 +187,27 @@ def test_a_whole_replica_scrubs_and_evaluates_encrypted_requests_on_ray(
         assert process.wait(timeout=60) == 0, log_path.read_text(errors="replace")
 
 
+def test_what_a_replica_would_refuse_is_refused_before_ray_starts(
+    tmp_path: Path, keys_dir: Path, policy_dir: Path, pg_url: str
+) -> None:
+    """No publication yet: a replica's start-up would fail, and Serve would report only
+    "failed to start 6 times"; the command says why, and starts no cluster."""
+    env = _env(
+        tmp_path,
+        keys_dir,
+        policy_dir,
+        pg_url,
+        SAIAAS_HE__ENABLED="false",
+        SAIAAS_PRIVACY__ENABLED="false",
+        SAIAAS_MODELS_DIR=str(tmp_path / "no-models"),
+    )
+    done = run_cli(env, "serve", "--port", str(free_port()))
+    assert done.returncode == 1
+    assert "--engine ray: policy cannot be loaded" in done.stderr
+    assert "run `secure-aiaas policy publish`" in done.stderr
+    assert "Ray instance" not in done.stdout + done.stderr
+
+
 @pytest.fixture
 def fresh_settings() -> Iterator[None]:
     from secure_aiaas.config import get_settings
