@@ -197,6 +197,14 @@ class ScaleOutSettings(BaseModel):
     max_ongoing_requests: int = Field(default=64, gt=0)
     # CPUs Ray reserves per ingress replica (fractions pack several on one core).
     replica_num_cpus: float = Field(default=1.0, gt=0)
+    # Encrypted evaluation as a deployment of its own, multiplexed by tenant (a tenant's
+    # evaluation keys stay cached on the replicas that serve it); 0: in each ingress
+    # replica's own HE worker pool.
+    he_replicas: int = Field(default=0, ge=0)
+    he_replica_num_cpus: float = Field(default=1.0, gt=0)
+    # Tenants one HE replica keeps (Serve's max_num_models_per_replica); too few and the
+    # key cache thrashes.
+    he_tenants_per_replica: int = Field(default=8, gt=0)
 
     @model_validator(mode="after")
     def _check_replica_bounds(self) -> ScaleOutSettings:

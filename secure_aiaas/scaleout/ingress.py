@@ -9,6 +9,7 @@ from the driver.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,11 @@ from secure_aiaas.scaleout.served_by import ASGIApp, ServedBy
 APP_NAME = "secure_aiaas"
 
 
-def replica_settings(settings: Settings) -> Settings:
+def replica_settings(settings: Settings, num_cpus: float | None = None) -> Settings:
     """Settings as one replica uses them: its worker pools sized to the CPUs Ray reserved
-    for it, not to every core of the node (several replicas share a node)."""
-    cpus = max(1, int(settings.scaleout.replica_num_cpus))
+    for it (``num_cpus``, default the ingress's), not to every core of the node (several
+    replicas share a node)."""
+    cpus = max(1, int(num_cpus or settings.scaleout.replica_num_cpus))
     privacy = settings.privacy
     he = settings.he
     return settings.model_copy(
@@ -59,8 +61,11 @@ def portable(settings: Settings) -> Settings:
 class Ingress:
     """One replica of the service; the app itself comes from `__serve_build_asgi_app__`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, he_evaluator: Any = None) -> None:
         self._settings = settings
+        # A handle to the `he` deployment (Serve passes one for a bound deployment), or
+        # None: evaluation in this replica's own HE pool.
+        self._he_evaluator = he_evaluator
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         # Imported here: the driver never builds the app (or loads its heavy imports).
@@ -69,7 +74,12 @@ class Ingress:
 
         settings = replica_settings(self._settings)
         configure_logging(settings.log.level, json_logs=settings.log.json_logs)
-        app = create_app(settings)
+        he_pool_type = None
+        if self._he_evaluator is not None:
+            from secure_aiaas.scaleout.he_deployment import RemoteHEPool
+
+            he_pool_type = partial(RemoteHEPool, evaluator=self._he_evaluator)
+        app = create_app(settings, he_pool_type=he_pool_type)
         replica = serve.get_replica_context().replica_id.unique_id
         app.add_middleware(ServedBy, replica=replica)
         return app
@@ -107,7 +117,18 @@ def ingress_application(settings: Settings) -> Application:
         ray_actor_options={"num_cpus": scale.replica_num_cpus},
         **replicas,
     )
-    application: Application = deployment.bind(portable(settings))
+    shared = portable(settings)
+    he_evaluator = None
+    if settings.he.enabled and scale.he_replicas:
+        from secure_aiaas.scaleout.he_deployment import HEDeployment
+
+        he_settings = replica_settings(shared, num_cpus=scale.he_replica_num_cpus)
+        he_evaluator = HEDeployment.options(
+            num_replicas=scale.he_replicas,
+            max_ongoing_requests=scale.max_ongoing_requests,
+            ray_actor_options={"num_cpus": scale.he_replica_num_cpus},
+        ).bind(he_settings)
+    application: Application = deployment.bind(shared, he_evaluator)
     return application
 
 
