@@ -171,6 +171,52 @@ def _appends(tree: Path, url: str, work: Path, pairs: bool, writers: int) -> flo
     return float(json.loads(out.strip().splitlines()[-1])["requests_per_s"])
 
 
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
+def _frame(frame: str) -> str:
+    """``handle (secure_aiaas/api/middleware.py:120)`` → ``handle (api/middleware.py)``."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(Path(path).parts[-2:])})"
+
+
+def _profile(side: Side, seconds: int, workdir: Path, top: int = 15) -> list[dict[str, Any]]:
+    """py-spy samples of the side's server under 16 wrk clients: the functions with the
+    largest inclusive share of the event loop's busy samples (once per stack)."""
+    out = workdir / f"profile-{side.name}.txt"
+    spy = subprocess.Popen(
+        [PY_SPY, "record", "-r", "200", "-d", str(seconds), "-f", "raw", "-o", str(out),
+         "-p", str(side.proc.pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1)
+    wrk(side.url, "/v1/whoami", headers=side.headers, body=None, clients=16,
+        seconds=seconds, workdir=workdir)  # fmt: skip
+    spy.wait(60)
+    # The event loop's thread, busy samples only (waiting in select is idle time); the
+    # frames every such sample shares (uvicorn, asyncio) are left out.
+    stacks: list[tuple[list[str], int]] = []
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not count.isdigit() or not any("_run_once" in f for f in frames):
+            continue
+        if frames[-1].startswith(("select ", "poll ")):
+            continue
+        stacks.append(([_frame(f) for f in frames], int(count)))
+    total = sum(n for _, n in stacks)
+    inclusive: dict[str, int] = {}
+    for frames, n in stacks:
+        for name in set(frames):
+            inclusive[name] = inclusive.get(name, 0) + n
+    ranked = [
+        (k, v) for k, v in sorted(inclusive.items(), key=lambda kv: -kv[1]) if v < 0.97 * total
+    ]
+    return [{"function": k, "share": round(v / total, 3)} for k, v in ranked[:top]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--baseline", default="064a592")
@@ -178,6 +224,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--profile-seconds", type=int, default=10, help="0: no profile")
     parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks" / "results" / "compare_spine.json"
     )
@@ -225,6 +272,11 @@ def main() -> None:
                     )
                     results["whoami"].append({"side": side.name, "clients": clients, **figures})
                     print(side.name, clients, figures, flush=True)
+        if args.profile_seconds:
+            results["profile"] = {}
+            for side in sides:
+                results["profile"][side.name] = _profile(side, args.profile_seconds, tmp)
+                print(side.name, "profile", results["profile"][side.name], flush=True)
         for side in sides:
             side.stop()
         sides = []

@@ -215,8 +215,8 @@ class ModelList(Loose):
 
 
 # --------------------------------------------------------------------------- chat completions
-# ``POST /v1/chat/completions``. The request models are those of `secure_aiaas.llm.wire`, field
-# for field (tests/sdk/test_schemas_parity.py holds them equal): the SDK may not import llm/.
+# ``POST /v1/chat/completions`` and ``/v1/completions``: the routes validate with these very
+# classes (`secure_aiaas.llm.wire` re-exports them); the SDK builds its bodies from them.
 # Strict JSON types, so ``"0.5"`` is not a temperature; OpenAI features not served are refused.
 MAX_CHAT_MESSAGES = 256
 MAX_CONTENT_CHARS = 100_000
@@ -315,6 +315,27 @@ class ChatCompletionRequest(Sampling):
     def message_texts(self) -> list[str]:
         """Every message's text, in order: what the caller scrubs (as one batch)."""
         return [m.text() for m in self.messages]
+
+
+class CompletionRequest(Sampling):
+    """``POST /v1/completions`` (one prompt; OpenAI's default of 16 tokens)."""
+
+    prompt: (
+        Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
+        | Annotated[
+            list[Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]],
+            Field(min_length=1, max_length=1),
+        ]
+    )
+    max_tokens: Annotated[int, Field(ge=1)] | None = 16
+    echo: Literal[False] = False
+    logprobs: None = None
+    best_of: Annotated[int, Field(ge=1, le=1)] | None = None
+    suffix: None = None
+
+    def prompt_text(self) -> str:
+        """The prompt: what the caller scrubs."""
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
 class CompletionUsage(Loose):

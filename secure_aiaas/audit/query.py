@@ -13,32 +13,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from secure_aiaas.audit.chain import HASHED_FIELDS
 from secure_aiaas.audit.schema import events_table
 from secure_aiaas.audit.store import SqlAuditStore
 from secure_aiaas.errors import InputError
 
 MAX_LIMIT = 1000
-_PUBLIC = (
-    "seq",
-    "ts",
-    "request_id",
-    "tenant",
-    "subject",
-    "key_id",
-    "role",
-    "method",
-    "route",
-    "action",
-    "object",
-    "decision",
-    "rule",
-    "policy_version",
-    "status",
-    "latency_ms",
-    "model",
-    "details",
-    "hash",
-)
+# What a reader sees of a record: its position, every hashed field, its hash.
+_PUBLIC = ("seq", *HASHED_FIELDS, "hash")
 
 
 @dataclass(frozen=True)

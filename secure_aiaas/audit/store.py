@@ -16,7 +16,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, bindparam, event, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from secure_aiaas.audit.chain import (
     GENESIS_HASH,
@@ -329,6 +329,16 @@ class SqlAuditStore:
         transaction's connection (SQLAlchemy's per-statement machinery cost more than the
         rest of an append together).
         """
+        dbapi_error = conn.dialect.loaded_dbapi.Error
+        try:
+            return self._append_raw(conn, batch)
+        except dbapi_error as exc:
+            # The raw cursor's errors, wrapped as SQLAlchemy would have (OperationalError for
+            # a lock timeout or a lost server, IntegrityError for a forked head): callers
+            # tell an outage from one record's fault by these classes.
+            raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=conn.dialect) from exc
+
+    def _append_raw(self, conn: Connection, batch: list[dict[str, Any]]) -> list[int]:
         sql = self._raw
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:

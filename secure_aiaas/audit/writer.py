@@ -201,6 +201,7 @@ class AuditWriter:
         try:
             self._commit(batch)
         except BaseException:
+            self._failing = True  # before the callers hear of it: they may look at once
             _fail(batch)  # never leave a caller waiting for a batch that died here
             raise
         self._maybe_checkpoint(force=stopping)

@@ -5,8 +5,8 @@ Preprocessing is part of each model (clients send raw features), so it is a laye
 `Square` is the HE-friendly activation (one ciphertext multiplication).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: TorchScript must read the buffers' annotations
+# as types, not strings (tests/inference/test_registry.py scripts these layers).
 import torch
 from torch import nn
 

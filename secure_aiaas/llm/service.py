@@ -294,7 +294,7 @@ class LLMService:
         return self._prepared("completion", request, self.loaded.encode_text(text),
                               request.max_tokens)  # fmt: skip
 
-    def _prepared(self, kind: Literal["chat", "completion"], request: wire._Sampling,
+    def _prepared(self, kind: Literal["chat", "completion"], request: wire.Sampling,
                   ids: list[int], max_tokens: int | None) -> PreparedPrompt:  # fmt: skip
         from secure_aiaas.errors import ContextLengthError
 

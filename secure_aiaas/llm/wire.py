@@ -16,132 +16,33 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any, Literal
 
 from secure_aiaas.errors import InputError, ServiceError
 
-FinishReason = Literal["stop", "length"]
-MAX_STOP = 4
-MAX_STOP_CHARS = 64
-MAX_MESSAGES = 256
-MAX_CONTENT_CHARS = 100_000
-MAX_PARTS = 64
-SSE_DONE = "data: [DONE]\n\n"
-SSE_MEDIA_TYPE = "text/event-stream"
-_MODEL_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class TextPart(_Strict):
-    """One content part; only text is served (no images or audio)."""
-
-    type: Literal["text"]
-    text: Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
-
-
-class ChatMessage(_Strict):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: (
-        Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
-        | Annotated[list[TextPart], Field(min_length=1, max_length=MAX_PARTS)]
-    )
-
-    def text(self) -> str:
-        """The content as one string (text parts joined without a separator, as OpenAI does)."""
-        return (
-            self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-        )
-
-
-class StreamOptions(_Strict):
-    include_usage: bool = False
-
-
-Stop = (
-    Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
-    | Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]],
-        Field(max_length=MAX_STOP),
-    ]
+# The request models live in `schemas` (the SDK builds the same bodies and may not import
+# llm/); the chat routes validate with exactly these classes.
+from secure_aiaas.schemas import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    Sampling,
+    StreamOptions,
+    TextPart,
 )
 
+__all__ = [
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "CompletionRequest",
+    "Sampling",
+    "StreamOptions",
+    "TextPart",
+]
 
-class _Sampling(_Strict):
-    """The parameters both endpoints share."""
-
-    model: Annotated[str, Field(pattern=_MODEL_NAME)]
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
-    seed: Annotated[int, Field(ge=-(2**63), lt=2**63)] | None = None
-    stop: Stop | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    n: Annotated[int, Field(ge=1, le=1)] = 1
-    presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
-    frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
-    user: Annotated[str, Field(max_length=256)] | None = None  # accepted, ignored
-
-    @model_validator(mode="after")
-    def _stream_options_need_stream(self) -> _Sampling:
-        if self.stream_options is not None and not self.stream:
-            raise ValueError("stream_options: only allowed when stream is true")
-        return self
-
-    def stop_sequences(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
-
-    def include_usage(self) -> bool:
-        return self.stream_options is not None and self.stream_options.include_usage
-
-
-class ChatCompletionRequest(_Sampling):
-    """``POST /v1/chat/completions``."""
-
-    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES)]
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    logprobs: Literal[False] | None = None
-
-    @model_validator(mode="after")
-    def _one_limit(self) -> ChatCompletionRequest:
-        if self.max_tokens is not None and self.max_completion_tokens is not None:
-            raise ValueError("max_tokens: give max_tokens or max_completion_tokens, not both")
-        return self
-
-    def token_limit(self) -> int | None:
-        return self.max_completion_tokens if self.max_tokens is None else self.max_tokens
-
-    def message_texts(self) -> list[str]:
-        """Every message's text, in order: what the caller scrubs (as one batch)."""
-        return [m.text() for m in self.messages]
-
-
-class CompletionRequest(_Sampling):
-    """``POST /v1/completions`` (one prompt; OpenAI's default of 16 tokens)."""
-
-    prompt: (
-        Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
-        | Annotated[
-            list[Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]],
-            Field(min_length=1, max_length=1),
-        ]
-    )
-    max_tokens: Annotated[int, Field(ge=1)] | None = 16
-    echo: Literal[False] = False
-    logprobs: None = None
-    best_of: Annotated[int, Field(ge=1, le=1)] | None = None
-    suffix: None = None
-
-    def prompt_text(self) -> str:
-        """The prompt: what the caller scrubs."""
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+FinishReason = Literal["stop", "length"]
+SSE_DONE = "data: [DONE]\n\n"
+SSE_MEDIA_TYPE = "text/event-stream"
 
 
 # -- responses -----------------------------------------------------------------------------

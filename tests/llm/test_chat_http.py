@@ -259,3 +259,32 @@ def test_builtin_model_over_http(tmp_path: Path) -> None:
         assert outcome["details"]["llm"]["finish_reason"] == "cancelled"
     finally:
         stop_server(server)
+
+
+def test_chat_routes_answer_only_the_roles_the_policy_allows(chat_server: Server) -> None:
+    """The authorization matrix's rule for the chat routes, on a server with a chat model."""
+    from tests.security.test_authorization_matrix import EXPECTED, Who
+
+    trust = {**STANDARD_TENANTS}
+    bodies = {
+        "/v1/chat/completions": {"model": NAME, "messages": MESSAGES[1:], "max_tokens": 1},
+        "/v1/completions": {"model": NAME, "prompt": "hi", "max_tokens": 1},
+    }
+    failures = []
+    with httpx.Client(base_url=chat_server.base_url, timeout=60) as client:
+        for path, body in bodies.items():
+            rule = EXPECTED[("POST", path)]
+            for label, (tenant, subject, role) in KEYS.items():
+                who = Who(label, tenant, subject, role)
+                assert who.trust == trust[tenant]
+                response = client.post(
+                    path,
+                    json=body,
+                    headers={"Authorization": f"Bearer {chat_server.api_keys[label]}"},
+                )
+                allowed = rule(who)
+                if allowed and response.status_code not in (200, 429):  # 429: acme's token quota
+                    failures.append(f"{label} {path}: {response.status_code}, expected allowed")
+                if not allowed and response.status_code != 403:
+                    failures.append(f"{label} {path}: {response.status_code}, expected 403")
+    assert not failures, "\n".join(failures)

@@ -10,7 +10,7 @@ import pytest
 from secure_aiaas.privacy import evaluation
 
 FINAL_TEMPLATES_SHA256 = "a4b110d3c2c830f68aa28424eaa3e66541e6fd5b24674916ff00829894c76e80"
-FINAL_RECORDS_SHA256 = "6c99d36610b4410557041fa5591ccaaf74220e90d537e1cdacb2d0c96f8ff195"
+FINAL_RECORDS_SHA256 = "e63348df0c3c910efb9cdeee1dac3c2bf52493e7d8b33e5561cb813bdabb2ffc"
 
 
 def test_final_templates_unchanged() -> None:

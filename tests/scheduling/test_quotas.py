@@ -166,6 +166,7 @@ def test_pipeline_without_quota_backend_refuses_limited_tenants() -> None:
         registry=None,
         policy=None,
         audit=None,  # type: ignore[arg-type]
+        quotas=None,  # no quota store: limited tenants must be refused, not let through
         anonymous=AnonymousLimiter(AnonymousBudget()),
         refusals=RefusalTally(b"k" * 32),
         object_key=b"o" * 32,

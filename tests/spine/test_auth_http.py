@@ -103,3 +103,41 @@ def test_tenant_cli_round_trip(server: Server) -> None:
     assert {"newco", "acme", "medco"} <= {t["name"] for t in listed["tenants"]}
     bad = server.cli("tenant", "create", "Bad Name!", "--trust", "trusted")
     assert bad.returncode != 0 and "tenant name" in bad.stderr
+
+
+def test_a_revoked_key_stops_working_within_1s_even_while_it_is_in_use(server: Server) -> None:
+    """The principal cache must not outlive a revocation by more than a second: a client
+    hammering with the key keeps its cache entry warm the whole time."""
+    import threading
+    import time
+
+    key_id = next(
+        k["key_id"]
+        for k in json.loads(server.cli("apikey", "list", "--json").stdout)["api_keys"]
+        if k["subject"] == "alice"
+    )
+    answers: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with server.client("alice") as client:
+            while not stop.is_set():
+                answers.append((time.monotonic(), client.get("/v1/whoami").status_code))
+
+    worker = threading.Thread(target=hammer)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        assert server.cli("apikey", "revoke", key_id, "--json").returncode == 0
+        revoked_at = time.monotonic()  # the revocation committed before the command returned
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        worker.join()
+    before = [status for at, status in answers if at < revoked_at - 5]
+    after = [status for at, status in answers if at >= revoked_at + 1.0]
+    assert not before or set(before) == {200}
+    assert after and set(after) == {401}, "the key was still accepted a second after its revocation"
+    first_refusal = next(at for at, status in answers if status == 401)
+    # Once refused, never accepted again (no replica of a stale cache answering later).
+    assert all(status == 401 for at, status in answers if at >= first_refusal)

@@ -38,7 +38,7 @@ PII: dict[str, list[str]] = {
         "POST https://api.example.net/subscribe?address={EMAIL:urlenc}&src=footer -> 204",
         "{TIME} ERROR mailer: bounce from {EMAIL} (mailbox full)",
         "[{DATE:iso} {TIME}] geo: request from {IP} resolved to {CITY}",
-        '{DATE:iso} WARN crm.sync contact "{PERSON}" has no phone, skipped',
+        "{DATE:iso} WARN crm.sync contact \"{PERSON}\" has no phone, skipped",
         "GET /export?customer={PERSON:first}%20{PERSON:last}&format=csv HTTP/2 200",
         "{DATE:iso} {TIME} INFO payout iban={IBAN} holder={PERSON:last} status=queued",
     ],
