@@ -179,6 +179,40 @@ class MetricsSettings(BaseModel):
     enabled: bool = True
 
 
+class ScaleOutSettings(BaseModel):
+    """`secure-aiaas serve --engine ray`: the app as a Ray Serve ingress deployment."""
+
+    # "local": uvicorn on this host (`--workers`), as ever; "ray": Ray Serve replicas.
+    engine: Literal["local", "ray"] = "local"
+    # An existing cluster ("ray://head:10001" or "auto"); unset: a local cluster is started.
+    ray_address: str | None = None
+    # CPUs of the local cluster (only when ray_address is unset; None: every core).
+    num_cpus: int | None = Field(default=None, gt=0)
+    # Ingress replicas (each runs the whole app: auth, policy, scrubbing, models, audit).
+    # min == max: a fixed count; min < max: Serve autoscales on target_ongoing_requests.
+    ingress_min_replicas: int = Field(default=2, ge=1)
+    ingress_max_replicas: int = Field(default=2, ge=1)
+    target_ongoing_requests: float = Field(default=16.0, gt=0)
+    # Serve's default (5) starves the batchers; it must be at least the largest batch.
+    max_ongoing_requests: int = Field(default=64, gt=0)
+    # CPUs Ray reserves per ingress replica (fractions pack several on one core).
+    replica_num_cpus: float = Field(default=1.0, gt=0)
+    # Encrypted evaluation as a deployment of its own, multiplexed by tenant (a tenant's
+    # evaluation keys stay cached on the replicas that serve it); 0: in each ingress
+    # replica's own HE worker pool.
+    he_replicas: int = Field(default=0, ge=0)
+    he_replica_num_cpus: float = Field(default=1.0, gt=0)
+    # Tenants one HE replica keeps (Serve's max_num_models_per_replica); too few and the
+    # key cache thrashes.
+    he_tenants_per_replica: int = Field(default=8, gt=0)
+
+    @model_validator(mode="after")
+    def _check_replica_bounds(self) -> ScaleOutSettings:
+        if self.ingress_min_replicas > self.ingress_max_replicas:
+            raise ValueError("scaleout.ingress_min_replicas must not exceed ingress_max_replicas")
+        return self
+
+
 class LogSettings(BaseModel):
     level: str = "INFO"
     json_logs: bool = True
@@ -217,6 +251,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     scheduling: SchedulingSettings = SchedulingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    scaleout: ScaleOutSettings = ScaleOutSettings()
     log: LogSettings = LogSettings()
 
     @field_validator("database_url", "audit_url", "redis_url", mode="before")

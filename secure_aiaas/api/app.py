@@ -175,8 +175,18 @@ def build_model_pool(settings: Settings, metrics: Metrics | None = None) -> Mode
     )
 
 
-def build_he_pool(settings: Settings, models: ModelPool, metrics: Metrics | None = None) -> HEPool:
-    """Start the HE workers and publish a plan for every served HE-compatible model."""
+def build_he_pool(
+    settings: Settings,
+    models: ModelPool,
+    metrics: Metrics | None = None,
+    *,
+    pool_type: Callable[..., HEPool] | None = None,
+) -> HEPool:
+    """Start the HE workers and publish a plan for every served HE-compatible model.
+
+    ``pool_type`` builds the pool from `HEPool`'s keyword arguments (default `HEPool`; the
+    Ray engine passes one that evaluates in a separate deployment).
+    """
     from secure_aiaas.he import HELimits, HEPool, SqlContextStore, compile_model
 
     cfg = settings.he
@@ -184,7 +194,7 @@ def build_he_pool(settings: Settings, models: ModelPool, metrics: Metrics | None
         settings.resolved_database_url(), timeout_s=settings.audit.write_timeout_s
     )
     contexts.create_schema()
-    pool = HEPool(
+    pool = (pool_type or HEPool)(
         store_dir=settings.data_dir / "he",
         workers=cfg.workers or _cores_per_worker(settings),
         limits=HELimits(
@@ -279,7 +289,9 @@ def app_from_environment() -> FastAPI:
     return create_app(settings)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, he_pool_type: Callable[..., HEPool] | None = None) -> FastAPI:
+    """The service; ``he_pool_type`` as in `build_he_pool` (default: the local pool)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         spine = build_spine(settings)
@@ -305,7 +317,9 @@ def create_app(settings: Settings) -> FastAPI:
         models = build_model_pool(settings, metrics)
         await models.start()
         he_pool = (
-            await asyncio.to_thread(build_he_pool, settings, models, metrics)
+            await asyncio.to_thread(
+                build_he_pool, settings, models, metrics, pool_type=he_pool_type
+            )
             if settings.he.enabled
             else None
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -20,6 +20,9 @@ from secure_aiaas.cli.models import app as models_app
 from secure_aiaas.cli.policy import app as policy_app
 from secure_aiaas.cli.privacy import app as privacy_app
 from secure_aiaas.cli.tenants import apikey_app, tenant_app
+
+if TYPE_CHECKING:
+    from secure_aiaas.config import Settings
 
 app = typer.Typer(
     help="secure_aiaas: secure inference service.",
@@ -93,16 +96,34 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(help="worker processes (default SAIAAS_SERVER__WORKERS, 1)")
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SAIAAS_ENGINE",
+            help="local (uvicorn on this host) or ray (Ray Serve replicas; "
+            "default SAIAAS_SCALEOUT__ENGINE, local)",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the API with uvicorn."""
+    """Serve the API with uvicorn, or on Ray Serve (--engine ray)."""
     import shutil
+
+    from secure_aiaas.logging import configure_logging
+
+    settings = _common.settings()
+    chosen = engine or settings.scaleout.engine
+    if chosen not in ("local", "ray"):
+        _common.fail(f"--engine must be local or ray, not {chosen!r}")
+    if chosen == "ray":
+        if workers is not None:
+            _common.fail("--workers is for --engine local; on Ray set SAIAAS_SCALEOUT__INGRESS_*")
+        _serve_on_ray(settings, host or settings.server.host, port or settings.server.port)
+        return
 
     import uvicorn
 
     from secure_aiaas.api.app import create_app
-    from secure_aiaas.logging import configure_logging
 
-    settings = _common.settings()
     configure_logging(settings.log.level, json_logs=settings.log.json_logs)
     count = workers or settings.server.workers
     bind = {
@@ -129,6 +150,26 @@ def serve(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     os.environ["SAIAAS_SERVER__WORKERS"] = str(count)
     uvicorn.run("secure_aiaas.api.app:app_from_environment", factory=True, workers=count, **bind)  # type: ignore[arg-type]
+
+
+def _serve_on_ray(settings: Settings, host: str, port: int) -> None:
+    """Refuse per-process state before Ray starts (or is even imported), then serve."""
+    from secure_aiaas.errors import ServiceError
+    from secure_aiaas.logging import configure_logging
+    from secure_aiaas.scaleout import shared_state_problems
+
+    problems = shared_state_problems(settings)
+    if problems:
+        _common.fail("--engine ray refused:\n  " + "\n  ".join(problems))
+    try:
+        from secure_aiaas.scaleout import serve_on_ray
+    except ImportError:
+        _common.fail("--engine ray needs Ray Serve: pip install 'secure-aiaas[ray]'")
+    configure_logging(settings.log.level, json_logs=settings.log.json_logs)
+    try:
+        serve_on_ray(settings, host=host, port=port)
+    except ServiceError as exc:  # refused before Ray started, or replicas that did not start
+        _common.fail(f"--engine ray: {exc.public_message}")
 
 
 def main() -> NoReturn:  # pragma: no cover - console entry

@@ -1,0 +1,141 @@
+"""The ingress deployment: `create_app(settings)` inside every Ray Serve replica.
+
+The app is built in the replica (`__serve_build_asgi_app__`, Serve's late-bound ingress), not
+pickled from the driver: its lifespan opens stores, watches the policy and starts worker
+pools, and Serve runs that lifespan (uvicorn's ``LifespanOn``) in each replica after
+building the app, as uvicorn does for one process. Only `Settings` (plain values) cross
+from the driver.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from ray.serve.deployment import Application
+
+from secure_aiaas.config import Settings
+from secure_aiaas.errors import ConfigurationError
+from secure_aiaas.scaleout.preflight import shared_state_problems
+from secure_aiaas.scaleout.served_by import ASGIApp, ServedBy
+
+APP_NAME = "secure_aiaas"
+
+
+def replica_settings(settings: Settings, num_cpus: float | None = None) -> Settings:
+    """Settings as one replica uses them: its worker pools sized to the CPUs Ray reserved
+    for it (``num_cpus``, default the ingress's), not to every core of the node (several
+    replicas share a node)."""
+    cpus = max(1, int(num_cpus or settings.scaleout.replica_num_cpus))
+    privacy = settings.privacy
+    he = settings.he
+    return settings.model_copy(
+        update={
+            "privacy": privacy
+            if privacy.processes
+            else privacy.model_copy(update={"processes": cpus}),
+            "he": he if he.workers else he.model_copy(update={"workers": cpus}),
+        }
+    )
+
+
+def portable(settings: Settings) -> Settings:
+    """Directories made absolute in the driver: replicas do not start in its working
+    directory (on other nodes the same absolute paths must hold the same files)."""
+    return settings.model_copy(
+        update={
+            "data_dir": Path(settings.data_dir).resolve(),
+            "keys_dir": Path(settings.keys_dir).resolve(),
+            "policy_dir": Path(settings.policy_dir).resolve(),
+            "models_dir": settings.resolved_models_dir().resolve(),
+            # SQLite defaults resolved here too, so a single replica finds the same files.
+            "database_url": settings.resolved_database_url(),
+            "audit_url": settings.resolved_audit_url(),
+        }
+    )
+
+
+@serve.ingress()
+class Ingress:
+    """One replica of the service; the app itself comes from `__serve_build_asgi_app__`."""
+
+    def __init__(self, settings: Settings, he_evaluator: Any = None) -> None:
+        self._settings = settings
+        # A handle to the `he` deployment (Serve passes one for a bound deployment), or
+        # None: evaluation in this replica's own HE pool.
+        self._he_evaluator = he_evaluator
+
+    def __serve_build_asgi_app__(self) -> ASGIApp:
+        # Imported here: the driver never builds the app (or loads its heavy imports).
+        from secure_aiaas.api.app import create_app
+        from secure_aiaas.logging import configure_logging
+
+        settings = replica_settings(self._settings)
+        configure_logging(settings.log.level, json_logs=settings.log.json_logs)
+        he_pool_type = None
+        if self._he_evaluator is not None:
+            from secure_aiaas.scaleout.he_deployment import RemoteHEPool
+
+            he_pool_type = partial(RemoteHEPool, evaluator=self._he_evaluator)
+        app = create_app(settings, he_pool_type=he_pool_type)
+        replica = serve.get_replica_context().replica_id.unique_id
+        app.add_middleware(ServedBy, replica=replica)
+        return app
+
+
+# Typed loosely: Ray's decorator overloads confuse the checker (and Ray may be absent).
+IngressDeployment: Any = serve.deployment(name="ingress")(Ingress)
+
+
+def ingress_application(settings: Settings) -> Application:
+    """The ingress deployment bound to ``settings`` (replica counts and limits from
+    ``settings.scaleout``), ready for `serve.run`.
+
+    Raises:
+        ConfigurationError: state that replicas must share is per process (see
+            `shared_state_problems`).
+    """
+    problems = shared_state_problems(settings)
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+    scale = settings.scaleout
+    replicas: dict[str, Any]
+    if scale.ingress_min_replicas == scale.ingress_max_replicas:
+        replicas = {"num_replicas": scale.ingress_min_replicas}
+    else:
+        replicas = {
+            "autoscaling_config": {
+                "min_replicas": scale.ingress_min_replicas,
+                "max_replicas": scale.ingress_max_replicas,
+                "target_ongoing_requests": scale.target_ongoing_requests,
+            }
+        }
+    deployment = IngressDeployment.options(
+        max_ongoing_requests=scale.max_ongoing_requests,
+        ray_actor_options={"num_cpus": scale.replica_num_cpus},
+        **replicas,
+    )
+    shared = portable(settings)
+    he_evaluator = None
+    if settings.he.enabled and scale.he_replicas:
+        from secure_aiaas.scaleout.he_deployment import HEDeployment
+
+        he_settings = replica_settings(shared, num_cpus=scale.he_replica_num_cpus)
+        he_evaluator = HEDeployment.options(
+            num_replicas=scale.he_replicas,
+            max_ongoing_requests=scale.max_ongoing_requests,
+            ray_actor_options={"num_cpus": scale.he_replica_num_cpus},
+        ).bind(he_settings)
+    application: Application = deployment.bind(shared, he_evaluator)
+    return application
+
+
+def app_from_environment(args: dict[str, str] | None = None) -> Application:
+    """An application builder for Serve config files and KubeRay's `RayService`
+    (``import_path: secure_aiaas.scaleout.ingress:app_from_environment``): settings from
+    the ``SAIAAS_*`` environment of the cluster, ``args`` unused."""
+    from secure_aiaas.config import get_settings
+
+    return ingress_application(get_settings())
