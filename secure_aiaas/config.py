@@ -227,7 +227,6 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    env: Literal["dev", "test", "prod"] = "dev"
     data_dir: Path = Path("data")
     keys_dir: Path = Path("keys")
     policy_dir: Path = Path("policies")

@@ -164,7 +164,6 @@ def service_env(
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAIAAS_")}
     env.update(
         {
-            "SAIAAS_ENV": "test",
             "SAIAAS_DATA_DIR": str(tmp_path / "data"),
             "SAIAAS_KEYS_DIR": str(keys_dir),
             "SAIAAS_POLICY_DIR": str(policy_dir),
