@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,7 +100,7 @@ def _env(tree: Path, work: Path) -> dict[str, str]:
 class Side:
     """One version of the service: its code, its data, a running server."""
 
-    def __init__(self, name: str, tree: Path, work: Path) -> None:
+    def __init__(self, name: str, tree: Path, work: Path, profile_to: Path | None = None) -> None:
         self.name, self.tree, self.work = name, tree, work
         self.env = _env(tree, work)
         _cli(tree, self.env, "keys", "init")
@@ -120,8 +121,19 @@ class Side:
         self.key = json.loads(made)["api_key"]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Under pyinstrument (a statistical profiler of the main thread, where the event
+        # loop runs) when a profile is asked for: it writes its report when interrupted.
+        profiler = ["-m", "pyinstrument", "-r", "json", "-o", str(profile_to)] if profile_to else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "secure_aiaas.cli", "serve", "--port", str(self.port)],
+            [
+                sys.executable,
+                *profiler,
+                "-m",
+                "secure_aiaas.cli",
+                "serve",
+                "--port",
+                str(self.port),
+            ],
             cwd=tree,
             env=self.env,
             stdout=subprocess.DEVNULL,
@@ -171,50 +183,56 @@ def _appends(tree: Path, url: str, work: Path, pairs: bool, writers: int) -> flo
     return float(json.loads(out.strip().splitlines()[-1])["requests_per_s"])
 
 
-PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+def _flat(report: Path, top: int) -> list[dict[str, Any]]:
+    """pyinstrument's call tree of request handling as a flat list: each function's own
+    time (not in a callee) and its inclusive time (once per call path), as shares of the
+    handling time not spent awaiting, largest own time first."""
+    root = json.loads(report.read_text())["root_frame"]
+    own: dict[str, float] = {}
+    inclusive: dict[str, float] = {}
 
+    def walk(node: dict[str, Any], above: frozenset[str]) -> None:
+        name = f"{node['function']} ({node.get('file_path_short', '')})"
+        children = node.get("children", [])
+        own[name] = own.get(name, 0.0) + node["time"] - sum(c["time"] for c in children)
+        if name not in above:
+            inclusive[name] = inclusive.get(name, 0.0) + node["time"]
+        for child in children:
+            walk(child, above | {name})
 
-def _frame(frame: str) -> str:
-    """``handle (secure_aiaas/api/middleware.py:120)`` → ``handle (api/middleware.py)``."""
-    name, _, where = frame.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    return f"{name} ({'/'.join(Path(path).parts[-2:])})"
+    # Only request handling (uvicorn's run_asgi subtrees): not the start-up imports, not
+    # the lifespan, not the writer thread.
+    def requests(node: dict[str, Any]) -> list[dict[str, Any]]:
+        if node["function"] == "run_asgi":
+            return [node]
+        return [r for c in node.get("children", []) for r in requests(c)]
 
-
-def _profile(side: Side, seconds: int, workdir: Path, top: int = 15) -> list[dict[str, Any]]:
-    """py-spy samples of the side's server under 16 wrk clients: the functions with the
-    largest inclusive share of the event loop's busy samples (once per stack)."""
-    out = workdir / f"profile-{side.name}.txt"
-    spy = subprocess.Popen(
-        [PY_SPY, "record", "-r", "200", "-d", str(seconds), "-f", "raw", "-o", str(out),
-         "-p", str(side.proc.pid)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(1)
-    wrk(side.url, "/v1/whoami", headers=side.headers, body=None, clients=16,
-        seconds=seconds, workdir=workdir)  # fmt: skip
-    spy.wait(60)
-    # The event loop's thread, busy samples only (waiting in select is idle time); the
-    # frames every such sample shares (uvicorn, asyncio) are left out.
-    stacks: list[tuple[list[str], int]] = []
-    for line in out.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        if not count.isdigit() or not any("_run_once" in f for f in frames):
-            continue
-        if frames[-1].startswith(("select ", "poll ")):
-            continue
-        stacks.append(([_frame(f) for f in frames], int(count)))
-    total = sum(n for _, n in stacks)
-    inclusive: dict[str, int] = {}
-    for frames, n in stacks:
-        for name in set(frames):
-            inclusive[name] = inclusive.get(name, 0) + n
-    ranked = [
-        (k, v) for k, v in sorted(inclusive.items(), key=lambda kv: -kv[1]) if v < 0.97 * total
+    for handling in requests(root):
+        walk(handling, frozenset())
+    # Waiting is not work: the time a coroutine spends awaiting.
+    waits = ("[await]", "<await>", "[out-of-context]", "[self]")
+    idle = sum(t for n, t in own.items() if n.startswith(waits))
+    busy = max(1e-9, sum(own.values()) - idle)
+    ranked = sorted((n for n in own if not n.startswith(waits)), key=lambda n: -own[n])
+    return [
+        {"function": n, "own": round(own[n] / busy, 3), "inclusive": round(inclusive[n] / busy, 3)}
+        for n in ranked[:top]
     ]
-    return [{"function": k, "share": round(v / total, 3)} for k, v in ranked[:top]]
+
+
+def _profile(
+    name: str, tree: Path, work: Path, seconds: int, top: int = 20
+) -> list[dict[str, Any]]:
+    """The side's server under pyinstrument, 16 wrk clients for ``seconds``."""
+    report = work.parent / f"profile-{name}.json"
+    side = Side(name, tree, work, profile_to=report)
+    try:
+        wrk(side.url, "/v1/whoami", headers=side.headers, body=None, clients=16,
+            seconds=seconds, workdir=work.parent)  # fmt: skip
+    finally:
+        side.proc.send_signal(signal.SIGINT)
+        side.proc.wait(60)
+    return _flat(report, top)
 
 
 def main() -> None:
@@ -225,6 +243,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--profile-seconds", type=int, default=10, help="0: no profile")
+    parser.add_argument("--only-profile", action="store_true", help="skip the timed runs")
     parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks" / "results" / "compare_spine.json"
     )
@@ -258,7 +277,7 @@ def main() -> None:
     sides: list[Side] = []
     try:
         sides = [Side("baseline", base_tree, tmp / "b"), Side("current", current_tree, tmp / "c")]
-        for _ in range(args.rounds):
+        for _ in range(0 if args.only_profile else args.rounds):
             for clients in (1, 16, 64):
                 for side in sides:
                     figures = wrk(
@@ -272,17 +291,16 @@ def main() -> None:
                     )
                     results["whoami"].append({"side": side.name, "clients": clients, **figures})
                     print(side.name, clients, figures, flush=True)
-        if args.profile_seconds:
-            results["profile"] = {}
-            for side in sides:
-                results["profile"][side.name] = _profile(side, args.profile_seconds, tmp)
-                print(side.name, "profile", results["profile"][side.name], flush=True)
         for side in sides:
             side.stop()
         sides = []
         for backend, url_of in (
-            ("sqlite", lambda w: f"sqlite:///{w / 'bench-audit.db'}"),
-            ("postgresql", None),
+            ()
+            if args.only_profile
+            else (
+                ("sqlite", lambda w: f"sqlite:///{w / 'bench-audit.db'}"),
+                ("postgresql", None),
+            )
         ):
             for name, tree in (("baseline", base_tree), ("current", current_tree)):
                 for pairs in (False, True) if name == "current" else (False,):
@@ -299,6 +317,13 @@ def main() -> None:
                     }
                     results["appends"].append(row)
                     print(row, flush=True)
+        if args.profile_seconds:
+            results["profile"] = {
+                name: _profile(name, tree, tmp / f"p-{name}", args.profile_seconds)
+                for name, tree in (("baseline", base_tree), ("current", current_tree))
+            }
+            for name, rows in results["profile"].items():
+                print(f"--- {name}", *rows, sep="\n", flush=True)
     finally:
         for side in sides:
             side.stop()
