@@ -7,6 +7,7 @@ the audit store cannot be initialised: a service that cannot authorize or record
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -360,6 +361,11 @@ def create_app(settings: Settings, *, he_pool_type: Callable[..., HEPool] | None
             models=[m.id for m in models.manifests()],
             model_failures=sorted(models.failures),
         )
+        # What start-up loaded (torch, models, policy) lives as long as the process: move
+        # it out of the collector's generations, so that a full collection under load does
+        # not walk millions of start-up objects (a pause of 100+ ms in the p99 otherwise).
+        gc.collect()
+        gc.freeze()
         flusher = asyncio.create_task(_flush_refusals(pipeline, sched.anonymous_flush_s))
         try:
             yield
