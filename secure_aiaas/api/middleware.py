@@ -17,9 +17,11 @@ counted into periodic aggregate records instead.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import os
+import secrets
 import time
-import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -77,6 +79,26 @@ def _json_response(status: int, body: dict[str, object], headers: _Headers = ())
         {"type": "http.response.start", "status": status, "headers": start_headers},
         {"type": "http.response.body", "body": payload},
     ]
+
+
+# Request ids: a random prefix per process and a counter, 32 hex digits like a uuid4. Unique
+# across processes and restarts (64 random bits per process), and no system call per request
+# (uuid4 read the kernel's random source on every request: ~10 % of handling time here).
+# Not secrets: nothing is granted by knowing one.
+_ids: tuple[str, itertools.count[int]] = (secrets.token_hex(8), itertools.count())
+
+
+def _renew_ids() -> None:
+    global _ids
+    _ids = (secrets.token_hex(8), itertools.count())
+
+
+os.register_at_fork(after_in_child=_renew_ids)  # a forked worker never repeats its parent's
+
+
+def _next_request_id() -> str:
+    prefix, counter = _ids
+    return f"{prefix}{next(counter):016x}"
 
 
 class AuditMiddleware:
@@ -182,7 +204,7 @@ class _Exchange:
         self.started = False
         client = scope.get("client")
         self._address = str(client[0]) if client else "unknown"
-        self.request_id = uuid.uuid4().hex
+        self.request_id = _next_request_id()
         self.method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         state = scope.setdefault("state", {})
         state["request_id"] = self.request_id
