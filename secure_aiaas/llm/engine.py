@@ -389,7 +389,10 @@ class LLMEngine:
     def stats(self) -> EngineStats:
         with self._lock:
             waiting = self._waiting_count
-        return EngineStats(len(self._batch), waiting, self.config.max_batch_size,
+        # Finished sequences leave the batch only after the step that finished them, but
+        # their callers may already have heard: count what is still generating.
+        active = sum(1 for s in tuple(self._batch.sequences) if s.state != "done")
+        return EngineStats(active, waiting, self.config.max_batch_size,
                            self.config.max_queue_size, self.context_limit, self._steps,
                            self._tokens, self._rejected)  # fmt: skip
 
