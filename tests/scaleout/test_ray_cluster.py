@@ -29,21 +29,20 @@ from secure_aiaas.config import Settings
 from secure_aiaas.crypto import init_keys
 from tests.conftest import (
     IN_CI,
-    PG_ADMIN_URL,
     REDIS_URL,
     REPO,
     STANDARD_KEYS,
     STANDARD_TENANTS,
-    free_port,
+    fresh_pg_schema,
     provision,
     require_service,
     run_cli,
     service_env,
 )
+from tests.scaleout.conftest import serving_on_ray
 
 try:
-    import ray
-    from ray import serve
+    import ray  # noqa: F401
 except ImportError:  # in CI the `test` extra installs it: never skipped there
     if IN_CI:
         raise
@@ -81,23 +80,14 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    """A schema of this module's own on the machine's PostgreSQL (others share it)."""
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    import psycopg
-
-    schema = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    """A schema of this module's own (the cluster lives as long as the module)."""
+    with fresh_pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Cluster]:
     require_service("Redis", "127.0.0.1", 6379)
-    from secure_aiaas.scaleout import APP_NAME, ingress_application
-
     tmp = tmp_path_factory.mktemp("ray")
     init_keys(tmp / "keys")
     shutil.copytree(REPO / "policies", tmp / "policies")
@@ -123,7 +113,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[C
         done = run_cli(env, *command)
         assert done.returncode == 0, done.stderr
     settings = Settings(
-        env="test",
         data_dir=tmp / "data",
         keys_dir=tmp / "keys",
         policy_dir=tmp / "policies",
@@ -150,18 +139,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[C
         },
         log={"level": "WARNING"},
     )
-    port = free_port()
-    # Replica logs stay in the session directory (the audit store is the record here).
-    ray.init(
-        num_cpus=2, include_dashboard=False, object_store_memory=256 << 20, log_to_driver=False
-    )
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(ingress_application(settings), name=APP_NAME, route_prefix="/")
-        yield Cluster(f"http://127.0.0.1:{port}", env, pg_url, settings, api_keys)
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    with serving_on_ray(settings) as url:
+        yield Cluster(url, env, pg_url, settings, api_keys)
 
 
 def _replicas_seen(cluster: Cluster, who: str, requests: int, threads: int) -> list[httpx.Response]:

@@ -24,16 +24,15 @@ from tests.conftest import (
     REPO,
     STANDARD_KEYS,
     STANDARD_TENANTS,
-    free_port,
     provision,
     require_service,
     run_cli,
     service_env,
 )
+from tests.scaleout.conftest import serving_on_ray
 
 try:
-    import ray
-    from ray import serve
+    import ray  # noqa: F401
 except ImportError:  # in CI the `test` extra installs it: never skipped there
     if IN_CI:
         raise
@@ -57,8 +56,6 @@ def cluster(
     tmp_path: Path, pg_url: str, trained_models_dir: Path
 ) -> Iterator[tuple[str, dict[str, str]]]:
     require_service("Redis", "127.0.0.1", 6379)
-    from secure_aiaas.scaleout import APP_NAME, ingress_application
-
     init_keys(tmp_path / "keys")
     shutil.copytree(REPO / "policies", tmp_path / "policies")
     prefix = "test-" + uuid.uuid4().hex[:12]
@@ -76,7 +73,6 @@ def cluster(
     api_keys = provision(env, tenants, KEYS)
     assert run_cli(env, "policy", "publish").returncode == 0
     settings = Settings(
-        env="test",
         data_dir=tmp_path / "data",
         keys_dir=tmp_path / "keys",
         policy_dir=tmp_path / "policies",
@@ -102,17 +98,8 @@ def cluster(
         },
         log={"level": "WARNING"},
     )
-    port = free_port()
-    ray.init(
-        num_cpus=2, include_dashboard=False, object_store_memory=256 << 20, log_to_driver=False
-    )
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(ingress_application(settings), name=APP_NAME, route_prefix="/")
-        yield f"http://127.0.0.1:{port}", api_keys
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    with serving_on_ray(settings) as url:
+        yield url, api_keys
 
 
 def _plaintext(url: str, api_key: str, x: np.ndarray) -> np.ndarray:
