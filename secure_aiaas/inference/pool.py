@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,9 +18,6 @@ from secure_aiaas.errors import ConfigurationError, NotFoundError, ServiceError
 from secure_aiaas.inference.batcher import BatcherStats, BatchRecord, DynamicBatcher, Outputs
 from secure_aiaas.inference.manifest import Manifest
 from secure_aiaas.inference.registry import ModelRegistry
-
-if TYPE_CHECKING:
-    from secure_aiaas.inference.predictor import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +31,32 @@ class BatchingConfig:
     max_queue_size: int = 1024
 
 
+class ModelInputs(Protocol):
+    """What serving needs of a model besides its forward pass (a `Predictor` has it)."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    def rows(self, item: Any) -> int: ...
+
+
+class Batching(Protocol):
+    """What serving needs of a batcher (a `DynamicBatcher`, or a remote deployment's
+    stand-in under the Ray engine)."""
+
+    max_batch_size: int
+
+    async def submit(self, item: Any, *, priority: int | None = None) -> Outputs: ...
+
+    def stats(self) -> BatcherStats: ...
+
+    async def close(self) -> None: ...
+
+
 class ServedModel:
     """One loaded model version behind its batcher."""
 
-    def __init__(self, predictor: Predictor, batcher: DynamicBatcher) -> None:
+    def __init__(self, predictor: ModelInputs, batcher: Batching) -> None:
         self.manifest: Manifest = predictor.manifest
         self.predictor = predictor
         self.batcher = batcher
@@ -116,13 +135,13 @@ class ModelPool:
         configure_torch_threads(self._num_threads)
         device = select_device(self._device)
         self.device = str(device)
-        for name, version in self._targets():
+        for name, version in self.targets():
             key = f"{name}:{version or 'latest'}"
             try:
                 predictor = await asyncio.to_thread(
                     self.registry.load, name, version, device=device
                 )
-                config = self._overrides.get(predictor.manifest.name, self._batching)
+                config = self._batching_for(predictor.manifest.name)
                 await asyncio.to_thread(predictor.warmup, config.max_batch_size)
             except (ServiceError, ValueError, RuntimeError, OSError) as exc:
                 message = exc.public_message if isinstance(exc, ServiceError) else "failed to load"
@@ -140,14 +159,20 @@ class ModelPool:
                 priority_of=self._priority_of,
             )
             batcher.start()
-            manifest = predictor.manifest
-            self._served.setdefault(manifest.name, {})[manifest.version] = ServedModel(
-                predictor, batcher
-            )
-            logger.info("inference.model_loaded model=%s device=%s", manifest.id, device)
+            self._publish(ServedModel(predictor, batcher))
+            logger.info("inference.model_loaded model=%s device=%s", predictor.manifest.id, device)
         self._ready = not self.failures
 
-    def _targets(self) -> list[tuple[str, str | None]]:
+    def _batching_for(self, name: str) -> BatchingConfig:
+        return self._overrides.get(name, self._batching)
+
+    def _publish(self, served: ServedModel) -> None:
+        """Serve ``served`` under its name and version (`get` finds it from now on)."""
+        manifest = served.manifest
+        self._served.setdefault(manifest.name, {})[manifest.version] = served
+
+    def targets(self) -> list[tuple[str, str | None]]:
+        """The ``(name, version or None)`` entries this pool serves (chat models excluded)."""
         if self._wanted is None:
             # Chat models have their own engine (`secure_aiaas.llm`): not predictors to batch here.
             return [(n, None) for n in self.registry.names() if not self._is_chat_model(n)]
