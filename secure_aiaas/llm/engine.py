@@ -223,6 +223,9 @@ class GenerationStream:
         if not self._done:
             self._engine._cancel(self._sequence)
 
+    async def admitted(self) -> None:
+        """Queued already: `LLMEngine.submit` raised otherwise."""
+
     async def aclose(self) -> None:
         self.cancel()
 

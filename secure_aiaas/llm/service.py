@@ -30,7 +30,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from secure_aiaas.errors import InferenceError, NotFoundError, ServiceError
 from secure_aiaas.llm import wire
@@ -38,8 +38,8 @@ from secure_aiaas.llm.engine import (
     EngineConfig,
     EngineFinish,
     EngineObserver,
+    Event,
     Finished,
-    GenerationStream,
     LLMEngine,
     TokenDelta,
 )
@@ -54,6 +54,42 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 DEFAULT_MAX_TOKENS = 512
+
+
+class EventStream(Protocol):
+    """What a `Generation` reads: an `LLMEngine`'s `GenerationStream`, or the stream of an
+    engine in another process (the Ray engine's chat deployment)."""
+
+    @property
+    def completion_tokens(self) -> int: ...
+
+    @property
+    def time_to_first_token_s(self) -> float | None: ...
+
+    @property
+    def elapsed_s(self) -> float: ...
+
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    def cancel(self) -> None: ...
+
+    async def admitted(self) -> None:
+        """Return once the engine has queued the request; its refusal raises here."""
+
+
+class Engine(Protocol):
+    """What an `LLMService` drives (an `LLMEngine`, or a stand-in for a remote one)."""
+
+    @property
+    def context_limit(self) -> int: ...
+
+    def submit(
+        self, prompt_ids: Sequence[int], params: SamplingParams, *, priority: int | None = None
+    ) -> EventStream: ...
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -92,7 +128,7 @@ class Outcome:
 class Generation:
     """One submitted request; consume it once, with `body` or `sse`."""
 
-    def __init__(self, service: LLMService, prompt: PreparedPrompt, stream: GenerationStream,
+    def __init__(self, service: LLMService, prompt: PreparedPrompt, stream: EventStream,
                  restorer: Restorer | None, request_id: str | None) -> None:  # fmt: skip
         self._service = service
         self._prompt = prompt
@@ -108,6 +144,10 @@ class Generation:
 
     def cancel(self) -> None:
         self._stream.cancel()
+
+    async def admitted(self) -> None:
+        """Return once the engine holds the request (`OverloadedError` if it refused it)."""
+        await self._stream.admitted()
 
     async def body(self) -> dict[str, Any]:
         """The non-streamed response body.
@@ -225,7 +265,7 @@ def _stream_status(error: ServiceError) -> int:
 class LLMService:
     """One served chat model: its tokenizer and chat template, and its engine."""
 
-    def __init__(self, loaded: LoadedModel, engine: LLMEngine, *,
+    def __init__(self, loaded: LoadedModel, engine: Engine, *,
                  default_max_tokens: int = DEFAULT_MAX_TOKENS) -> None:  # fmt: skip
         self.loaded = loaded
         self.engine = engine
@@ -381,7 +421,8 @@ class ChatModelPool:
     def ready(self) -> bool:
         return not self.failures
 
-    def _targets(self) -> list[tuple[str, str | None]]:
+    def targets(self) -> list[tuple[str, str | None]]:
+        """The ``(name, version or None)`` chat models this pool serves."""
         if self._models is not None:
             return [(e.partition(":")[0], e.partition(":")[2] or None) for e in self._models]
         targets: list[tuple[str, str | None]] = []
@@ -395,7 +436,7 @@ class ChatModelPool:
 
     async def start(self) -> None:
         """Load (off the event loop) and start every chat model; failures keep it not ready."""
-        for name, version in self._targets():
+        for name, version in self.targets():
             observer = self._observer_for(name) if self._observer_for is not None else None
             try:
                 service = await asyncio.to_thread(LLMService.load, self.registry, name, version,
@@ -406,9 +447,13 @@ class ChatModelPool:
                 logger.error("llm.model_failed model=%s error=%s", name, type(exc).__name__)
                 continue
             service.start()
-            self._services[name] = service
+            self._publish(service)
             logger.info("llm.model_loaded model=%s device=%s dtype=%s", service.model_id,
                         service.loaded.device, service.loaded.dtype)  # fmt: skip
+
+    def _publish(self, service: LLMService) -> None:
+        """Serve ``service`` under its name (`get` finds it from now on)."""
+        self._services[service.name] = service
 
     def get(self, name: str) -> LLMService:
         service = self._services.get(name)

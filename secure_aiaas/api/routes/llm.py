@@ -120,6 +120,7 @@ async def _generate(
     )
     try:
         generation = service.submit(prompt, restore=restore, priority=principal.limits.priority)
+        await generation.admitted()  # a remote engine's refusal: 503 before any stream
     except ServiceError as exc:
         await grant.settle(0)
         exc.with_facts(facts)
