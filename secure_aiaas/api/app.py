@@ -51,7 +51,7 @@ from secure_aiaas.scheduling import (
 
 if TYPE_CHECKING:
     from secure_aiaas.he import HEPool
-    from secure_aiaas.llm import ChatModelPool
+    from secure_aiaas.llm import ChatModelPool, EngineConfig
     from secure_aiaas.privacy import ScrubberService, TenantKeys
 from secure_aiaas.pipeline import Capabilities, Pipeline
 from secure_aiaas.policy import PolicyEngine, PolicyValidationError, build_policy_engine
@@ -159,9 +159,17 @@ def tenant_privacy_keys(data_key: bytes) -> Callable[[str], TenantKeys]:
     return keys_for
 
 
-def build_model_pool(settings: Settings, metrics: Metrics | None = None) -> ModelPool:
+def build_model_pool(
+    settings: Settings,
+    metrics: Metrics | None = None,
+    *,
+    pool_type: Callable[..., ModelPool] | None = None,
+) -> ModelPool:
+    """The plaintext models, not started; ``pool_type`` builds the pool from `ModelPool`'s
+    arguments (default `ModelPool`; the Ray engine passes one whose forward passes run in
+    deployments of their own)."""
     cfg = settings.inference
-    return ModelPool(
+    return (pool_type or ModelPool)(
         ModelRegistry(settings.resolved_models_dir()),
         models=cfg.models or None,
         device=None if cfg.device == "auto" else cfg.device,
@@ -247,22 +255,36 @@ async def _final_flush(pipeline: Pipeline) -> None:
         log.error("audit.refusals_flush_failed")
 
 
-async def build_chat_pool(settings: Settings, metrics: Metrics | None) -> ChatModelPool:
-    """Every registered chat model loaded (verified) with its continuously batching engine."""
-    from secure_aiaas.llm import ChatModelPool, EngineConfig
+def chat_engine_config(settings: Settings) -> EngineConfig:
+    """The chat engines' bounds from ``settings.llm``."""
+    from secure_aiaas.llm import EngineConfig
 
     cfg = settings.llm
-    pool = ChatModelPool(
+    return EngineConfig(
+        max_batch_size=cfg.max_batch_size,
+        max_queue_size=cfg.max_queue_size,
+        max_context_tokens=cfg.max_context_tokens,
+        repetition_penalty=cfg.repetition_penalty,
+    )
+
+
+async def build_chat_pool(
+    settings: Settings,
+    metrics: Metrics | None,
+    *,
+    pool_type: Callable[..., ChatModelPool] | None = None,
+) -> ChatModelPool:
+    """Every registered chat model loaded (verified) with its continuously batching engine;
+    ``pool_type`` as in `build_model_pool` (the Ray engine's generates in deployments)."""
+    from secure_aiaas.llm import ChatModelPool
+
+    cfg = settings.llm
+    pool = (pool_type or ChatModelPool)(
         ModelRegistry(settings.resolved_models_dir()),
         models=cfg.models or None,
         device=None if cfg.device == "auto" else cfg.device,
         dtype=None if cfg.dtype == "auto" else cfg.dtype,
-        config=EngineConfig(
-            max_batch_size=cfg.max_batch_size,
-            max_queue_size=cfg.max_queue_size,
-            max_context_tokens=cfg.max_context_tokens,
-            repetition_penalty=cfg.repetition_penalty,
-        ),
+        config=chat_engine_config(settings),
         observer_for=metrics.llm_observer if metrics is not None else None,
         priority_of=current_priority,
         default_max_tokens=cfg.default_max_tokens,
@@ -290,8 +312,15 @@ def app_from_environment() -> FastAPI:
     return create_app(settings)
 
 
-def create_app(settings: Settings, *, he_pool_type: Callable[..., HEPool] | None = None) -> FastAPI:
-    """The service; ``he_pool_type`` as in `build_he_pool` (default: the local pool)."""
+def create_app(
+    settings: Settings,
+    *,
+    he_pool_type: Callable[..., HEPool] | None = None,
+    model_pool_type: Callable[..., ModelPool] | None = None,
+    chat_pool_type: Callable[..., ChatModelPool] | None = None,
+) -> FastAPI:
+    """The service; ``he_pool_type`` as in `build_he_pool`, ``model_pool_type`` as in
+    `build_model_pool`, ``chat_pool_type`` as in `build_chat_pool` (default: local pools)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -315,7 +344,7 @@ def create_app(settings: Settings, *, he_pool_type: Callable[..., HEPool] | None
             # Serve on, but every route that takes plaintext text answers 503 (fail closed);
             # readiness reports it.
             log.error("privacy.scrubber_unavailable", model=settings.privacy.spacy_model)
-        models = build_model_pool(settings, metrics)
+        models = build_model_pool(settings, metrics, pool_type=model_pool_type)
         await models.start()
         he_pool = (
             await asyncio.to_thread(
@@ -324,7 +353,11 @@ def create_app(settings: Settings, *, he_pool_type: Callable[..., HEPool] | None
             if settings.he.enabled
             else None
         )
-        chat = await build_chat_pool(settings, metrics) if settings.llm.enabled else None
+        chat = (
+            await build_chat_pool(settings, metrics, pool_type=chat_pool_type)
+            if settings.llm.enabled
+            else None
+        )
         capabilities = Capabilities(
             models=models,
             he=he_pool,
