@@ -205,6 +205,17 @@ class ScaleOutSettings(BaseModel):
     # Tenants one HE replica keeps (Serve's max_num_models_per_replica); too few and the
     # key cache thrashes.
     he_tenants_per_replica: int = Field(default=8, gt=0)
+    # Plaintext models in deployments of their own, one per served model (`model-<name>`),
+    # batching with `@serve.batch`; 0: each ingress replica's own dynamic batchers.
+    model_replicas: int = Field(default=0, ge=0)
+    model_replica_num_cpus: float = Field(default=1.0, gt=0)
+    # How long `@serve.batch` lets the first call wait for company; a pass holds at most
+    # INFERENCE__MAX_BATCH_SIZE rows (requests from every ingress replica).
+    model_batch_wait_s: float = Field(default=0.002, ge=0)
+    # Chat models in deployments of their own, one per chat model (`chat-<name>`), events
+    # streamed back to the ingress; 0: each ingress replica's own engine.
+    chat_replicas: int = Field(default=0, ge=0)
+    chat_replica_num_cpus: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _check_replica_bounds(self) -> ScaleOutSettings:

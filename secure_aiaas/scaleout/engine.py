@@ -34,10 +34,11 @@ def check_spine(settings: Settings) -> None:
 
 
 def _why_not_started() -> str:
-    """The last line of Serve's report on the ingress deployment (the rest is a traceback)."""
+    """The last line of Serve's report on the first deployment that did not start (the
+    ingress, or a model, chat or HE deployment it needs; the rest is a traceback)."""
     app = serve.status().applications.get(APP_NAME)
-    deployment = app.deployments.get("ingress") if app is not None else None
-    message = deployment.message if deployment is not None else ""
+    deployments = list(app.deployments.values()) if app is not None else []
+    message = next((d.message for d in deployments if d.status != "HEALTHY" and d.message), "")
     lines = [line for line in message.splitlines() if line.strip()]
     return lines[-1] if lines else "no reason reported"
 

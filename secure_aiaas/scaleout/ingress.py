@@ -61,11 +61,19 @@ def portable(settings: Settings) -> Settings:
 class Ingress:
     """One replica of the service; the app itself comes from `__serve_build_asgi_app__`."""
 
-    def __init__(self, settings: Settings, he_evaluator: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        he_evaluator: Any = None,
+        models: dict[str, Any] | None = None,
+        chats: dict[str, Any] | None = None,
+    ) -> None:
         self._settings = settings
-        # A handle to the `he` deployment (Serve passes one for a bound deployment), or
-        # None: evaluation in this replica's own HE pool.
-        self._he_evaluator = he_evaluator
+        # Handles to the other deployments (Serve passes one for each bound deployment),
+        # or None: that work in this replica's own pools.
+        self._he_evaluator = he_evaluator  # the `he` deployment
+        self._models = models  # a `model-…` deployment per plaintext model entry
+        self._chats = chats  # a `chat-…` deployment per chat model name
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         # Imported here: the driver never builds the app (or loads its heavy imports).
@@ -79,7 +87,22 @@ class Ingress:
             from secure_aiaas.scaleout.he_deployment import RemoteHEPool
 
             he_pool_type = partial(RemoteHEPool, evaluator=self._he_evaluator)
-        app = create_app(settings, he_pool_type=he_pool_type)
+        model_pool_type = None
+        if self._models is not None:
+            from secure_aiaas.scaleout.model_deployment import RemoteModelPool
+
+            model_pool_type = partial(RemoteModelPool, models_by_entry=self._models)
+        chat_pool_type = None
+        if self._chats is not None:
+            from secure_aiaas.scaleout.chat_deployment import RemoteChatModelPool
+
+            chat_pool_type = partial(RemoteChatModelPool, models_by_name=self._chats)
+        app = create_app(
+            settings,
+            he_pool_type=he_pool_type,
+            model_pool_type=model_pool_type,
+            chat_pool_type=chat_pool_type,
+        )
         replica = serve.get_replica_context().replica_id.unique_id
         app.add_middleware(ServedBy, replica=replica)
         return app
@@ -128,8 +151,54 @@ def ingress_application(settings: Settings) -> Application:
             max_ongoing_requests=scale.max_ongoing_requests,
             ray_actor_options={"num_cpus": scale.he_replica_num_cpus},
         ).bind(he_settings)
-    application: Application = deployment.bind(shared, he_evaluator)
+    models = model_deployments(shared) if scale.model_replicas else None
+    chats = chat_deployments(shared) if settings.llm.enabled and scale.chat_replicas else None
+    application: Application = deployment.bind(shared, he_evaluator, models, chats)
     return application
+
+
+def _deployment_name(kind: str, name: str, version: str | None) -> str:
+    return f"{kind}-{name}" if version is None else f"{kind}-{name}-{version}"
+
+
+def model_deployments(settings: Settings) -> dict[str, Application]:
+    """A bound `model-<name>` deployment per served plaintext model, by pool entry (the
+    driver reads the registry's manifests only; the replicas load and verify the weights)."""
+    from secure_aiaas.inference import ModelPool, ModelRegistry
+    from secure_aiaas.scaleout.model_deployment import ModelDeployment
+
+    scale = settings.scaleout
+    registry = ModelRegistry(settings.resolved_models_dir())
+    targets = ModelPool(registry, models=settings.inference.models or None).targets()
+    return {
+        (name if version is None else f"{name}:{version}"): ModelDeployment.options(
+            name=_deployment_name("model", name, version),
+            num_replicas=scale.model_replicas,
+            max_ongoing_requests=scale.max_ongoing_requests,
+            ray_actor_options={"num_cpus": scale.model_replica_num_cpus},
+        ).bind(settings, name, version)
+        for name, version in targets
+    }
+
+
+def chat_deployments(settings: Settings) -> dict[str, Application]:
+    """A bound `chat-<name>` deployment per served chat model, by name."""
+    from secure_aiaas.inference import ModelRegistry
+    from secure_aiaas.llm.service import ChatModelPool
+    from secure_aiaas.scaleout.chat_deployment import ChatDeployment
+
+    scale = settings.scaleout
+    registry = ModelRegistry(settings.resolved_models_dir())
+    targets = ChatModelPool(registry, models=settings.llm.models or None).targets()
+    return {
+        name: ChatDeployment.options(
+            name=_deployment_name("chat", name, version),
+            num_replicas=scale.chat_replicas,
+            max_ongoing_requests=scale.max_ongoing_requests,
+            ray_actor_options={"num_cpus": scale.chat_replica_num_cpus},
+        ).bind(settings, name, version)
+        for name, version in targets
+    }
 
 
 def app_from_environment(args: dict[str, str] | None = None) -> Application:
