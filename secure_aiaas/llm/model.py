@@ -42,7 +42,9 @@ class LoadedModel:
     """Everything the engine and the service need from one registered model version."""
 
     manifest: Manifest
-    model: Any  # a transformers PreTrainedModel, eval mode, on `device`
+    # A transformers PreTrainedModel, eval mode, on `device`; None in the copy a remote
+    # engine's caller keeps (tokenizer and template only: the Ray engine's ingress).
+    model: Any
     tokenizer: Any  # a transformers fast tokenizer
     chat_template: str | None
     eos_token_ids: tuple[int, ...]

@@ -8,6 +8,7 @@ audit; everything after that is here. A request goes through three calls::
     prompt = await asyncio.to_thread(service.prepare_chat, body, texts)  # tokenizes: off the loop
     #   quotas: prompt.prompt_tokens now, prompt.max_tokens at most later
     generation = service.submit(prompt, restore=mapping_or_None, priority=...)  # 503 if full
+    await generation.admitted()                                # a remote engine's 503 here
     if body.stream:
         return StreamingResponse(generation.sse(), media_type=SSE_MEDIA_TYPE)
     return await generation.body()
