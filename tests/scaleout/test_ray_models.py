@@ -324,3 +324,22 @@ def test_a_client_that_hangs_up_stops_the_remote_generation(cluster: Cluster) ->
     generated = stats.tokens_total - before.tokens_total
     assert 0 < generated < max_tokens, generated
     print(f"\nchat deployment: a hung-up stream stopped after {generated} of {max_tokens} tokens")
+
+
+def test_a_pass_that_fails_in_the_model_replica_is_the_local_batchers_error(
+    cluster: Cluster,
+) -> None:
+    """A refusal raised in the replica reaches the ingress's caller as itself (the route
+    answers with its status), not as Ray's wrapper (a 500)."""
+    from ray import serve
+
+    from secure_aiaas.errors import InferenceError
+    from secure_aiaas.scaleout import APP_NAME
+    from secure_aiaas.scaleout.model_deployment import RemoteBatcher
+
+    model = serve.get_deployment_handle("model-digits-mlp", app_name=APP_NAME)
+    batcher = RemoteBatcher(model, "digits-mlp:1", max_batch_size=64)
+    wrong = np.zeros((1, 63), dtype=np.float32)  # past the ingress's checks: the pass fails
+    with pytest.raises(InferenceError):
+        asyncio.run(batcher.submit(wrong))
+    assert batcher.stats().failed_total == 1
