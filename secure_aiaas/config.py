@@ -156,6 +156,8 @@ class PrivacySettings(BaseModel):
     # The PII model's graph: "int8" (converted once at start, ~2.5x faster), "q4" (as
     # shipped), or null (rules and spaCy only: the fast tier for every profile).
     pii_model: Literal["int8", "q4"] | None = "int8"
+    # Where the converted graph is kept between starts (default: <data_dir>/cache).
+    cache_dir: Path | None = None
 
 
 class SchedulingSettings(BaseModel):

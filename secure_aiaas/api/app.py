@@ -135,6 +135,7 @@ async def build_scrubber(settings: Settings) -> ScrubberService:
         processes=cfg.processes or _cores_per_worker(settings),
         batch_size=cfg.batch_size,
         pii_model=cfg.pii_model,
+        graph_cache_dir=cfg.cache_dir or settings.data_dir / "cache",
         limits=ScrubLimits(
             max_text_chars=limits.max_text_chars,
             max_request_chars=limits.max_request_chars,
@@ -336,14 +337,11 @@ def create_app(
         )
         # A registry of its own per app (tests build several in one process).
         metrics = Metrics() if settings.metrics.enabled else None
-        scrubber = None
-        try:
-            if settings.privacy.enabled:
-                scrubber = await build_scrubber(settings)
-        except PrivacyError:
-            # Serve on, but every route that takes plaintext text answers 503 (fail closed);
-            # readiness reports it.
-            log.error("privacy.scrubber_unavailable", model=settings.privacy.spacy_model)
+        # The scrubber's workers load in processes of their own (seconds): meanwhile this
+        # process loads the models.
+        scrubbing = (
+            asyncio.create_task(build_scrubber(settings)) if settings.privacy.enabled else None
+        )
         models = build_model_pool(settings, metrics, pool_type=model_pool_type)
         await models.start()
         he_pool = (
@@ -358,6 +356,14 @@ def create_app(
             if settings.llm.enabled
             else None
         )
+        scrubber = None
+        try:
+            if scrubbing is not None:
+                scrubber = await scrubbing
+        except PrivacyError:
+            # Serve on, but every route that takes plaintext text answers 503 (fail closed);
+            # readiness reports it.
+            log.error("privacy.scrubber_unavailable", model=settings.privacy.spacy_model)
         capabilities = Capabilities(
             models=models,
             he=he_pool,

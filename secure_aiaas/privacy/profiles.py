@@ -345,7 +345,7 @@ class _Validator:
                 except re.error as exc:
                     self.err(pat["regex"][1], f"invalid regex: {exc.msg}")
                 else:
-                    from secure_aiaas.privacy.recognizers.custom_pattern import compile_linear
+                    from secure_aiaas.privacy.linear import compile_linear
 
                     try:
                         compile_linear(regex)

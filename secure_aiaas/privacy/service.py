@@ -17,6 +17,7 @@ pool is started again for later requests. Nothing is ever passed on unscrubbed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 from collections import Counter
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from secure_aiaas.errors import InputError, PrivacyError
@@ -39,6 +41,8 @@ from secure_aiaas.privacy.profiles import PrivacyPolicy, Profile, ProfileStore
 from secure_aiaas.privacy.results import ConversationResult, JsonScrubResult, ScrubResult
 from secure_aiaas.privacy.span_rules import Span
 from secure_aiaas.privacy.transformation import transform
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,16 +74,15 @@ class ScrubberService:
         processes: int,
         limits: ScrubLimits,
         max_batch_texts: int,
+        anonymizer: Any,
     ) -> None:
-        from presidio_anonymizer import AnonymizerEngine
-
         self._store = profiles if isinstance(profiles, ProfileStore) else None
         self._policy = profiles.policy if isinstance(profiles, ProfileStore) else profiles
         self._config = config
         self.processes = processes
         self.limits = limits
         self.max_batch_texts = max_batch_texts
-        self._anonymizer = AnonymizerEngine()  # type: ignore[no-untyped-call]
+        self._anonymizer = anonymizer  # a presidio_anonymizer.AnonymizerEngine
         self._executor: ProcessPoolExecutor | None = None
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._slots = asyncio.Semaphore(processes)
@@ -99,8 +102,12 @@ class ScrubberService:
         limits: ScrubLimits | None = None,
         pii_model: str | None = "int8",
         max_batch_texts: int = 256,
+        graph_cache_dir: Path | None = None,
     ) -> ScrubberService:
         """Start the worker processes and wait until each has loaded its models.
+
+        ``graph_cache_dir`` keeps the converted PII graph across starts (None: converted
+        at every start).
 
         Raises:
             PrivacyError: a model cannot be loaded (the service must refuse plaintext).
@@ -110,18 +117,33 @@ class ScrubberService:
         graph = None
         if pii_model is not None:
             try:
-                graph = await _in_child_process(_convert_pii_graph, pii_model)
+                graph = await _pii_graph(pii_model, graph_cache_dir)
             except Exception as exc:
                 raise PrivacyError() from exc
         config = WorkerConfig(model_name or DEFAULT_MODEL, pii_model, graph, batch_size)
+        count = max(1, processes or os.cpu_count() or 1)
+        # Presidio's import (it pulls in its NLP engines: seconds) runs in a thread while the
+        # workers start in their processes, not on the event loop before them.
+        importing = asyncio.ensure_future(asyncio.to_thread(_new_anonymizer))
+        try:
+            executor, pids = await _start_workers(config, count)
+        except BaseException:
+            importing.cancel()
+            raise
+        try:
+            anonymizer = await importing
+        except Exception as exc:
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise PrivacyError() from exc
         service = cls(
             profiles=profiles,
             config=config,
-            processes=max(1, processes or os.cpu_count() or 1),
+            processes=count,
             limits=limits or ScrubLimits(),
             max_batch_texts=max_batch_texts,
+            anonymizer=anonymizer,
         )
-        await service._start_pool()
+        service._executor, service.worker_pids = executor, pids
         return service
 
     # --- public API (mirrors Scrubber) ---------------------------------------------------------
@@ -321,32 +343,7 @@ class ScrubberService:
             self._slots.release()
 
     async def _start_pool(self) -> None:
-        executor = ProcessPoolExecutor(
-            self.processes,
-            mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded server
-            initializer=_worker_init,
-            initargs=(self._config,),
-        )
-        loop = asyncio.get_running_loop()
-        pids: set[int] = set()
-        try:
-            # Until every worker has answered (each has loaded its models): a ping that lands on
-            # a busy or loading worker waits; no request is taken before the pool is complete.
-            for _ in range(20):
-                answers = await asyncio.gather(
-                    *(
-                        loop.run_in_executor(executor, _worker_ping, 0.2)
-                        for _ in range(self.processes)
-                    )
-                )
-                pids.update(answers)
-                if len(pids) >= self.processes:
-                    break
-        except Exception as exc:
-            executor.shutdown(wait=False, cancel_futures=True)
-            raise PrivacyError() from exc
-        self._executor = executor
-        self.worker_pids = tuple(sorted(pids))
+        self._executor, self.worker_pids = await _start_workers(self._config, self.processes)
 
     async def _restart_pool(self) -> None:
         old, self._executor = self._executor, None
@@ -378,14 +375,55 @@ async def _in_child_process(fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
 
-def _convert_pii_graph(precision: str) -> bytes:
-    from secure_aiaas.privacy.pii_model import model_path
+async def _start_workers(
+    config: WorkerConfig, processes: int
+) -> tuple[ProcessPoolExecutor, tuple[int, ...]]:
+    """A pool of ``processes`` detection workers, each answering (its models loaded)."""
+    executor = ProcessPoolExecutor(
+        processes,
+        mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded server
+        initializer=_worker_init,
+        initargs=(config,),
+    )
+    loop = asyncio.get_running_loop()
+    pids: set[int] = set()
+    try:
+        # Until every worker has answered (each has loaded its models): a ping that lands on
+        # a busy or loading worker waits; no request is taken before the pool is complete.
+        for _ in range(20):
+            answers = await asyncio.gather(
+                *(loop.run_in_executor(executor, _worker_ping, 0.2) for _ in range(processes))
+            )
+            pids.update(answers)
+            if len(pids) >= processes:
+                break
+    except Exception as exc:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise PrivacyError() from exc
+    return executor, tuple(sorted(pids))
 
-    graph = (model_path() / "onnx" / "model_q4.onnx").read_bytes()
-    if precision == "int8":
-        from secure_aiaas.privacy.pii_model import int8_graph
 
-        return int8_graph(graph)
+def _new_anonymizer() -> Any:
+    from presidio_anonymizer import AnonymizerEngine
+
+    return AnonymizerEngine()  # type: ignore[no-untyped-call]
+
+
+async def _pii_graph(precision: str, cache_dir: Path | None) -> bytes:
+    """The PII model's graph: from the cache when it holds a verified copy, else converted
+    (in a child process) and cached for the next start."""
+    from secure_aiaas.privacy import pii_model
+
+    if cache_dir is not None:
+        cached = await asyncio.to_thread(pii_model.cached_graph, precision, cache_dir)
+        if cached is not None:
+            return cached
+    graph: bytes = await _in_child_process(pii_model.graph_for, precision)
+    if cache_dir is not None:
+        try:
+            await asyncio.to_thread(pii_model.store_graph, precision, graph, cache_dir)
+        except OSError:
+            logger.warning("privacy.graph_cache_unwritable")  # converted again next start
     return graph
 
 

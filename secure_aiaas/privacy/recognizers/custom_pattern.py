@@ -10,22 +10,11 @@ do for Presidio's own recognizers (Presidio's context enhancer runs on these res
 from __future__ import annotations
 
 import re
-from typing import Any
 
-import re2
 from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-_OPTIONS = re2.Options()
-_OPTIONS.max_mem = 8 << 20  # a pathological pattern fails to compile instead of eating memory
-
-
-def compile_linear(pattern: str, *, ignore_case: bool = False) -> Any:
-    """Compile with RE2 (raises ``re2.error`` for what RE2 cannot run in linear time)."""
-    options = re2.Options()
-    options.max_mem = _OPTIONS.max_mem
-    options.case_sensitive = not ignore_case
-    return re2.compile(pattern, options)
+from secure_aiaas.privacy.linear import compile_linear
 
 
 class CustomPatternRecognizer(LocalRecognizer):
