@@ -7,11 +7,11 @@ fails when it is absent; locally it is skipped with the reason.
 from __future__ import annotations
 
 import os
-import tempfile
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
