@@ -73,7 +73,15 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
     provisioned: dict[str, str] = {}
 
     def make(**extra: str) -> Server:
-        env = service_env(tmp_path, keys_dir, policy_dir, SAIAAS_HE__ENABLED="false", **extra)
+        # Quotas are tested on whoami: no text, no ciphertexts, so no worker pools to start.
+        env = service_env(
+            tmp_path,
+            keys_dir,
+            policy_dir,
+            SAIAAS_HE__ENABLED="false",
+            SAIAAS_PRIVACY__ENABLED="false",
+            **extra,
+        )
         if not provisioned:
             provisioned.update(provision(env, SCHEDULING_TENANTS, SCHEDULING_KEYS))
         server = start_server(env, tmp_path / f"server-{len(started)}.log")
