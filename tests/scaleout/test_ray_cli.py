@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from tests.conftest import (
-    IN_CI,
     REDIS_URL,
     REPO,
     STANDARD_KEYS,
@@ -29,15 +28,6 @@ from tests.conftest import (
     run_cli,
     service_env,
 )
-
-try:
-    import ray  # noqa: F401
-except ImportError:  # in CI the `test` extra installs it: never skipped there
-    if IN_CI:
-        raise
-    pytest.skip(
-        "ray[serve] not installed (pip install -e '.[ray]'); runs in CI", allow_module_level=True
-    )
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

@@ -19,7 +19,6 @@ import pytest
 from secure_aiaas.config import Settings
 from secure_aiaas.crypto import init_keys
 from tests.conftest import (
-    IN_CI,
     REDIS_URL,
     REPO,
     STANDARD_KEYS,
@@ -30,15 +29,6 @@ from tests.conftest import (
     service_env,
 )
 from tests.scaleout.conftest import serving_on_ray
-
-try:
-    import ray  # noqa: F401
-except ImportError:  # in CI the `test` extra installs it: never skipped there
-    if IN_CI:
-        raise
-    pytest.skip(
-        "ray[serve] not installed (pip install -e '.[ray]'); runs in CI", allow_module_level=True
-    )
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
