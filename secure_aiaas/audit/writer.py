@@ -144,10 +144,13 @@ class AuditWriter:
         """Durably record ``event``; returns its seq. Raises AuditError if it was not stored."""
         if not self.alive:
             raise AuditError()
-        future: Future[int] = Future()
+        # A future of the caller's own loop: the writer settles a whole batch's futures with
+        # one call into each loop (`_resolve`), not one thread-safe wake-up per record.
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.put((event, future))
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout_s * 2 + 1)
+            async with asyncio.timeout(self._timeout_s * 2 + 1):
+                return await future
         except TimeoutError as exc:
             raise AuditError() from exc
 
@@ -170,7 +173,7 @@ class AuditWriter:
             self._maybe_checkpoint()
             return False
         stopping = False
-        batch: list[tuple[AuditEvent, Future[int]]] = []
+        batch: list[tuple[AuditEvent, asyncio.Future[int]]] = []
         deadline = 0.0
         while True:
             if item is _STOP:
@@ -207,9 +210,9 @@ class AuditWriter:
         self._maybe_checkpoint(force=stopping)
         return stopping
 
-    def _commit(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
+    def _commit(self, batch: list[tuple[AuditEvent, asyncio.Future[int]]]) -> None:
         rows: list[dict[str, object]] = []
-        futures: list[Future[int]] = []
+        futures: list[asyncio.Future[int]] = []
         for event, future in batch:
             try:
                 rows.append(event_fields(event))
@@ -234,7 +237,9 @@ class AuditWriter:
             return
         self._committed(started, seqs, futures)
 
-    def _commit_rows(self, rows: list[dict[str, object]], futures: list[Future[int]]) -> None:
+    def _commit_rows(
+        self, rows: list[dict[str, object]], futures: list[asyncio.Future[int]]
+    ) -> None:
         started = time.perf_counter()
         try:
             seqs = self.store.append_rows(rows)
@@ -245,13 +250,13 @@ class AuditWriter:
             return
         self._committed(started, seqs, futures)
 
-    def _committed(self, started: float, seqs: list[int], futures: list[Future[int]]) -> None:
+    def _committed(
+        self, started: float, seqs: list[int], futures: list[asyncio.Future[int]]
+    ) -> None:
         self._failing = False
         self.last_commit_ms = (time.perf_counter() - started) * 1000
         self._since_checkpoint += len(seqs)
-        for future, seq in zip(futures, seqs, strict=True):
-            if not future.done():
-                future.set_result(seq)
+        _resolve(list(zip(futures, seqs, strict=True)))
 
     def _probe_if_due(self) -> None:
         """While failing, try a small write every second: recovery needs no request."""
@@ -293,10 +298,32 @@ class AuditWriter:
             log.info("audit.checkpoint_signed", seq=checkpoint.seq)
 
 
-def _fail(batch: Sequence[tuple[object, Future[int]]]) -> None:
-    for _, future in batch:
-        if not future.done():
+def _fail(batch: Sequence[tuple[object, asyncio.Future[int]]]) -> None:
+    _resolve([(future, None) for _, future in batch])
+
+
+def _resolve(outcomes: Sequence[tuple[asyncio.Future[int], int | None]]) -> None:
+    """Hand each caller its seq (None: AuditError), from the writer thread: one call into
+    each caller's event loop per batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | None]]] = {}
+    for future, seq in outcomes:
+        by_loop.setdefault(future.get_loop(), []).append((future, seq))
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, settled)
+        except RuntimeError:
+            pass  # that loop has closed: nobody awaits its futures any more
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[int], int | None]]) -> None:
+    """In the caller's loop: results for those still waiting (a timed-out one is done)."""
+    for future, seq in outcomes:
+        if future.done():
+            continue
+        if seq is None:
             future.set_exception(AuditError())
+        else:
+            future.set_result(seq)
 
 
 def _is_outage(exc: BaseException) -> bool:
