@@ -91,9 +91,9 @@ def shipped_graph() -> bytes:
     return (model_path() / "onnx" / "model_q4.onnx").read_bytes()
 
 
-def graph_for(precision: str, shipped: bytes | None = None) -> bytes:
+def graph_for(precision: str) -> bytes:
     """The graph the detector runs at ``precision`` ("int8": converted; "q4": as shipped)."""
-    graph = shipped if shipped is not None else shipped_graph()
+    graph = shipped_graph()
     return int8_graph(graph) if precision == "int8" else graph
 
 

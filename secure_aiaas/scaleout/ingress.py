@@ -157,8 +157,26 @@ def ingress_application(settings: Settings) -> Application:
     return application
 
 
-def _deployment_name(kind: str, name: str, version: str | None) -> str:
-    return f"{kind}-{name}" if version is None else f"{kind}-{name}-{version}"
+def _one_per_model(
+    deployment: Any,
+    kind: str,
+    targets: list[tuple[str, str | None]],
+    settings: Settings,
+    *,
+    replicas: int,
+    num_cpus: float,
+) -> dict[tuple[str, str | None], Application]:
+    """``deployment`` bound once per ``(name, version or None)`` target, named
+    ``<kind>-<name>[-<version>]``, each replica loading that model from ``settings``."""
+    return {
+        (name, version): deployment.options(
+            name=f"{kind}-{name}" if version is None else f"{kind}-{name}-{version}",
+            num_replicas=replicas,
+            max_ongoing_requests=settings.scaleout.max_ongoing_requests,
+            ray_actor_options={"num_cpus": num_cpus},
+        ).bind(settings, name, version)
+        for name, version in targets
+    }
 
 
 def model_deployments(settings: Settings) -> dict[str, Application]:
@@ -170,15 +188,15 @@ def model_deployments(settings: Settings) -> dict[str, Application]:
     scale = settings.scaleout
     registry = ModelRegistry(settings.resolved_models_dir())
     targets = ModelPool(registry, models=settings.inference.models or None).targets()
-    return {
-        (name if version is None else f"{name}:{version}"): ModelDeployment.options(
-            name=_deployment_name("model", name, version),
-            num_replicas=scale.model_replicas,
-            max_ongoing_requests=scale.max_ongoing_requests,
-            ray_actor_options={"num_cpus": scale.model_replica_num_cpus},
-        ).bind(settings, name, version)
-        for name, version in targets
-    }
+    bound = _one_per_model(
+        ModelDeployment,
+        "model",
+        targets,
+        settings,
+        replicas=scale.model_replicas,
+        num_cpus=scale.model_replica_num_cpus,
+    )
+    return {(n if v is None else f"{n}:{v}"): app for (n, v), app in bound.items()}
 
 
 def chat_deployments(settings: Settings) -> dict[str, Application]:
@@ -190,15 +208,15 @@ def chat_deployments(settings: Settings) -> dict[str, Application]:
     scale = settings.scaleout
     registry = ModelRegistry(settings.resolved_models_dir())
     targets = ChatModelPool(registry, models=settings.llm.models or None).targets()
-    return {
-        name: ChatDeployment.options(
-            name=_deployment_name("chat", name, version),
-            num_replicas=scale.chat_replicas,
-            max_ongoing_requests=scale.max_ongoing_requests,
-            ray_actor_options={"num_cpus": scale.chat_replica_num_cpus},
-        ).bind(settings, name, version)
-        for name, version in targets
-    }
+    bound = _one_per_model(
+        ChatDeployment,
+        "chat",
+        targets,
+        settings,
+        replicas=scale.chat_replicas,
+        num_cpus=scale.chat_replica_num_cpus,
+    )
+    return {name: app for (name, _), app in bound.items()}
 
 
 def app_from_environment(args: dict[str, str] | None = None) -> Application:
