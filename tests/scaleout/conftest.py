@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from secure_aiaas.config import Settings
-from tests.conftest import IN_CI, free_port
+from tests.conftest import IN_CI, REDIS_URL, free_port, service_env
 
 try:
     import ray  # noqa: F401
@@ -16,6 +19,54 @@ except ImportError:  # in CI the `test` extra installs it: never skipped there
     # Locally without ray[serve] (pip install -e '.[ray]'): the cluster tests are not
     # collected; the refusals (which need no Ray) still run.
     collect_ignore_glob = ["test_ray_*.py"]
+
+
+def shared_state_env(tmp: Path, pg_url: str) -> tuple[dict[str, str], str]:
+    """The CLI's environment for a cluster's shared state (audit, tenants and keys on
+    PostgreSQL, quotas on Redis under a key prefix of its own, the published policy), and
+    that prefix. Keys and policies live under ``tmp``."""
+    prefix = "test-" + uuid.uuid4().hex[:12]
+    env = service_env(
+        tmp,
+        tmp / "keys",
+        tmp / "policies",
+        audit_url=pg_url,
+        database_url=pg_url,
+        SAIAAS_REDIS_URL=REDIS_URL,
+        SAIAAS_SCHEDULING__KEY_PREFIX=prefix,
+        SAIAAS_POLICY__SOURCE="published",
+    )
+    return env, prefix
+
+
+def replica_settings(
+    tmp: Path,
+    pg_url: str,
+    prefix: str,
+    models_dir: Path,
+    *,
+    policy: dict[str, Any] | None = None,
+    **sections: Any,
+) -> Settings:
+    """The replicas' settings on the state `shared_state_env` describes; ``policy`` adds to
+    the published source, ``sections`` (privacy, he, llm, scaleout, …) as `Settings` takes
+    them."""
+    return Settings(
+        data_dir=tmp / "data",
+        keys_dir=tmp / "keys",
+        policy_dir=tmp / "policies",
+        models_dir=models_dir,
+        database_url=pg_url,
+        audit_url=pg_url,
+        redis_url=REDIS_URL,
+        scheduling={
+            "key_prefix": prefix,
+            "anonymous_per_address_per_minute": 1_000_000,
+            "anonymous_audit_bytes_per_s": 64 << 20,
+        },
+        policy={"source": "published", **(policy or {})},
+        **sections,
+    )
 
 
 @contextmanager

@@ -15,7 +15,6 @@ import json
 import shutil
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ import ray
 from secure_aiaas.config import Settings
 from secure_aiaas.crypto import init_keys
 from tests.conftest import (
-    REDIS_URL,
     REPO,
     STANDARD_KEYS,
     STANDARD_TENANTS,
@@ -37,9 +35,8 @@ from tests.conftest import (
     provision,
     require_service,
     run_cli,
-    service_env,
 )
-from tests.scaleout.conftest import serving_on_ray
+from tests.scaleout.conftest import replica_settings, serving_on_ray, shared_state_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -84,18 +81,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[C
     shutil.copytree(REPO / "policies", tmp / "policies")
     with (tmp / "policies" / "policy.csv").open("a") as fh:
         fh.write(GRANT)
-    prefix = "test-" + uuid.uuid4().hex[:12]  # quota keys and policy channel of our own
     # Lean replicas: no models, HE or scrubber (this is about the shared state).
-    env = service_env(
-        tmp,
-        tmp / "keys",
-        tmp / "policies",
-        audit_url=pg_url,
-        database_url=pg_url,
-        SAIAAS_REDIS_URL=REDIS_URL,
-        SAIAAS_SCHEDULING__KEY_PREFIX=prefix,
-        SAIAAS_POLICY__SOURCE="published",
-    )
+    env, prefix = shared_state_env(tmp, pg_url)
     api_keys = provision(env, TENANTS, KEYS)
     for command in (
         ("tenant", "set-limits", "ratco", "--rpm", "20"),
@@ -103,21 +90,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[C
     ):
         done = run_cli(env, *command)
         assert done.returncode == 0, done.stderr
-    settings = Settings(
-        data_dir=tmp / "data",
-        keys_dir=tmp / "keys",
-        policy_dir=tmp / "policies",
-        models_dir=tmp / "no-models",
-        database_url=pg_url,
-        audit_url=pg_url,
-        redis_url=REDIS_URL,
-        scheduling={
-            "key_prefix": prefix,
-            "anonymous_per_address_per_minute": 1_000_000,
-            "anonymous_audit_bytes_per_s": 64 << 20,
-        },
+    settings = replica_settings(
+        tmp,
+        pg_url,
+        prefix,
+        tmp / "no-models",
         # Periodic checks far away: only the Redis notice explains a reload within 2 s.
-        policy={"source": "published", "published_check_s": 30, "stale_after_s": 120},
+        policy={"published_check_s": 30, "stale_after_s": 120},
         he={"enabled": False},
         privacy={"enabled": False},
         llm={"enabled": False},

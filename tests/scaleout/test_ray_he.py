@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,19 +15,16 @@ import httpx
 import numpy as np
 import pytest
 
-from secure_aiaas.config import Settings
 from secure_aiaas.crypto import init_keys
 from tests.conftest import (
-    REDIS_URL,
     REPO,
     STANDARD_KEYS,
     STANDARD_TENANTS,
     provision,
     require_service,
     run_cli,
-    service_env,
 )
-from tests.scaleout.conftest import serving_on_ray
+from tests.scaleout.conftest import replica_settings, serving_on_ray, shared_state_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -48,34 +44,15 @@ def cluster(
     require_service("Redis", "127.0.0.1", 6379)
     init_keys(tmp_path / "keys")
     shutil.copytree(REPO / "policies", tmp_path / "policies")
-    prefix = "test-" + uuid.uuid4().hex[:12]
-    env = service_env(
-        tmp_path,
-        tmp_path / "keys",
-        tmp_path / "policies",
-        audit_url=pg_url,
-        database_url=pg_url,
-        SAIAAS_REDIS_URL=REDIS_URL,
-        SAIAAS_SCHEDULING__KEY_PREFIX=prefix,
-        SAIAAS_POLICY__SOURCE="published",
-    )
+    env, prefix = shared_state_env(tmp_path, pg_url)
     tenants = {**STANDARD_TENANTS, **dict.fromkeys(HE_TENANTS, "sensitive")}
     api_keys = provision(env, tenants, KEYS)
     assert run_cli(env, "policy", "publish").returncode == 0
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        keys_dir=tmp_path / "keys",
-        policy_dir=tmp_path / "policies",
-        models_dir=trained_models_dir,
-        database_url=pg_url,
-        audit_url=pg_url,
-        redis_url=REDIS_URL,
-        scheduling={
-            "key_prefix": prefix,
-            "anonymous_per_address_per_minute": 1_000_000,
-            "anonymous_audit_bytes_per_s": 64 << 20,
-        },
-        policy={"source": "published"},
+    settings = replica_settings(
+        tmp_path,
+        pg_url,
+        prefix,
+        trained_models_dir,
         privacy={"enabled": False},
         llm={"enabled": False},
         # Four replicas of half a CPU on the two cores; one HE worker process each.

@@ -17,7 +17,6 @@ import asyncio
 import json
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,6 @@ import pytest
 from secure_aiaas.config import Settings
 from secure_aiaas.crypto import init_keys
 from tests.conftest import (
-    REDIS_URL,
     REPO,
     STANDARD_KEYS,
     STANDARD_TENANTS,
@@ -39,9 +37,8 @@ from tests.conftest import (
     provision,
     require_service,
     run_cli,
-    service_env,
 )
-from tests.scaleout.conftest import serving_on_ray
+from tests.scaleout.conftest import replica_settings, serving_on_ray, shared_state_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -83,33 +80,14 @@ def cluster(
     models = tmp / "models"
     shutil.copytree(trained_models_dir, models)
     register_causal_lm(ModelRegistry(models), save_tiny(tmp / "tiny-src"), name=CHAT)
-    prefix = "test-" + uuid.uuid4().hex[:12]
-    env = service_env(
-        tmp,
-        tmp / "keys",
-        tmp / "policies",
-        audit_url=pg_url,
-        database_url=pg_url,
-        SAIAAS_REDIS_URL=REDIS_URL,
-        SAIAAS_SCHEDULING__KEY_PREFIX=prefix,
-        SAIAAS_POLICY__SOURCE="published",
-    )
+    env, prefix = shared_state_env(tmp, pg_url)
     api_keys = provision(env, STANDARD_TENANTS, KEYS)
     assert run_cli(env, "policy", "publish").returncode == 0
-    settings = Settings(
-        data_dir=tmp / "data",
-        keys_dir=tmp / "keys",
-        policy_dir=tmp / "policies",
-        models_dir=models,
-        database_url=pg_url,
-        audit_url=pg_url,
-        redis_url=REDIS_URL,
-        scheduling={
-            "key_prefix": prefix,
-            "anonymous_per_address_per_minute": 1_000_000,
-            "anonymous_audit_bytes_per_s": 64 << 20,
-        },
-        policy={"source": "published"},
+    settings = replica_settings(
+        tmp,
+        pg_url,
+        prefix,
+        models,
         inference={"models": ["digits-mlp"]},
         # The chat routes scrub (fail closed without a scrubber): one lean worker each.
         privacy={"processes": 1, "pii_model": None},
