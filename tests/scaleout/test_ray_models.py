@@ -43,6 +43,7 @@ from tests.scaleout.conftest import replica_settings, serving_on_ray, shared_sta
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 CHAT = "tiny-chat"
+CHAT_CONTEXT = 2048  # the engine's default cap
 KEYS = {**STANDARD_KEYS, "pat": ("platform", "pat", "user")}  # platform: no quotas
 MESSAGES = [{"role": "user", "content": "Say something about the weather."}]
 CONCURRENT = 16
@@ -79,7 +80,10 @@ def cluster(
     shutil.copytree(REPO / "policies", tmp / "policies")
     models = tmp / "models"
     shutil.copytree(trained_models_dir, models)
-    register_causal_lm(ModelRegistry(models), save_tiny(tmp / "tiny-src"), name=CHAT)
+    # A long context, so that a hung-up generation has far more left to run than the
+    # hang-up takes to reach the replica (200 tokens finished first on a loaded CI box).
+    tiny = save_tiny(tmp / "tiny-src", max_position_embeddings=CHAT_CONTEXT)
+    register_causal_lm(ModelRegistry(models), tiny, name=CHAT)
     env, prefix = shared_state_env(tmp, pg_url)
     api_keys = provision(env, STANDARD_TENANTS, KEYS)
     assert run_cli(env, "policy", "publish").returncode == 0
@@ -273,7 +277,7 @@ def test_a_client_that_hangs_up_stops_the_remote_generation(cluster: Cluster) ->
 
     replica = serve.get_deployment_handle(f"chat-{CHAT}", app_name=APP_NAME)
     before = replica.stats.remote().result(timeout_s=30)
-    max_tokens = 200  # the tiny model's context is 256 tokens
+    max_tokens = CHAT_CONTEXT - 128  # room for the prompt
     with httpx.Client(
         base_url=cluster.base_url, headers=cluster.headers("pat"), timeout=60
     ) as client:
