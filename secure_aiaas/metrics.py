@@ -48,6 +48,9 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._request_children: dict[
+            tuple[str, str, str, int, str | None], tuple[Any, Any, Any]
+        ] = {}
         r = self.registry
         self.requests = Counter(
             "saiaas_requests_total",
@@ -208,10 +211,15 @@ class Metrics:
     ) -> None:
         """One answered request (called by the audit middleware once it is recorded)."""
         method = method_label(method)
-        self.requests.labels(route, method, decision, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        children = self._request_children.get((route, method, decision, status, tenant))
+        if children is None:
+            children = self._request_children_for(route, method, decision, status, tenant)
+        count, latency, per_tenant = children
+        count.inc()
+        latency.observe(seconds)
+        if per_tenant is not None:
+            per_tenant.inc()
         if tenant is not None:
-            self.tenant_requests.labels(tenant, decision).inc()
             limit = details.get("quota")
             if isinstance(limit, str):
                 self.quota_refusals.labels(tenant, limit).inc()
@@ -220,6 +228,20 @@ class Metrics:
             for entity, count in pii.items():
                 if isinstance(count, int) and count > 0:
                     self.pii.labels(entity_label(str(entity))).inc(count)
+
+    def _request_children_for(
+        self, route: str, method: str, decision: str, status: int, tenant: str | None
+    ) -> tuple[Any, Any, Any]:
+        # `labels()` takes a lock and checks its labels on every call: on the request path the
+        # children are looked up once per label set (the set is bounded: routes, methods,
+        # decisions, statuses, tenants; the collectors keep every child anyway).
+        children = (
+            self.requests.labels(route, method, decision, str(status)),
+            self.latency.labels(route, method),
+            None if tenant is None else self.tenant_requests.labels(tenant, decision),
+        )
+        self._request_children[(route, method, decision, status, tenant)] = children
+        return children
 
     def observe_batch(self, record: Any) -> None:
         """`ModelPool(on_batch=…)` hook: one executed batch (`BatchRecord`)."""
