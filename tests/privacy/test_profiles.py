@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -136,7 +137,7 @@ def test_broken_yaml_reports_its_line(tmp_path: Path) -> None:
 def test_hot_reload_applies_good_edits_and_keeps_last_good(
     scrubber: Scrubber, policy_file: Path
 ) -> None:
-    store = ProfileStore(policy_file)
+    store = ProfileStore(policy_file, check_every_s=0)  # the file is looked at every call
     s = scrubber.using(store)
     assert "<PERSON>" in s.scrub_text(TEXT, tenant="other").text
 
@@ -150,6 +151,19 @@ def test_hot_reload_applies_good_edits_and_keeps_last_good(
     assert "John" not in out and "****" in out  # invalid edit: the last good version stays
     assert store.last_errors and "shred" in store.last_errors[0]
     assert s.reload_profiles() == store.last_errors
+
+
+def test_an_edit_takes_effect_within_the_check_interval(
+    scrubber: Scrubber, policy_file: Path
+) -> None:
+    """The file is stat'ed at most once per interval (every scrubbed request asks)."""
+    store = ProfileStore(policy_file, check_every_s=1.0)
+    s = scrubber.using(store)
+    policy_file.write_text(MULTI.replace("operator: redact", "operator: mask"))
+    _bump_mtime(policy_file)
+    assert "<PERSON>" in s.scrub_text(TEXT, tenant="other").text  # not looked at yet
+    time.sleep(1.05)
+    assert "<PERSON>" not in s.scrub_text(TEXT, tenant="other").text
 
 
 def test_invalid_file_refuses_to_start(tmp_path: Path) -> None:
