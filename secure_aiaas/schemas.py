@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, model_validator
 
 from secure_aiaas.names import MODEL_PATTERN, TENANT_PATTERN
 
@@ -100,7 +100,10 @@ class V2InputTensor(Strict):
     shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=8)]
     datatype: V2Datatype
     parameters: V2TensorParameters | None = None
-    data: list[Scalar | list[Any]] | None = None
+    # Documented element by element, not validated so: the route's parser checks the values
+    # against the model's datatype at C speed (numpy), where pydantic's per-element union
+    # cost 1.4 ms for 4,096 values.
+    data: SkipValidation[list[Scalar | list[Any]]] | None = None
 
 
 class V2OutputParameters(Strict):

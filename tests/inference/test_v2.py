@@ -67,6 +67,10 @@ def test_nested_data_is_accepted(digits_manifest: Manifest) -> None:
         (_body(data=[1e300] * 128), "inputs[0].data: values must be finite"),
         (_body(data=[[1, 2], [3]]), "inputs[0].data: expected a flat or regularly nested list"),
         (_body(data="abc"), "inputs[0].data: expected a list of numbers"),
+        # The route's schema model does not look inside `data` (the parser is its check):
+        (_body(data={"a": 1}), "inputs[0].data: expected a list of numbers"),
+        (_body(data=[{"a": 1}] * 128), "inputs[0].data: expected numbers for datatype FP32"),
+        (_body(data=[[{"a": 1}] * 64] * 2), "inputs[0].data: expected numbers for datatype FP32"),
         ({"inputs": [_body()["inputs"][0]] * 2}, "inputs[1].name: input 'input' given twice"),
         ({**_body(), "outputs": [{"name": "secret"}]}, "outputs[0].name: expected one of"),
         ({**_body(), "id": 5}, "id: expected a string"),
