@@ -116,9 +116,15 @@ class LoopBatchedStream:
             data = b"".join(self._pending)
             self._pending.clear()
             self._scheduled_on = None
-            if data:
+            if not data:
+                return
+            try:
                 self._raw.write(data)
                 self._raw.flush()
+            except (OSError, ValueError):
+                # stderr is gone (a closed pipe, a closed file): the lines are lost, and the
+                # service goes on; raising here would fail the request or the loop's step.
+                pass
 
     def forget(self) -> None:
         """In a forked child: the parent's pending lines are the parent's to write."""

@@ -81,6 +81,20 @@ def test_other_threads_write_at_once_and_keep_the_order() -> None:
     asyncio.run(main())
 
 
+def test_a_stderr_that_is_gone_loses_the_lines_and_nothing_else() -> None:
+    raw = Recorded()
+    stream = LoopBatchedStream(raw)
+    raw.close()  # writes now raise ValueError, as a closed pipe raises OSError
+
+    async def main() -> str:
+        stream.write(b"lost\n")
+        await asyncio.sleep(0)  # the drain ran (and swallowed the error) in this step
+        return "still serving"
+
+    assert asyncio.run(main()) == "still serving"
+    stream.write(b"lost too, from outside a loop\n")  # no exception into the caller
+
+
 def test_configured_logging_masks_payloads_and_writes_one_json_line_each(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
