@@ -9,13 +9,27 @@ and ``tenant_prev_hash`` make a fork impossible even if that serialisation were 
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Connection, Engine, bindparam, event, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    event,
+    func,
+    insert,
+    make_url,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from secure_aiaas.audit.chain import (
@@ -229,6 +243,61 @@ def _purge_on() -> int:
     return 1
 
 
+class _AppendTurns:
+    """Appenders of several processes on one SQLite file take turns through a lock file.
+
+    SQLite's own wait for its write lock sleeps 1, 2, 5, 10, 15, 20, 25, 50… ms between
+    tries: with two `serve --workers` appending, one request in a hundred waited 170–220 ms
+    (p99 at 64 clients). A waiter here tries every 0.2 ms (asleep, the GIL released). The
+    file only orders the appenders; SQLite's lock is still what keeps the chain whole, so
+    when the file cannot be made or locked, or the wait passes the store's timeout, the
+    append goes on without a turn (and SQLite decides, as before).
+    """
+
+    POLL_S = 0.0002
+
+    def __init__(self, database: str | None, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+        self._fd: int | None = None
+        if database and database != ":memory:":
+            try:
+                self._fd = os.open(f"{database}.append-lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                self._fd = None
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        fd = self._fd if self._take() else None
+        try:
+            yield
+        finally:
+            if fd is not None:
+                with suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _take(self) -> bool:
+        fd = self._fd
+        if fd is None:
+            return False
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(self.POLL_S)
+            except OSError:
+                return False
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with suppress(OSError):
+                os.close(fd)
+
+
 class SqlAuditStore:
     """Append-only, hash-chained audit records in SQLite or PostgreSQL."""
 
@@ -242,6 +311,7 @@ class SqlAuditStore:
         if self._sqlite:
             _register_purge_flag(self._writer)
             _register_purge_flag(self._reader)
+        self._turns = _AppendTurns(make_url(url).database if self._sqlite else None, timeout_s)
         # The append path's statements, built once: SQLAlchemy memoizes compilation per
         # statement object, and appends are on every request's critical path.
         head = select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1)
@@ -298,6 +368,7 @@ class SqlAuditStore:
     def dispose(self) -> None:
         self._writer.dispose()
         self._reader.dispose()
+        self._turns.close()
 
     # -- writes ---------------------------------------------------------------------------
     def _lock_head(self, conn: Connection) -> tuple[int, str]:
@@ -317,7 +388,7 @@ class SqlAuditStore:
     def append_rows(self, rows: list[dict[str, Any]]) -> list[int]:
         """`append_batch` for records already in stored form (`event_fields`)."""
         try:
-            with self._writer.begin() as conn:
+            with self._turns.turn(), self._writer.begin() as conn:
                 return self.append_locked(conn, rows)
         except SQLAlchemyError as exc:
             raise AuditError() from exc
@@ -386,7 +457,7 @@ class SqlAuditStore:
         """Sign the global head unless it is already checkpointed, and every tenant head that
         moved since its last checkpoint. Returns the global checkpoint (None: nothing new)."""
         try:
-            with self._writer.begin() as conn:
+            with self._turns.turn(), self._writer.begin() as conn:
                 seq, head = self._lock_head(conn)
                 last = conn.execute(
                     select(func.max(checkpoints_table.c.seq)).where(

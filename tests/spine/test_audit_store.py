@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -247,3 +249,58 @@ def test_records_hold_no_payloads(store: SqlAuditStore) -> None:
     store.append_batch([make_event(1)])
     stored = next(store.iter_records())
     assert set(json.loads(stored["details"])) == {"n"}
+
+
+# -- SQLite appenders of several processes take turns (a lock file beside the database) ----
+
+
+def _sqlite_store(tmp_path: Path, timeout_s: float) -> tuple[SqlAuditStore, Path]:
+    database = tmp_path / "turns.db"
+    store = SqlAuditStore(f"sqlite:///{database}", timeout_s=timeout_s)
+    store.create_schema()
+    return store, Path(f"{database}.append-lock")
+
+
+def test_an_append_waits_for_the_turn_another_appender_holds(
+    tmp_path: Path, keys_dir: Path
+) -> None:
+    store, lock_file = _sqlite_store(tmp_path, timeout_s=30)
+    other = os.open(lock_file, os.O_RDWR)  # another process's appender, in its turn
+    fcntl.flock(other, fcntl.LOCK_EX)
+    appended = threading.Event()
+    worker = threading.Thread(target=lambda: (store.append_batch([make_event(1)]), appended.set()))
+    worker.start()
+    try:
+        assert not appended.wait(0.5)  # queued behind the turn, not appending beside it
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    assert appended.wait(10)
+    worker.join()
+    assert verify(store, keys_dir).ok
+    store.dispose()
+
+
+def test_an_append_goes_on_without_its_turn_once_the_timeout_passes(
+    tmp_path: Path, keys_dir: Path
+) -> None:
+    store, lock_file = _sqlite_store(tmp_path, timeout_s=0.3)
+    stuck = os.open(lock_file, os.O_RDWR)  # an appender that never gives its turn back
+    fcntl.flock(stuck, fcntl.LOCK_EX)
+    try:
+        # SQLite's own lock is free: the append is made (and chained) without the turn.
+        assert store.append_batch([make_event(1), make_event(2)]) == [1, 2]
+    finally:
+        os.close(stuck)
+    assert verify(store, keys_dir).ok and verify(store, keys_dir).records == 2
+    store.dispose()
+
+
+def test_a_lock_file_that_cannot_be_made_changes_nothing_but_the_waiting(
+    tmp_path: Path, keys_dir: Path
+) -> None:
+    (tmp_path / "turns.db.append-lock").mkdir()  # opening it as a file fails
+    store, _ = _sqlite_store(tmp_path, timeout_s=5)
+    assert store.append_batch([make_event(1)]) == [1]
+    assert verify(store, keys_dir).ok
+    store.dispose()
