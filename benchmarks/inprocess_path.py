@@ -169,21 +169,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.profile is not None:
         spy = Path(sys.executable).with_name("py-spy")
-        command = [sys.executable, "-m", "benchmarks.inprocess_path", "--side", "secure",
-                   "--requests", str(args.requests), "--clients", str(args.clients)]  # fmt: skip
+        command = [
+            sys.executable, "-m", "benchmarks.inprocess_path", "--side", "secure",
+            "--requests", str(args.requests), "--clients", str(args.clients),
+        ]  # fmt: skip
+        spy_args = ["record", "--format", "raw", "--rate", "500", "-o", str(args.profile)]
         subprocess.run(
-            [
-                str(spy),
-                "record",
-                "--format",
-                "raw",
-                "--rate",
-                "500",
-                "-o",
-                str(args.profile),
-                "--",
-                *command,
-            ],  # fmt: skip
+            [str(spy), *spy_args, "--", *command],
             cwd=REPO,
             check=True,
             stderr=subprocess.DEVNULL,

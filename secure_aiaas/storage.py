@@ -29,6 +29,14 @@ def is_sqlite(url: str) -> bool:
     return make_url(normalise_url(url)).get_backend_name() == "sqlite"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a file-backed SQLite URL (None: another backend, in memory)."""
+    sa_url = make_url(normalise_url(url))
+    if sa_url.get_backend_name() != "sqlite" or not sa_url.database:
+        return None
+    return None if sa_url.database == ":memory:" else Path(sa_url.database)
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for logs and error messages."""
     return make_url(normalise_url(url)).render_as_string(hide_password=True)
@@ -46,8 +54,8 @@ def make_engine(url: str, *, timeout_s: float = 2.0, immediate: bool = False) ->
     """
     sa_url = make_url(normalise_url(url))
     if sa_url.get_backend_name() == "sqlite":
-        if sa_url.database and sa_url.database != ":memory:":
-            path = Path(sa_url.database)
+        path = sqlite_file(url)
+        if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Create the file 0600 ourselves: SQLite gives its -wal/-shm files the same mode.
             # Only when it is new: closing any handle on an open SQLite file drops the

@@ -15,21 +15,11 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import (
-    Connection,
-    Engine,
-    bindparam,
-    event,
-    func,
-    insert,
-    make_url,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, Engine, bindparam, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from secure_aiaas.audit.chain import (
@@ -49,7 +39,7 @@ from secure_aiaas.audit.schema import (
     tenant_heads_table,
 )
 from secure_aiaas.errors import AuditError
-from secure_aiaas.storage import is_sqlite, make_engine
+from secure_aiaas.storage import is_sqlite, make_engine, sqlite_file
 from secure_aiaas.types import AuditEvent
 
 # Re-exported for callers of the first format.
@@ -256,10 +246,10 @@ class _AppendTurns:
 
     POLL_S = 0.0002
 
-    def __init__(self, database: str | None, timeout_s: float) -> None:
+    def __init__(self, database: Path | None, timeout_s: float) -> None:
         self._timeout_s = timeout_s
         self._fd: int | None = None
-        if database and database != ":memory:":
+        if database is not None:
             try:
                 self._fd = os.open(f"{database}.append-lock", os.O_RDWR | os.O_CREAT, 0o600)
             except OSError:
@@ -311,7 +301,7 @@ class SqlAuditStore:
         if self._sqlite:
             _register_purge_flag(self._writer)
             _register_purge_flag(self._reader)
-        self._turns = _AppendTurns(make_url(url).database if self._sqlite else None, timeout_s)
+        self._turns = _AppendTurns(sqlite_file(url), timeout_s)
         # The append path's statements, built once: SQLAlchemy memoizes compilation per
         # statement object, and appends are on every request's critical path.
         head = select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1)
