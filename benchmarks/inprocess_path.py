@@ -85,7 +85,17 @@ async def _drive(
     }
 
 
-async def _secure(requests: int, clients: int) -> dict[str, Any]:
+def _child_cpu_s(pid: int | None) -> float:
+    """CPU seconds the audit writer's process has used (0 without one)."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def _secure(requests: int, clients: int, writer: str) -> dict[str, Any]:
     from secure_aiaas.api.app import create_app
     from secure_aiaas.audit.writer import AuditWriter
     from secure_aiaas.logging import configure_logging
@@ -93,7 +103,9 @@ async def _secure(requests: int, clients: int) -> dict[str, Any]:
     from tests.support.inprocess import make_settings, provision_settings
 
     tmp = Path(tempfile.mkdtemp(prefix="saiaas-inprocess-"))
-    settings = make_settings(tmp, privacy={"enabled": False}, he={"enabled": False})
+    settings = make_settings(
+        tmp, privacy={"enabled": False}, he={"enabled": False}, audit={"writer": writer}
+    )
     keys = provision_settings(settings, STANDARD_TENANTS, STANDARD_KEYS)
     configure_logging(settings.log.level, json_logs=settings.log.json_logs)
     batches: list[tuple[int, float]] = []
@@ -109,10 +121,15 @@ async def _secure(requests: int, clients: int) -> dict[str, Any]:
         gc.freeze()  # as `serve` does once started
         headers = [(b"authorization", f"Bearer {keys['alice']}".encode()), (b"host", b"bench")]
         batches.clear()
+        pid = getattr(app.state.pipeline.audit, "pid", None)
+        child_cpu = _child_cpu_s(pid)
         result = await _drive(app, headers, requests, clients)
+        child_us = (_child_cpu_s(pid) - child_cpu) / max(1, sum(result["statuses"].values())) * 1e6
     sizes = [n for n, _ in batches]
     return {
         **result,
+        "writer": writer,
+        "writer_process_us": round(child_us, 1),
         "audit_batches": len(batches),
         "records_per_commit": round(statistics.mean(sizes), 1) if sizes else 0,
         "commit_ms_p50": round(statistics.median(ms for _, ms in batches), 2) if batches else 0,
@@ -166,12 +183,19 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw samples here")
     parser.add_argument("--side", choices=["both", "secure", "bare"], default="both")
+    parser.add_argument(
+        "--writer",
+        choices=["process", "thread", "both"],
+        default="process",
+        help="where the audit writer runs (both: one run of each, alternated)",
+    )
     args = parser.parse_args()
     if args.profile is not None:
         spy = Path(sys.executable).with_name("py-spy")
         command = [
             sys.executable, "-m", "benchmarks.inprocess_path", "--side", "secure",
             "--requests", str(args.requests), "--clients", str(args.clients),
+            "--writer", "thread" if args.writer == "thread" else "process",
         ]  # fmt: skip
         spy_args = ["record", "--format", "raw", "--rate", "500", "-o", str(args.profile)]
         subprocess.run(
@@ -197,8 +221,11 @@ def main() -> None:
         # The per-request log line goes where `serve` sends it: stderr (here: discarded).
         stderr = os.dup(2)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        writers = ["thread", "process"] if args.writer == "both" else [args.writer]
         try:
-            out["secure"] = uvloop.run(_secure(args.requests, args.clients))
+            for writer in writers:
+                name = "secure" if len(writers) == 1 else f"secure-{writer}"
+                out[name] = uvloop.run(_secure(args.requests, args.clients, writer))
         finally:
             os.dup2(stderr, 2)
     print(json.dumps(out, indent=2))

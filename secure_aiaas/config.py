@@ -58,6 +58,9 @@ class AuditSettings(BaseModel):
     write_timeout_s: float = Field(default=2.0, gt=0)
     # Upper bound of records committed in one group-commit transaction.
     max_batch: int = Field(default=256, gt=0)
+    # Where the writer runs: "process" (a child process, off the server's GIL: the default)
+    # or "thread" (a thread of the server process: no extra process, slower under load).
+    writer: Literal["process", "thread"] = "process"
 
 
 class ServerSettings(BaseModel):

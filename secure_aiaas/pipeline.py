@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from secure_aiaas.audit import AuditWriter, utc_now
+from secure_aiaas.audit import AuditLog, utc_now
 from secure_aiaas.auth import Registry
 from secure_aiaas.errors import NotFoundError, OverloadedError, PrivacyError
 from secure_aiaas.names import MODEL_RE, TENANT_RE
@@ -118,7 +118,7 @@ class Pipeline:
         *,
         registry: Registry,
         policy: PolicyEngine,
-        audit: AuditWriter,
+        audit: AuditLog,
         quotas: Quotas | None,
         anonymous: AnonymousLimiter,
         refusals: RefusalTally,

@@ -33,7 +33,8 @@ from secure_aiaas.api.routes import (
     ops,
     privacy,
 )
-from secure_aiaas.audit import AuditWriter, SqlAuditStore
+from secure_aiaas.audit import AuditLog, AuditWriter, AuditWriterProcess, SqlAuditStore
+from secure_aiaas.audit.writer import WriterOptions
 from secure_aiaas.auth import Registry
 from secure_aiaas.config import Settings
 from secure_aiaas.crypto import ServerKeys, load_keys
@@ -66,7 +67,7 @@ class Spine:
     keys: ServerKeys
     registry: Registry
     policy: PolicyEngine
-    audit: AuditWriter
+    audit: AuditLog
     anonymous: AnonymousLimiter
     refusals: RefusalTally
 
@@ -88,14 +89,20 @@ def build_spine(settings: Settings) -> Spine:
         raise ConfigurationError("policy cannot be loaded: " + "; ".join(exc.errors)) from exc
     store = SqlAuditStore(settings.resolved_audit_url(), timeout_s=settings.audit.write_timeout_s)
     store.create_schema()
-    writer = AuditWriter(
-        store,
-        keys,
+    audit = settings.audit
+    common = WriterOptions(
         retired_public_keys=known_audit_public_keys(settings.keys_dir),
-        checkpoint_every_records=settings.audit.checkpoint_every_records,
-        checkpoint_every_s=settings.audit.checkpoint_every_s,
-        max_batch=settings.audit.max_batch,
-        timeout_s=settings.audit.write_timeout_s,
+        checkpoint_every_records=audit.checkpoint_every_records,
+        checkpoint_every_s=audit.checkpoint_every_s,
+        max_batch=audit.max_batch,
+        timeout_s=audit.write_timeout_s,
+    )
+    writer: AuditLog = (
+        AuditWriterProcess(
+            store, keys, log_level=settings.log.level, json_logs=settings.log.json_logs, **common
+        )
+        if audit.writer == "process"
+        else AuditWriter(store, keys, **common)
     )
     sched = settings.scheduling
     anonymous = AnonymousLimiter(
@@ -393,6 +400,10 @@ def create_app(
             principal_ttl_s=settings.auth.principal_cache_s,
         )
         app.state.pipeline = pipeline
+        # The audit writer's process started with the others (it is not `alive`, so
+        # requests get 503, until it has opened the store).
+        if not await spine.audit.wait_started(settings.audit.write_timeout_s * 5):
+            log.error("audit.writer_not_started")
         log.info(
             "service.started",
             policy_version=spine.policy.version,

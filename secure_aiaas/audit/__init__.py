@@ -15,10 +15,13 @@ if TYPE_CHECKING:  # the type checker sees the real names; at run time they load
     from secure_aiaas.audit.store import SqlAuditStore
     from secure_aiaas.audit.verify import VerifyReport, verify_chain, verify_store
     from secure_aiaas.audit.walk import Damage
-    from secure_aiaas.audit.writer import AuditWriter, utc_now
+    from secure_aiaas.audit.writer import AuditLog, AuditWriter, utc_now
+    from secure_aiaas.audit.writer_process import AuditWriterProcess
 
 _EXPORTS = {
+    "AuditLog": "writer",
     "AuditWriter": "writer",
+    "AuditWriterProcess": "writer_process",
     "utc_now": "writer",
     "Checkpoint": "chain",
     "record_hash": "chain",
@@ -30,7 +33,9 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AuditLog",
     "AuditWriter",
+    "AuditWriterProcess",
     "Checkpoint",
     "Damage",
     "SqlAuditStore",

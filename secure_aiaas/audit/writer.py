@@ -21,9 +21,10 @@ import asyncio
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from typing import Any, Protocol, TypedDict
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -37,6 +38,46 @@ from secure_aiaas.types import AuditEvent
 log = structlog.get_logger(__name__)
 
 _STOP = object()
+
+# Who waits for a record: a future of the caller's event loop, or (in the writer process,
+# `writer_process`) a ticket number that ``on_settled`` reports back in bulk.
+Waiter = asyncio.Future[int] | int
+# Settled tickets, in one call per committed (or failed) batch: (ticket, seq or None).
+OnSettled = Callable[[list[tuple[int, int | None]]], None]
+
+
+class WriterOptions(TypedDict, total=False):
+    """What both writers take besides the store and the keys (the settings' audit part)."""
+
+    retired_public_keys: dict[str, Ed25519PublicKey] | None
+    checkpoint_every_records: int
+    checkpoint_every_s: float
+    max_batch: int
+    timeout_s: float
+
+
+class AuditLog(Protocol):
+    """The store's write side as the service uses it: `AuditWriter` (a thread of this
+    process) or `AuditWriterProcess` (a process of its own)."""
+
+    store: SqlAuditStore
+
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def signing_key(self) -> Ed25519PrivateKey: ...
+    def public_keys(self) -> dict[str, Ed25519PublicKey]: ...
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def failing(self) -> bool: ...
+    @property
+    def last_commit_ms(self) -> float: ...
+    def start(self) -> None: ...
+    async def wait_started(self, timeout_s: float) -> bool: ...
+    def close(self) -> None: ...
+    async def ensure_writable(self) -> None: ...
+    async def append(self, event: AuditEvent) -> int: ...
 
 
 class _Probe:
@@ -64,8 +105,10 @@ class AuditWriter:
         timeout_s: float = 2.0,
         retired_public_keys: dict[str, Ed25519PublicKey] | None = None,
         linger_s: float = 0.0003,
+        on_settled: OnSettled | None = None,
     ) -> None:
         self.store = store
+        self._on_settled = on_settled
         self._keys = keys
         self._every_records = checkpoint_every_records
         self._every_s = checkpoint_every_s
@@ -75,7 +118,7 @@ class AuditWriter:
         self._thread: threading.Thread | None = None
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
-        self.last_commit_ms = 0.0
+        self._last_commit_ms = 0.0
         self._retired = dict(retired_public_keys or {})
         # The last write to the store failed (an outage, not one bad record).
         self._failing = False
@@ -104,6 +147,10 @@ class AuditWriter:
         return self._thread is not None and self._thread.is_alive()
 
     @property
+    def last_commit_ms(self) -> float:
+        return self._last_commit_ms
+
+    @property
     def failing(self) -> bool:
         """The store refused the last write: nothing new should start until it recovers."""
         return self._failing or not self.alive
@@ -111,6 +158,10 @@ class AuditWriter:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
+
+    async def wait_started(self, timeout_s: float) -> bool:
+        """The thread writes as soon as it is started."""
+        return self.alive
 
     def close(self) -> None:
         """Drain pending appends, sign a final checkpoint, stop the thread."""
@@ -128,22 +179,32 @@ class AuditWriter:
             raise AuditError()
         if not self._failing:
             return
-        with self._probe_lock:
-            probe = self._probe
-            if probe is None or probe.future.done():
-                probe = self._probe = _Probe()
-                self._queue.put(probe)
         try:
-            ok = await asyncio.wait_for(asyncio.wrap_future(probe.future), self._timeout_s * 2 + 1)
+            ok = await asyncio.wait_for(asyncio.wrap_future(self.probe()), self._timeout_s * 2 + 1)
         except TimeoutError as exc:
             raise AuditError() from exc
         if not ok:
             raise AuditError()
 
+    def probe(self) -> Future[bool]:
+        """Have the writer test the store now (one probe shared by concurrent askers);
+        resolves True when the store took a write (or was not failing)."""
+        with self._probe_lock:
+            probe = self._probe
+            if probe is None or probe.future.done():
+                probe = self._probe = _Probe()
+                self._queue.put(probe)
+        return probe.future
+
+    def submit(self, fields: dict[str, Any], ticket: int) -> None:
+        """Queue a record already in stored form; ``on_settled`` reports ``ticket``."""
+        self._queue.put((fields, ticket))
+
     async def append(self, event: AuditEvent) -> int:
         """Durably record ``event``; returns its seq. Raises AuditError if it was not stored."""
         if not self.alive:
             raise AuditError()
+        fields = stored_form(event)
         # A future of the caller's own loop: the writer settles a whole batch's futures with
         # one call into each loop (`_resolve`), not one thread-safe wake-up per record.
         loop = asyncio.get_running_loop()
@@ -151,7 +212,7 @@ class AuditWriter:
         # A plain timer, not `asyncio.timeout` (which cost ~3 % of a whole request): if the
         # writer has not settled the future by then, the caller hears AuditError (a 503).
         expiry = loop.call_later(self._timeout_s * 2 + 1, _expire, future)
-        self._queue.put((event, future))
+        self._queue.put((fields, future))
         try:
             return await future
         finally:
@@ -176,7 +237,7 @@ class AuditWriter:
             self._maybe_checkpoint()
             return False
         stopping = False
-        batch: list[tuple[AuditEvent, asyncio.Future[int]]] = []
+        batch: list[tuple[dict[str, Any], Waiter]] = []
         deadline = 0.0
         while True:
             if item is _STOP:
@@ -208,58 +269,69 @@ class AuditWriter:
             self._commit(batch)
         except BaseException:
             self._failing = True  # before the callers hear of it: they may look at once
-            _fail(batch)  # never leave a caller waiting for a batch that died here
+            self._fail([waiter for _, waiter in batch])  # none left waiting on a dead batch
             raise
         self._maybe_checkpoint(force=stopping)
         return stopping
 
-    def _commit(self, batch: list[tuple[AuditEvent, asyncio.Future[int]]]) -> None:
-        rows: list[dict[str, object]] = []
-        futures: list[asyncio.Future[int]] = []
-        for event, future in batch:
-            try:
-                rows.append(event_fields(event))
-                futures.append(future)
-            except Exception:  # noqa: BLE001 - one unstorable event fails alone
-                log.exception("audit.event_unstorable")
-                _fail([(event, future)])
-        if not rows:
+    def _commit(self, batch: list[tuple[dict[str, Any], Waiter]]) -> None:
+        if not batch:
             return
+        rows = [fields for fields, _ in batch]
+        waiters = [waiter for _, waiter in batch]
         started = time.perf_counter()
         try:
             seqs = self.store.append_rows(rows)
         except AuditError as exc:
             if len(rows) > 1 and not _is_outage(exc):
                 # The database refused something in the batch, not the batch: find it.
-                for row, future in zip(rows, futures, strict=True):
-                    self._commit_rows([row], [future])
+                for row, waiter in zip(rows, waiters, strict=True):
+                    self._commit_rows([row], [waiter])
                 return
             self._failing = self._failing or _is_outage(exc)
             log.error("audit.append_failed", records=len(rows), error=type(exc.__cause__).__name__)
-            _fail([(None, f) for f in futures])
+            self._fail(waiters)
             return
-        self._committed(started, seqs, futures)
+        self._committed(started, seqs, waiters)
 
-    def _commit_rows(
-        self, rows: list[dict[str, object]], futures: list[asyncio.Future[int]]
-    ) -> None:
+    def _commit_rows(self, rows: list[dict[str, Any]], waiters: list[Waiter]) -> None:
         started = time.perf_counter()
         try:
             seqs = self.store.append_rows(rows)
         except AuditError as exc:
             self._failing = self._failing or _is_outage(exc)
             log.error("audit.append_failed", records=len(rows), error=type(exc.__cause__).__name__)
-            _fail([(None, f) for f in futures])
+            self._fail(waiters)
             return
-        self._committed(started, seqs, futures)
+        self._committed(started, seqs, waiters)
 
-    def _committed(
-        self, started: float, seqs: list[int], futures: list[asyncio.Future[int]]
-    ) -> None:
+    def _committed(self, started: float, seqs: list[int], waiters: list[Waiter]) -> None:
         self._failing = False
-        self.last_commit_ms = (time.perf_counter() - started) * 1000
+        self._last_commit_ms = (time.perf_counter() - started) * 1000
         self._since_checkpoint += len(seqs)
-        _resolve(list(zip(futures, seqs, strict=True)))
+        self._resolve(list(zip(waiters, seqs, strict=True)))
+
+    def _fail(self, waiters: Sequence[Waiter]) -> None:
+        self._resolve([(waiter, None) for waiter in waiters])
+
+    def _resolve(self, outcomes: Sequence[tuple[Waiter, int | None]]) -> None:
+        """Hand each caller its seq (None: AuditError), from the writer thread: one call
+        into each caller's event loop per batch, one ``on_settled`` for the tickets."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | None]]]
+        by_loop = {}
+        tickets: list[tuple[int, int | None]] = []
+        for waiter, seq in outcomes:
+            if isinstance(waiter, int):
+                tickets.append((waiter, seq))
+            else:
+                by_loop.setdefault(waiter.get_loop(), []).append((waiter, seq))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:
+                pass  # that loop has closed: nobody awaits its futures any more
+        if tickets and self._on_settled is not None:
+            self._on_settled(tickets)
 
     def _probe_if_due(self) -> None:
         """While failing, try a small write every second: recovery needs no request."""
@@ -301,21 +373,14 @@ class AuditWriter:
             log.info("audit.checkpoint_signed", seq=checkpoint.seq)
 
 
-def _fail(batch: Sequence[tuple[object, asyncio.Future[int]]]) -> None:
-    _resolve([(future, None) for _, future in batch])
-
-
-def _resolve(outcomes: Sequence[tuple[asyncio.Future[int], int | None]]) -> None:
-    """Hand each caller its seq (None: AuditError), from the writer thread: one call into
-    each caller's event loop per batch."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | None]]] = {}
-    for future, seq in outcomes:
-        by_loop.setdefault(future.get_loop(), []).append((future, seq))
-    for loop, settled in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle, settled)
-        except RuntimeError:
-            pass  # that loop has closed: nobody awaits its futures any more
+def stored_form(event: AuditEvent) -> dict[str, Any]:
+    """`event_fields`, whose contract is never to raise; should it, the record is refused
+    (AuditError: the request gets 503), never stored half-formed."""
+    try:
+        return event_fields(event)
+    except Exception as exc:  # noqa: BLE001 - an unstorable event fails alone
+        log.exception("audit.event_unstorable")
+        raise AuditError() from exc
 
 
 def _expire(future: asyncio.Future[int]) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from secure_aiaas.audit import SqlAuditStore
@@ -318,3 +319,44 @@ def _children(pid: int) -> list[int]:
             if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
                 found.append(int(entry.name))
     return found
+
+
+def _writer_child(server: Server) -> psutil.Process:
+    """The server's audit writer process (`SAIAAS_AUDIT__WRITER=process`, the default)."""
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        if "secure_aiaas.audit.writer_process" in " ".join(child.cmdline()):
+            return child
+    raise AssertionError("the server has no audit writer process")
+
+
+def test_the_audit_writers_process_killed_mid_load(
+    tmp_path: Path, keys_dir: Path, policy_dir: Path, cleanup: list[Server]
+) -> None:
+    """kill -9 of the writer: what it had not acknowledged gets 503 (never a 2xx without
+    its record), readiness is false until a new writer has opened the store, then 200s."""
+    env = _lean_env(tmp_path, keys_dir, policy_dir)
+    keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
+    server = start_server(env, tmp_path / "server.log")
+    server.api_keys = keys
+    cleanup.append(server)
+    first = _writer_child(server)
+    with Load(server, "alice") as load, Load(server, "medco-he") as other:
+        _settle(1.0)
+        fault_at = time.monotonic()
+        first.kill()
+        first.wait(10)
+        assert httpx.get(server.base_url + "/v2/health/ready", timeout=10).status_code == 503
+        deadline = time.monotonic() + 30
+        while httpx.get(server.base_url + "/v2/health/ready", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "no new audit writer"
+            time.sleep(0.05)
+        healed_at = time.monotonic()
+        _settle(2.0)
+    assert _writer_child(server).pid != first.pid
+    url = f"sqlite:///{tmp_path / 'data' / 'audit.db'}"
+    _assert_fault_handling(load, fault_at, healed_at, url, "audit writer killed")
+    recorded = _recorded(url)
+    assert all(s.request_id in recorded for s in other.shots if 200 <= s.status < 300)
+    stop_server(server)
+    cleanup.clear()
+    assert run_cli(env, "audit", "verify").returncode == 0
