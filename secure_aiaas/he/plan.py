@@ -165,7 +165,7 @@ def _reduce(
         if isinstance(stage, AFFINE_TYPES):
             name = label(stage, shape)
             mat, off, shape = dense(stage, shape)
-            weight, bias = mat @ weight, mat @ bias + off
+            weight, bias = mat @ weight, _exact_matvec(mat, bias) + off
             summary.append(f"{name}->{math.prod(shape)}")
         elif coeffs is not None:
             if len(coeffs) > 3:
@@ -190,6 +190,15 @@ def _reduce(
             )
     folded.append(FoldedStage(weight, bias))
     return folded, sigmoid, summary
+
+
+def _exact_matvec(mat: Array, vec: Array) -> Array:
+    """``mat @ vec`` with each row's sum correctly rounded (`math.fsum`): the same bits on
+    every CPU. BLAS sums in an order of its kernel's choosing (AVX-512 and AVX2 machines
+    differ in the last bits), and the folded bias is part of the plan's fingerprint."""
+    if not vec.any():
+        return np.zeros(mat.shape[0])
+    return np.array([math.fsum(row) for row in (mat * vec).tolist()], dtype=np.float64)
 
 
 def _bounds(stages: list[FoldedStage], calibration: Array) -> tuple[float, float]:

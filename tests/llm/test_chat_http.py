@@ -155,6 +155,7 @@ def test_sensitive_tenants_are_denied_unless_allowed_with_a_strict_profile(
     policy = chat_server.policy_dir / "policy.csv"
     privacy = chat_server.policy_dir / "privacy.yaml"
     saved_policy, saved_privacy = policy.read_text(), privacy.read_text()
+    version = _policy_version(chat_server)
     try:
         policy.write_text(saved_policy + f"p, user, medco, llm:{NAME}, generate, allow\n")
         time.sleep(1.5)
@@ -180,8 +181,25 @@ def test_sensitive_tenants_are_denied_unless_allowed_with_a_strict_profile(
         assert record["decision"] == "allow"
         assert record["details"]["privacy_profile"] == "strict"
     finally:
-        policy.write_text(saved_policy)
-        privacy.write_text(saved_privacy)
+        _replace(policy, saved_policy)
+        _replace(privacy, saved_privacy)
+        # The module's other tests need the shipped policy back in force, not in flight.
+        deadline = time.monotonic() + 30
+        while _policy_version(chat_server) != version:
+            assert time.monotonic() < deadline, "the restored policy was not reloaded"
+            time.sleep(0.1)
+
+
+def _policy_version(server: Server) -> str:
+    ready = httpx.get(server.base_url + "/v2/health/ready", timeout=10).json()
+    return str(ready["checks"]["policy"]["version"])
+
+
+def _replace(path: Path, content: str) -> None:
+    """Write as an editor that saves atomically does: never a half-written file to read."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(content)
+    partial.replace(path)
 
 
 def test_models_lists_chat_models_for_those_allowed(chat_server: Server) -> None:

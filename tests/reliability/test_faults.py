@@ -295,7 +295,13 @@ def test_the_scrubbers_model_missing_and_its_workers_killed(
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
         healed_at = time.monotonic()
-        _settle(8.0)
+        _settle(2.0)
+        # The new pool loads spaCy and the PII model (8+ s on a slow, loaded machine).
+        deadline = time.monotonic() + 90
+        while not (load.shots and load.shots[-1].status == 200 and load.shots[-1].started > healed_at):
+            assert time.monotonic() < deadline, "the scrubber's pool was not replaced"
+            time.sleep(0.2)
+        _settle(1.0)
     during = load.between(fault_at, fault_at + 1.0)
     assert {s.status for s in load.shots} <= {200, 503}
     assert load.shots[-1].status == 200

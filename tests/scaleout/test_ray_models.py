@@ -171,7 +171,10 @@ def test_v2_inference_matches_the_local_engine_and_is_batched_in_the_model_repli
     with model_server.client("alice") as local:
         for x, logits in zip(batches, remote, strict=True):
             expected = _logits(local.post("/v2/models/digits-mlp/infer", json=_infer_body(x)))
-            np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+            # float32 logits of magnitude ~30 from passes of other sizes (the local one
+            # batched differently): the kernels' summation order differs by batch size and
+            # CPU, 1.1e-5 apart once on an AMD machine.
+            np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
     views = _plaintext_views(cluster)
     assert len(views) == 2, views  # both ingress replicas answered
     assert {r for v in views.values() for r in v["served_by"]}, views  # a model replica did
