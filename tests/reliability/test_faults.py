@@ -298,7 +298,9 @@ def test_the_scrubbers_model_missing_and_its_workers_killed(
         _settle(2.0)
         # The new pool loads spaCy and the PII model (8+ s on a slow, loaded machine).
         deadline = time.monotonic() + 90
-        while not (load.shots and load.shots[-1].status == 200 and load.shots[-1].started > healed_at):
+        while not (
+            load.shots and load.shots[-1].status == 200 and load.shots[-1].started > healed_at
+        ):
             assert time.monotonic() < deadline, "the scrubber's pool was not replaced"
             time.sleep(0.2)
         _settle(1.0)
