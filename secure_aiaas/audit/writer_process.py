@@ -37,7 +37,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -93,7 +93,8 @@ class WriterConfig:
     """What the child needs to open the store and run `AuditWriter` as the server would."""
 
     audit_url: str
-    audit_signing_key: bytes  # raw Ed25519 private key: crosses only the private pipe
+    # The raw Ed25519 private key: crosses only the private pipe, never in a repr.
+    audit_signing_key: bytes = field(repr=False)
     checkpoint_every_records: int
     checkpoint_every_s: float
     max_batch: int

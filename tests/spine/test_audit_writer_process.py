@@ -224,3 +224,13 @@ def test_the_child_outlives_neither_its_server_nor_a_signal_to_the_group(
     report = verify_store(store, _public(keys))
     assert report.ok and report.checkpoints >= 1
     store.dispose()
+
+
+def test_the_signing_key_handed_to_the_child_never_shows_in_a_repr(
+    store: SqlAuditStore, keys: ServerKeys
+) -> None:
+    writer = AuditWriterProcess(store, keys)
+    config = writer._config
+    raw = config.audit_signing_key
+    assert len(raw) == 32
+    assert raw.hex() not in repr(config) and repr(raw) not in repr(config)
