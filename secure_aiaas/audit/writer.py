@@ -91,7 +91,30 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-class AuditWriter:
+class AuditKeys:
+    """The audit key as both writers expose it: for exports and the published public key."""
+
+    def __init__(
+        self, keys: ServerKeys, retired_public_keys: dict[str, Ed25519PublicKey] | None
+    ) -> None:
+        self._keys = keys
+        self._retired = dict(retired_public_keys or {})
+
+    @property
+    def key_id(self) -> str:
+        return self._keys.audit_key_id
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The audit key, for signing exports in this process (never serialised)."""
+        return self._keys.audit_signing_key
+
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        """The current audit public key plus retired ones handed in at construction."""
+        return {**self._retired, self.key_id: self._keys.audit_public_key}
+
+
+class AuditWriter(AuditKeys):
     """Owns the store's write side. Thread-safe; `append` is awaitable from any event loop."""
 
     def __init__(
@@ -107,9 +130,9 @@ class AuditWriter:
         linger_s: float = 0.0003,
         on_settled: OnSettled | None = None,
     ) -> None:
+        super().__init__(keys, retired_public_keys)
         self.store = store
         self._on_settled = on_settled
-        self._keys = keys
         self._every_records = checkpoint_every_records
         self._every_s = checkpoint_every_s
         self._max_batch = max_batch
@@ -119,7 +142,6 @@ class AuditWriter:
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._last_commit_ms = 0.0
-        self._retired = dict(retired_public_keys or {})
         # The last write to the store failed (an outage, not one bad record).
         self._failing = False
         self._last_probe = 0.0
@@ -127,20 +149,6 @@ class AuditWriter:
         self._probe_lock = threading.Lock()
         self._linger_s = linger_s
         self._last_batch = 0
-
-    # -- the audit key, for exports and the published public key -------------------------
-    @property
-    def key_id(self) -> str:
-        return self._keys.audit_key_id
-
-    @property
-    def signing_key(self) -> Ed25519PrivateKey:
-        """The audit key, for signing exports in this process (never serialised)."""
-        return self._keys.audit_signing_key
-
-    def public_keys(self) -> dict[str, Ed25519PublicKey]:
-        """The current audit public key plus retired ones handed in at construction."""
-        return {**self._retired, self.key_id: self._keys.audit_public_key}
 
     @property
     def alive(self) -> bool:

@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from secure_aiaas.audit.store import SqlAuditStore
-from secure_aiaas.audit.writer import AuditWriter, stored_form
+from secure_aiaas.audit.writer import AuditKeys, AuditWriter, stored_form
 from secure_aiaas.crypto.keystore import ServerKeys
 from secure_aiaas.errors import AuditError
 from secure_aiaas.types import AuditEvent
@@ -103,7 +103,7 @@ class WriterConfig:
     json_logs: bool
 
 
-class AuditWriterProcess:
+class AuditWriterProcess(AuditKeys):
     """`AuditWriter`'s interface (`AuditLog`), the writing done by a child process.
 
     Bound to the event loop that calls `start` (the server's); ``append`` from another
@@ -123,9 +123,8 @@ class AuditWriterProcess:
         log_level: str = "INFO",
         json_logs: bool = True,
     ) -> None:
+        super().__init__(keys, retired_public_keys)
         self.store = store  # this process's reads (queries, exports, readiness)
-        self._keys = keys
-        self._retired = dict(retired_public_keys or {})
         self._timeout_s = timeout_s
         self._config = WriterConfig(
             audit_url=store.url,
@@ -160,18 +159,6 @@ class AuditWriterProcess:
         self._restart: asyncio.TimerHandle | None = None
         self._writer_armed = False
         self._became_ready: asyncio.Event | None = None
-
-    # -- the audit key, as `AuditWriter` ----------------------------------------------------
-    @property
-    def key_id(self) -> str:
-        return self._keys.audit_key_id
-
-    @property
-    def signing_key(self) -> Ed25519PrivateKey:
-        return self._keys.audit_signing_key
-
-    def public_keys(self) -> dict[str, Ed25519PublicKey]:
-        return {**self._retired, self.key_id: self._keys.audit_public_key}
 
     @property
     def pid(self) -> int | None:
