@@ -21,7 +21,7 @@ import asyncio
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypedDict
@@ -219,7 +219,7 @@ class AuditWriter(AuditKeys):
         future: asyncio.Future[int] = loop.create_future()
         # A plain timer, not `asyncio.timeout` (which cost ~3 % of a whole request): if the
         # writer has not settled the future by then, the caller hears AuditError (a 503).
-        expiry = loop.call_later(self._timeout_s * 2 + 1, _expire, future)
+        expiry = loop.call_later(self._timeout_s * 2 + 1, expire, future)
         self._queue.put((fields, future))
         try:
             return await future
@@ -335,7 +335,7 @@ class AuditWriter(AuditKeys):
                 by_loop.setdefault(waiter.get_loop(), []).append((waiter, seq))
         for loop, settled in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_settle, settled)
+                loop.call_soon_threadsafe(settle, settled)
             except RuntimeError:
                 pass  # that loop has closed: nobody awaits its futures any more
         if tickets and self._on_settled is not None:
@@ -391,13 +391,15 @@ def stored_form(event: AuditEvent) -> dict[str, Any]:
         raise AuditError() from exc
 
 
-def _expire(future: asyncio.Future[int]) -> None:
+def expire(future: asyncio.Future[int]) -> None:
+    """A waiter's timer ran out: it hears AuditError (a 503) unless already settled."""
     if not future.done():
         future.set_exception(AuditError())
 
 
-def _settle(outcomes: list[tuple[asyncio.Future[int], int | None]]) -> None:
-    """In the caller's loop: results for those still waiting (a timed-out one is done)."""
+def settle(outcomes: Iterable[tuple[asyncio.Future[int], int | None]]) -> None:
+    """In the caller's loop: results for those still waiting (a timed-out one is done);
+    a seq of None is AuditError."""
     for future, seq in outcomes:
         if future.done():
             continue

@@ -16,7 +16,7 @@ process; the server's side (`AuditWriterProcess`, on the event loop) keeps the c
   what it received and signs a last checkpoint.
 
 Frames both ways: a 4-byte little-endian length, then a pickle (both ends are this code, on
-a pipe only they hold). Server → child: ``("config", {...})`` first, then ``("append",
+a pipe only they hold). Server → child: ``("config", WriterConfig)`` first, then ``("append",
 [(ticket, stored fields), ...])`` and ``("probe", ticket)``. Child → server: ``("ready",)``,
 ``("settled", [(ticket, seq or None), ...], failing, last_commit_ms)``, ``("probe", ticket,
 ok)`` and ``("status", failing, last_commit_ms)`` when the store's state changes.
@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from secure_aiaas.audit.store import SqlAuditStore
-from secure_aiaas.audit.writer import AuditKeys, AuditWriter, stored_form
+from secure_aiaas.audit.writer import AuditKeys, AuditWriter, expire, settle, stored_form
 from secure_aiaas.crypto.keystore import ServerKeys
 from secure_aiaas.errors import AuditError
 from secure_aiaas.types import AuditEvent
@@ -151,14 +151,14 @@ class AuditWriterProcess(AuditKeys):
         self._tickets = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[int]] = {}
         self._probes: dict[int, asyncio.Future[bool]] = {}
-        self._ready = False
         self._failing = False
         self._last_commit_ms = 0.0
         self._closing = False
         self._restart_s = _RESTART_S[0]
         self._restart: asyncio.TimerHandle | None = None
         self._writer_armed = False
-        self._became_ready: asyncio.Event | None = None
+        # Set once the child has opened the store, cleared when it is lost.
+        self._started = asyncio.Event()
 
     @property
     def pid(self) -> int | None:
@@ -167,7 +167,7 @@ class AuditWriterProcess(AuditKeys):
 
     @property
     def alive(self) -> bool:
-        return self._ready and self._child is not None
+        return self._child is not None and self._started.is_set()
 
     @property
     def failing(self) -> bool:
@@ -182,16 +182,15 @@ class AuditWriterProcess(AuditKeys):
         """Start the child (it is `alive` once it has opened the store: readiness waits)."""
         self._loop = asyncio.get_running_loop()
         self._closing = False
-        self._became_ready = asyncio.Event()
         self._spawn()
 
     async def wait_started(self, timeout_s: float) -> bool:
         """Wait (at most ``timeout_s``) until the child has opened the store; False if not
         yet (it stays not `alive`, so requests meanwhile get 503)."""
-        if self._became_ready is None:
-            return False
+        if self._loop is None:
+            return False  # never started
         try:
-            await asyncio.wait_for(self._became_ready.wait(), timeout_s)
+            await asyncio.wait_for(self._started.wait(), timeout_s)
         except TimeoutError:
             return False
         return True
@@ -255,28 +254,26 @@ class AuditWriterProcess(AuditKeys):
 
     def _disconnect(self) -> None:
         loop = self._loop
-        for fd, remove in ((self._to_child, "w"), (self._from_child, "r")):
-            if fd < 0:
-                continue
-            if loop is not None and not loop.is_closed():
-                (loop.remove_writer if remove == "w" else loop.remove_reader)(fd)
-            os.close(fd)
+        if loop is not None and not loop.is_closed():
+            if self._to_child >= 0:
+                loop.remove_writer(self._to_child)
+            if self._from_child >= 0:
+                loop.remove_reader(self._from_child)
+        for fd in (self._to_child, self._from_child):
+            if fd >= 0:
+                os.close(fd)
         self._to_child = self._from_child = -1
         self._writer_armed = False
 
     def _lost(self, why: str) -> None:
         """The child is gone: everyone still waiting hears AuditError; start another."""
         child, self._child = self._child, None
-        self._ready = False
-        if self._became_ready is not None:
-            self._became_ready.clear()
+        self._started.clear()
         self._disconnect()
         self._outbox = []
         self._unsent = bytearray()
         waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
-            if not future.done():
-                future.set_exception(AuditError())
+        settle((future, None) for future in waiting.values())
         probes, self._probes = self._probes, {}
         for probe in probes.values():
             if not probe.done():
@@ -285,10 +282,11 @@ class AuditWriterProcess(AuditKeys):
             return
         code = None
         if child is not None:
-            try:
-                code = child.wait(timeout=1)
-            except subprocess.TimeoutExpired:
+            # Its end of our pipe is closed: it has exited or is exiting (killed if not),
+            # so reaping it here does not hold the event loop.
+            if child.poll() is None:
                 child.kill()
+            code = child.wait()
         log.error("audit.writer_process_lost", why=why, exit_code=code, unsettled=len(waiting))
         self._schedule_restart()
 
@@ -339,7 +337,7 @@ class AuditWriterProcess(AuditKeys):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        expiry = loop.call_later(self._timeout_s * 2 + 1, _expire, future)
+        expiry = loop.call_later(self._timeout_s * 2 + 1, expire, future)
         try:
             return await future
         finally:
@@ -408,14 +406,7 @@ class AuditWriterProcess(AuditKeys):
         if kind == "settled":
             _, outcomes, self._failing, self._last_commit_ms = message
             waiting = self._waiting
-            for ticket, seq in outcomes:
-                future = waiting.get(ticket)
-                if future is None or future.done():
-                    continue
-                if seq is None:
-                    future.set_exception(AuditError())
-                else:
-                    future.set_result(seq)
+            settle((waiting[t], seq) for t, seq in outcomes if t in waiting)
         elif kind == "status":
             _, self._failing, self._last_commit_ms = message
         elif kind == "probe":
@@ -426,16 +417,9 @@ class AuditWriterProcess(AuditKeys):
             if probe is not None and not probe.done():
                 probe.set_result(ok)
         elif kind == "ready":
-            self._ready = True
+            self._started.set()
             self._restart_s = _RESTART_S[0]
-            if self._became_ready is not None:
-                self._became_ready.set()
             log.info("audit.writer_process_ready", pid=self.pid)
-
-
-def _expire(future: asyncio.Future[int]) -> None:
-    if not future.done():
-        future.set_exception(AuditError())
 
 
 # -- the child ------------------------------------------------------------------------------
