@@ -20,12 +20,8 @@ from secure_aiaas.audit import AuditWriter, AuditWriterProcess, SqlAuditStore, v
 from secure_aiaas.audit.store import event_fields
 from secure_aiaas.crypto import ServerKeys, load_keys
 from secure_aiaas.errors import AuditError
-from tests.security.test_audit_hardening import HOSTILE, event
+from tests.security.test_audit_hardening import HOSTILE, event, known_audit_public_keys_from
 from tests.support.outage import Outage
-
-
-def _public(keys: ServerKeys) -> dict[str, Any]:
-    return {keys.audit_key_id: keys.audit_public_key}
 
 
 @asynccontextmanager
@@ -68,7 +64,7 @@ def test_concurrent_appends_are_durable_and_stored_as_the_thread_writer_stores_t
     for seq, sent in zip(seqs, events, strict=True):
         expected = event_fields(sent)
         assert {k: stored[seq][k] for k in expected} == expected
-    report = verify_store(store, _public(keys))
+    report = verify_store(store, known_audit_public_keys_from(keys))
     assert report.ok, report.damage
     assert report.checkpoints >= 1  # the last checkpoint, signed as the child closed
 
@@ -95,7 +91,7 @@ def test_the_thread_writer_and_the_process_writer_chain_into_one_store(
             return list(await asyncio.gather(*(writer.append(event(i)) for i in range(20))))
 
     assert sorted(run(work)) == list(range(21, 41))
-    assert verify_store(store, _public(keys)).ok
+    assert verify_store(store, known_audit_public_keys_from(keys)).ok
     store.dispose()
 
 
@@ -130,7 +126,7 @@ def test_a_killed_child_fails_its_waiters_closed_and_a_new_one_takes_over(
     assert len(acknowledged) + len(refused) == len(outcomes)
     assert set(acknowledged) <= stored and set(before) <= stored
     assert after == max(stored)
-    report = verify_store(store, _public(keys))
+    report = verify_store(store, known_audit_public_keys_from(keys))
     assert report.ok, report.damage
 
 
@@ -155,7 +151,7 @@ def test_a_store_outage_is_reported_failing_and_recovered_through_the_child(
             return await writer.append(event(3))
 
     assert run(work) > 1
-    assert verify_store(store, _public(keys)).ok
+    assert verify_store(store, known_audit_public_keys_from(keys)).ok
     store.dispose()
 
 
@@ -221,7 +217,7 @@ def test_the_child_outlives_neither_its_server_nor_a_signal_to_the_group(
             server.kill()
     store = SqlAuditStore(url)
     assert store.count() == 10
-    report = verify_store(store, _public(keys))
+    report = verify_store(store, known_audit_public_keys_from(keys))
     assert report.ok and report.checkpoints >= 1
     store.dispose()
 
