@@ -17,6 +17,7 @@ import pydantic_core
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+from secure_aiaas.api.direct import direct_handler
 from secure_aiaas.config import LimitsSettings
 from secure_aiaas.errors import InputError, ServiceError
 from secure_aiaas.types import AuditFacts
@@ -78,10 +79,12 @@ def _is_json(request: Request) -> bool:
 
 class BoundedRoute(APIRoute):
     """The route class of every route: its declared JSON body is parsed under the app's
-    `LimitsSettings`, and an error that carries audit facts hands them to the record."""
+    `LimitsSettings`, and an error that carries audit facts hands them to the record. A
+    route whose only input is the caller is answered by its direct handler (`api.direct`)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        handler = direct_handler(self, handler) or handler
         parses_json = self.body_field is not None  # others read their bodies themselves
 
         async def bounded(request: Request) -> Response:
