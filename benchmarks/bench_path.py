@@ -45,7 +45,9 @@ from tests.conftest import (
 )
 
 
-def _bare(module: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def _bare(
+    module: str, env: dict[str, str], workers: int = 1
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -58,6 +60,8 @@ def _bare(module: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], st
             "--log-level",
             "warning",
             "--no-access-log",
+            "--workers",
+            str(workers),
         ],
         cwd=REPO,
         env={**os.environ, **env},
@@ -244,11 +248,21 @@ def main() -> None:
             stop_server(secure)
             servers.remove(secure)
         if "workers" in only:
+            # The bare route with as many workers beside ours: how far two processes can
+            # scale on this machine at all (wrk shares its cores).
             rows = []
             for workers in (1, 2):
+                bare, bare_url = _bare("benchmarks.bare_app", {}, workers)
+                try:
+                    time.sleep(2.0)  # every worker up
+                    bare_figures = load(bare_url, "/v1/whoami", None, 64)
+                finally:
+                    bare.terminate()
+                    bare.wait(60)
                 proc, url, key = _start_workers(tmp / f"w{workers}", workers)
                 try:
-                    rows.append({"workers": workers, **load(url, "/v1/whoami", key, 64)})
+                    secure_figures = load(url, "/v1/whoami", key, 64)
+                    rows.append({"workers": workers, "bare": bare_figures, **secure_figures})
                 finally:
                     proc.terminate()
                     proc.wait(60)
