@@ -2,12 +2,13 @@
 by side in one run on this machine (wrk as the load generator):
 
 * ``GET /v1/whoami``: bare route vs the secure server (default settings, SQLite audit) at
-  1/16/64 clients; and the secure server with 2 worker processes (Redis for shared quotas).
+  1/16/64 clients; and 1 vs 2 worker processes of each (ours with Redis for shared quotas).
 * ``digits-mlp`` over v2 at 64 clients: bare inline forward (1 torch thread) vs secure.
 * ``text-embed`` at 64 clients: bare inline forward vs secure (dynamic batching).
 * durable audit appends with 8 concurrent writers through the group-commit writer (SQLite).
 
     python -m benchmarks.bench_path [--seconds 8] [--only whoami,digits,embed,appends,workers]
+                                    [--writer process|thread]
 
 Writes benchmarks/results/bench_path.json and prints it.
 """
@@ -94,7 +95,9 @@ def _secure(tmp: Path, **extra: str) -> tuple[Any, str]:
     return start_server(env, tmp / "server.log"), keys["alice"]
 
 
-def _start_workers(tmp: Path, workers: int) -> tuple[subprocess.Popen[bytes], str, str]:
+def _start_workers(
+    tmp: Path, workers: int, writer: str
+) -> tuple[subprocess.Popen[bytes], str, str]:
     from secure_aiaas.crypto import init_keys
 
     tmp.mkdir(parents=True, exist_ok=True)
@@ -110,6 +113,7 @@ def _start_workers(tmp: Path, workers: int) -> tuple[subprocess.Popen[bytes], st
         SAIAAS_MODELS_DIR=str(tmp / "no-models"),
         SAIAAS_REDIS_URL=REDIS_URL,
         SAIAAS_SCHEDULING__KEY_PREFIX=f"bench-{uuid.uuid4().hex[:8]}",
+        SAIAAS_AUDIT__WRITER=writer,
     )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
     port = free_port()
@@ -202,6 +206,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--only", default="whoami,workers,digits,embed,appends")
+    # The servers' environment is built afresh (SAIAAS_* of the caller's is not passed on):
+    # where the audit writer runs is chosen here.
+    parser.add_argument("--writer", choices=["process", "thread"], default="process")
     parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_path.json"
     )
@@ -209,7 +216,7 @@ def main() -> None:
     assert WRK is not None, "wrk is needed (apt-get install wrk)"
     only = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="saiaas-path-"))
-    out: dict[str, Any] = {"seconds": args.seconds}
+    out: dict[str, Any] = {"seconds": args.seconds, "writer": args.writer}
     procs: list[subprocess.Popen[bytes]] = []
     servers: list[Any] = []
 
@@ -233,7 +240,11 @@ def main() -> None:
         if "whoami" in only:
             bare, bare_url = _bare("benchmarks.bare_app", {})
             procs.append(bare)
-            secure, key = _secure(tmp / "whoami", SAIAAS_MODELS_DIR=str(tmp / "no-models"))
+            secure, key = _secure(
+                tmp / "whoami",
+                SAIAAS_MODELS_DIR=str(tmp / "no-models"),
+                SAIAAS_AUDIT__WRITER=args.writer,
+            )
             servers.append(secure)
             rows = []
             for clients in (1, 16, 64):
@@ -259,7 +270,7 @@ def main() -> None:
                 finally:
                     bare.terminate()
                     bare.wait(60)
-                proc, url, key = _start_workers(tmp / f"w{workers}", workers)
+                proc, url, key = _start_workers(tmp / f"w{workers}", workers, args.writer)
                 try:
                     secure_figures = load(url, "/v1/whoami", key, 64)
                     rows.append({"workers": workers, "bare": bare_figures, **secure_figures})
@@ -273,7 +284,11 @@ def main() -> None:
             models = tmp / "models"
             for name in ("digits-mlp", "text-embed"):
                 train(name, models, version="1", progress=False)
-            secure, key = _secure(tmp / "models-server", SAIAAS_MODELS_DIR=str(models))
+            secure, key = _secure(
+                tmp / "models-server",
+                SAIAAS_MODELS_DIR=str(models),
+                SAIAAS_AUDIT__WRITER=args.writer,
+            )
             servers.append(secure)
             if "digits" in only:
                 bare, bare_url = _bare(
