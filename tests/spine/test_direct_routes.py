@@ -15,25 +15,14 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.requests import Request
 
+from secure_aiaas.api.app import create_app
 from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.direct import direct_handler
-from secure_aiaas.api.routes import (
-    admin,
-    audit,
-    he,
-    health,
-    identity,
-    infer,
-    llm,
-    openai,
-    ops,
-    privacy,
-)
 from secure_aiaas.audit import SqlAuditStore
-from tests.conftest import STANDARD_KEYS, STANDARD_TENANTS
+from secure_aiaas.config import Settings
+from tests.conftest import STANDARD_KEYS, STANDARD_TENANTS, api_routes
 from tests.support.inprocess import InProcess, in_process, make_settings
 
-ROUTERS = (admin, audit, he, health, identity, infer, llm, openai, ops, privacy)
 # Answers with live figures (load, memory): compared by their shape.
 LIVE = {"/v1/admin/resources"}
 # Fields of a record that differ between any two requests (and its chain's hashes).
@@ -41,7 +30,7 @@ PER_REQUEST = {"seq", "ts", "request_id", "latency_ms"}
 
 
 def _routes() -> list[APIRoute]:
-    return [r for m in ROUTERS for r in m.router.routes if isinstance(r, APIRoute)]
+    return [r for r in api_routes(create_app(Settings())) if isinstance(r, APIRoute)]
 
 
 def _direct_paths() -> set[str]:
