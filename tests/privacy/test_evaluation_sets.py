@@ -37,3 +37,28 @@ def test_dev_and_final_share_no_source_group() -> None:
 
     used = set(faker_sets.DEV_LOCALES) | set(faker_sets.FROZEN_LOCALES)
     assert not used & (set(mixed_sets.FAKER_LOCALES["A"]) | set(mixed_sets.FAKER_LOCALES["B"]))
+
+
+def test_records_do_not_depend_on_the_day_they_are_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faker counts ages from today; the sets count them from a fixed day (CI once failed at midnight)."""
+    pytest.importorskip("mimesis", reason="the mixed-* sets draw from mimesis")
+    pytest.importorskip("gender_guesser", reason="the mixed-* sets draw from gender-guesser")
+    import datetime as real
+
+    import faker.providers.date_time as faker_clock
+
+    from secure_aiaas.privacy.evaluation import faker_sets, mixed_sets
+
+    class Later(real.datetime):
+        @classmethod
+        def now(cls, tz: real.tzinfo | None = None) -> Later:
+            return cls(2031, 2, 28, 12, tzinfo=tz)
+
+    def texts() -> list[str]:
+        return [r.text for r in mixed_sets.generate("mixed-dev", 60, 10)] + [
+            r.text for r in faker_sets.generate("faker-frozen", 60, 10)
+        ]
+
+    today = texts()
+    monkeypatch.setattr(faker_clock, "datetime", Later)
+    assert texts() == today

@@ -22,7 +22,7 @@ import random
 import re
 import urllib.parse
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from secure_aiaas.privacy.evaluation.samples import Gold, Sample
@@ -39,6 +39,9 @@ FROZEN_LOCALES = (
 SEEDS = {"faker-dev": 20251, "faker-frozen": 90817, "geonames-frozen": 55123}
 SETS = tuple(SEEDS)
 _SLOT = re.compile(r"\{([A-Z_0-9]+)(?::([a-z_]+))?\}")
+# Ages count from this day, not from today as Faker's date_of_birth does: a set must draw the same
+# records whatever day it is drawn on (mixed-final's digest was taken on this day).
+AGES_COUNTED_FROM = date(2026, 12, 2)
 _MONTHS = (
     "January February March April May June July August September October November December".split()
 )
@@ -127,7 +130,7 @@ class _Draw:
         if slot == "IP":
             return f.ipv4_public(), "IP_ADDRESS"
         if slot == "DOB":
-            d = f.date_of_birth(minimum_age=18, maximum_age=90)
+            d = _date_of_birth(f, minimum_age=18, maximum_age=90)
             return _date(
                 d, var or r.choice(["dmy", "iso", "long", "mdy", "dotted"])
             ), "DATE_OF_BIRTH"
@@ -161,6 +164,14 @@ class _Draw:
 def _us_ssn(r: random.Random) -> str:
     area = r.choice([a for a in range(1, 900) if a != 666])
     return f"{area:03d}-{r.randint(1, 99):02d}-{r.randint(1, 9999):04d}"
+
+
+def _date_of_birth(fake: Any, minimum_age: int, maximum_age: int) -> date:
+    """Faker's ``date_of_birth`` (the same draw from the same seed) with today fixed."""
+    start = AGES_COUNTED_FROM.replace(year=AGES_COUNTED_FROM.year - maximum_age - 1)
+    end = AGES_COUNTED_FROM.replace(year=AGES_COUNTED_FROM.year - minimum_age)
+    dob: date = fake.date_time_ad(start_datetime=start, end_datetime=end).date()
+    return dob if dob != start else dob + timedelta(days=1)
 
 
 def _date(d: date, style: str) -> str:

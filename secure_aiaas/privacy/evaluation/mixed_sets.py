@@ -30,7 +30,7 @@ import unicodedata
 import urllib.parse
 from datetime import date
 
-from secure_aiaas.privacy.evaluation.faker_sets import _date, _us_ssn
+from secure_aiaas.privacy.evaluation.faker_sets import _date, _date_of_birth, _us_ssn
 from secure_aiaas.privacy.evaluation.samples import Gold, Sample
 
 SETS = ("mixed-dev", "mixed-final")
@@ -237,7 +237,7 @@ class _Draw:
         if slot == "IP":
             return str(self.fake.ipv4_public()), "IP_ADDRESS"
         if slot == "DOB":
-            d = self.fake.date_of_birth(minimum_age=18, maximum_age=95)
+            d = _date_of_birth(self.fake, minimum_age=18, maximum_age=95)
             return _date(
                 d, var or r.choice(["dmy", "iso", "long", "us", "dotted"])
             ), "DATE_OF_BIRTH"
