@@ -1,4 +1,4 @@
-"""The SDK against a stand-in service over real HTTP (see standin.py)."""
+"""The SDK against the stand-in service of `secure_aiaas.testing`, over real HTTP."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.sdk.standin import Script, create_app, serve
+from secure_aiaas.testing import API_KEY, Script, create_app, serve
 
-API_KEY = "test-key"
+__all__ = ["API_KEY", "StandIn"]
 
 
 @dataclass

@@ -18,9 +18,9 @@ from secure_aiaas.inference import ModelRegistry
 from secure_aiaas.llm.registry import register_causal_lm
 from secure_aiaas.llm.service import Generation
 from secure_aiaas.sdk import AsyncClient, Client
+from secure_aiaas.testing import serve
 from tests.llm.test_openai_http import build_app
 from tests.llm.tiny import save_tiny
-from tests.sdk.standin import serve
 
 NAME = "tiny-chat"
 MESSAGES = [{"role": "system", "content": "Answer."}, {"role": "user", "content": "Grüß dich"}]

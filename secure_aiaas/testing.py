@@ -1,11 +1,18 @@
-"""A small FastAPI stand-in for the service, served by uvicorn over real HTTP in a thread.
+"""Fakes for orchestration tests: a scriptable stand-in for the service, over real HTTP.
 
-It validates bodies with the service's own models (`schemas`, and `llm.wire` for chat, as the
-real chat route does), builds replies and SSE frames with `llm.wire`'s helpers, and can be
-scripted to refuse requests (429/503 with ``Retry-After``). Streams are cut into pieces of
-1 to 7 bytes, so frames, CRLFs and UTF-8 sequences straddle reads. It stands in for the
-routes the SDK tests need where the real server has none yet (chat) or where a failure has
-to be produced on demand (retries); the real server is tested in test_http_real.py.
+Where a test is about what a *client* of the service does (the SDK's retries, its SSE
+decoding, its error mapping), the stand-in answers the routes the SDK calls with the
+service's own request models (`schemas`, and `llm.wire` for chat, as the real chat route
+does) and builds replies and SSE frames with `llm.wire`'s helpers. It can be scripted to
+refuse requests (429/503 with ``Retry-After``; `Script.refuse`), and a few model names act
+out failures on demand: ``sleepy`` (answers after 3 s), ``slow`` (a long stream),
+``fail-mid`` (an error event mid-stream), ``cut`` (the stream ends without ``[DONE]``).
+Streams are cut into pieces of 1 to 7 bytes, so frames, CRLFs and UTF-8 sequences straddle
+reads. It accepts one key, `API_KEY`. It is not the service: no policy, no
+scrubbing, no audit; behaviour of the real server is tested against the real server.
+
+    with serve(create_app(Script())) as url:
+        ...  # point the client under test at url
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from secure_aiaas.errors import OverloadedError
 from secure_aiaas.llm import wire
 from secure_aiaas.schemas import EmbeddingsRequest, ScrubRequest, V2InferRequest
 
+API_KEY = "test-key"  # the one key the stand-in accepts
 ANSWER_SUFFIX = " ✓\u2028終"  # non-ASCII, and a line separator JSON may carry unescaped
 
 
@@ -76,7 +84,7 @@ def create_app(script: Script) -> FastAPI:
     async def scripted(request: Request, call_next: Any) -> Response:
         path = request.url.path
         script.seen.append((request.method, path))
-        if request.headers.get("authorization") != "Bearer test-key":
+        if request.headers.get("authorization") != f"Bearer {API_KEY}":
             return JSONResponse({"error": "missing or invalid API key", "code": "unauthenticated",
                                  "request_id": "req-401"}, status_code=401)  # fmt: skip
         queued = script.refusals.get(path)
@@ -181,7 +189,8 @@ def create_app(script: Script) -> FastAPI:
         limit = body.token_limit()
         if limit is not None and limit < len(tokens):
             tokens, finish = tokens[:limit], "length"
-        ids = {"id": "chatcmpl-1", "created": 1, "model": body.model, "fingerprint": "fp"}
+        ids: dict[str, Any] = {"id": "chatcmpl-1", "created": 1, "model": body.model}
+        ids["fingerprint"] = "fp"
         if not body.stream:
             return JSONResponse(wire.chat_completion_body(
                 **ids, text="".join(tokens), finish_reason=finish, prompt_tokens=5,
