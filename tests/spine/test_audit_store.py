@@ -10,6 +10,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+from sqlalchemy.exc import IntegrityError
+
 from secure_aiaas.audit import SqlAuditStore, verify_chain
 from secure_aiaas.audit.chain import record_hash
 from secure_aiaas.crypto import ServerKeys
@@ -304,3 +307,24 @@ def test_a_lock_file_that_cannot_be_made_changes_nothing_but_the_waiting(
     assert store.append_batch([make_event(1)]) == [1]
     assert verify(store, keys_dir).ok
     store.dispose()
+
+
+def test_the_database_refuses_a_second_record_after_the_same_one(
+    store: SqlAuditStore, keys: ServerKeys
+) -> None:
+    """The links are unique in the schema itself: a fork is refused below the store's code."""
+    fill(store, keys, n=3)
+    base = row(store, 3)
+    for link in ("prev_hash", "tenant_prev_hash"):
+        fork = {**base, "seq": 99, "request_id": "fork"}
+        other = "prev_hash" if link == "tenant_prev_hash" else "tenant_prev_hash"
+        fork[other] = "f" * 64  # only `link` repeats an existing record's
+        fork["hash"] = record_hash(fork, fork["prev_hash"])
+        columns = ", ".join(fork)
+        with pytest.raises(IntegrityError):
+            exec_sql(
+                store,
+                f"INSERT INTO audit_events ({columns}) VALUES ({', '.join(':' + c for c in fork)})",
+                **fork,
+            )
+    assert store.count() == 3
