@@ -50,7 +50,7 @@ events_table = Table(
     # Unique links: two records can never follow the same one (a forked chain is refused by
     # the database). The record's own hash needs no index: it covers its unique seq, so it
     # is unique by construction, and nothing looks a record up by it; an index on random
-    # 64-hex keys cost every append ~25 % of the store's CPU (docs/benchmarks.md).
+    # 64-hex keys cost every append ~23 % of the store's CPU (docs/benchmarks.md).
     Column("prev_hash", String(64), nullable=False, unique=True),
     Column("tenant_prev_hash", String(64), unique=True),
     Column("hash", String(64), nullable=False),
