@@ -189,8 +189,9 @@ def create_app(script: Script) -> FastAPI:
         limit = body.token_limit()
         if limit is not None and limit < len(tokens):
             tokens, finish = tokens[:limit], "length"
-        ids: dict[str, Any] = {"id": "chatcmpl-1", "created": 1, "model": body.model}
-        ids["fingerprint"] = "fp"
+        ids: dict[str, Any] = {
+            "id": "chatcmpl-1", "created": 1, "model": body.model, "fingerprint": "fp",
+        }  # fmt: skip
         if not body.stream:
             return JSONResponse(wire.chat_completion_body(
                 **ids, text="".join(tokens), finish_reason=finish, prompt_tokens=5,

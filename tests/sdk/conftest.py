@@ -7,9 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from secure_aiaas.testing import API_KEY, Script, create_app, serve
-
-__all__ = ["API_KEY", "StandIn"]
+from secure_aiaas.testing import Script, create_app, serve
 
 
 @dataclass

@@ -13,8 +13,8 @@ import pytest
 from secure_aiaas.errors import InputError, OverloadedError, RateLimitedError, ServiceError
 from secure_aiaas.schemas import ChatMessage, TextPart
 from secure_aiaas.sdk import AsyncChatStream, AsyncClient, ChatStream, Client, RetryPolicy
-from secure_aiaas.testing import ANSWER_SUFFIX, Refusal
-from tests.sdk.conftest import API_KEY, StandIn
+from secure_aiaas.testing import ANSWER_SUFFIX, API_KEY, Refusal
+from tests.sdk.conftest import StandIn
 
 HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Grüß dich"}]
 EXPECTED = "Écho: Grüß dich" + ANSWER_SUFFIX

@@ -11,9 +11,9 @@ import pytest
 from secure_aiaas.errors import AuthenticationError, OverloadedError, RateLimitedError
 from secure_aiaas.sdk import NO_RETRY, AsyncClient, Client, RetryPolicy
 from secure_aiaas.sdk._http import Http
-from secure_aiaas.testing import Refusal
+from secure_aiaas.testing import API_KEY, Refusal
 from tests.conftest import free_port
-from tests.sdk.conftest import API_KEY, StandIn
+from tests.sdk.conftest import StandIn
 
 FAST = RetryPolicy(attempts=3, backoff_s=0.0)
 

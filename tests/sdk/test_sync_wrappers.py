@@ -21,7 +21,8 @@ import pytest
 from secure_aiaas.errors import InputError
 from secure_aiaas.sdk import AsyncClient, AsyncEncryptedClient, Client, EncryptedClient
 from secure_aiaas.sdk._portal import DELEGATES_TO, run
-from tests.sdk.conftest import API_KEY, StandIn
+from secure_aiaas.testing import API_KEY
+from tests.sdk.conftest import StandIn
 
 PAIRS = [(Client, AsyncClient), (EncryptedClient, AsyncEncryptedClient)]
 # Hand-written sync members: lifecycle, and chat (its stream becomes a sync iterator).

@@ -58,6 +58,13 @@ def exec_sql(store: SqlAuditStore, statement: str, **params: Any) -> None:
     tamper(store, statement, **params)  # below the store's API, on purpose
 
 
+def insert_raw(store: SqlAuditStore, fields: dict[str, Any]) -> None:
+    """One record written straight into the table, past the store's chaining."""
+    columns = ", ".join(fields)
+    values = ", ".join(":" + c for c in fields)
+    exec_sql(store, f"INSERT INTO audit_events ({columns}) VALUES ({values})", **fields)
+
+
 def row(store: SqlAuditStore, seq: int) -> dict[str, Any]:
     return next(r for r in store.iter_records() if r["seq"] == seq)
 
@@ -111,12 +118,7 @@ def test_detects_inserted_record(store: SqlAuditStore, keys: ServerKeys, keys_di
     forged["prev_hash"] = "f" * 64
     forged["tenant_prev_hash"] = "e" * 64
     forged["hash"] = record_hash(forged, forged["prev_hash"])
-    columns = ", ".join(forged)
-    exec_sql(
-        store,
-        f"INSERT INTO audit_events ({columns}) VALUES ({', '.join(':' + c for c in forged)})",
-        **forged,
-    )
+    insert_raw(store, forged)
     report = verify(store, keys_dir)
     assert (report.damage.kind, report.damage.seq) == ("inserted", 11)
 
@@ -320,11 +322,6 @@ def test_the_database_refuses_a_second_record_after_the_same_one(
         other = "prev_hash" if link == "tenant_prev_hash" else "tenant_prev_hash"
         fork[other] = "f" * 64  # only `link` repeats an existing record's
         fork["hash"] = record_hash(fork, fork["prev_hash"])
-        columns = ", ".join(fork)
         with pytest.raises(IntegrityError):
-            exec_sql(
-                store,
-                f"INSERT INTO audit_events ({columns}) VALUES ({', '.join(':' + c for c in fork)})",
-                **fork,
-            )
+            insert_raw(store, fork)
     assert store.count() == 3
