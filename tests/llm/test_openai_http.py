@@ -8,7 +8,6 @@ so it proves the wire format, the SSE framing and disconnect handling end to end
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
@@ -30,7 +29,7 @@ from secure_aiaas.llm.wire import (
     CompletionRequest,
     service_error_body,
 )
-from tests.conftest import free_port
+from secure_aiaas.testing import serve
 from tests.llm.tiny import save_tiny
 
 NAME = "tiny-chat"
@@ -101,31 +100,12 @@ def build_app(registry: ModelRegistry, generations: list[Generation]) -> Any:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[Generation]]]:
-    import uvicorn
-
     root = tmp_path_factory.mktemp("llm-http")
     registry = ModelRegistry(Path(root) / "data")
     register_causal_lm(registry, save_tiny(Path(root) / "src"), name=NAME)
     generations: list[Generation] = []
-    port = free_port()
-    config = uvicorn.Config(
-        build_app(registry, generations),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-    )
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", generations
-    instance.should_exit = True
-    thread.join(timeout=30)
+    with serve(build_app(registry, generations), lifespan="on") as url:
+        yield url, generations
 
 
 @pytest.fixture
