@@ -47,14 +47,21 @@ events_table = Table(
     # auditor API can filter on it with an index instead of parsing JSON.
     Column("model", String(256)),
     Column("details", Text),  # NULL only in a tombstone
-    # Unique links: two records can never follow the same one (a forked chain is refused by
-    # the database). The record's own hash needs no index: it covers its unique seq, so it
-    # is unique by construction, and nothing looks a record up by it; an index on random
-    # 64-hex keys cost every append ~23 % of the store's CPU (docs/benchmarks.md).
-    Column("prev_hash", String(64), nullable=False, unique=True),
-    Column("tenant_prev_hash", String(64), unique=True),
+    # The links: two records can never follow the same one (a forked chain is refused by
+    # the database). On PostgreSQL, whose concurrent transactions cannot see each other's
+    # rows, unique indexes say so. SQLite has one writer at a time, so a trigger there
+    # (`store.SQLITE_LINK_TRIGGER`) checks more for less: each record comes next and links
+    # to both heads. The record's own hash needs no index: it covers its unique seq, and
+    # nothing looks a record up by it. Indexes on random 64-hex keys are the dearest part
+    # of an append (docs/benchmarks.md).
+    Column("prev_hash", String(64), nullable=False),
+    Column("tenant_prev_hash", String(64)),
     Column("hash", String(64), nullable=False),
     Index("ix_audit_events_tenant_seq", "tenant", "seq"),
+    Index("uq_audit_events_prev_hash", "prev_hash", unique=True).ddl_if(dialect="postgresql"),
+    Index("uq_audit_events_tenant_prev_hash", "tenant_prev_hash", unique=True).ddl_if(
+        dialect="postgresql"
+    ),
 )
 
 head_table = Table(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Connection, Engine, bindparam, event, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from secure_aiaas.audit.chain import (
@@ -196,6 +196,23 @@ _SQLITE_TRIGGERS = (
     "CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON "
     "audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END",
 )
+# The chain's shape, enforced by SQLite itself (PostgreSQL: unique links, `schema`): a record
+# is refused unless it comes next (no gap, no second one at a seq) and links to the global
+# and its tenant's heads. So no two records follow the same one, and a writer that lost
+# track of the heads (a bug, another process) is refused rather than forking the chain. The
+# lookups are on the primary key and the (tenant, seq) index, at their right edges.
+SQLITE_LINK_TRIGGER = "audit_events_linked"
+_TENANT_GENESIS_FN = "saiaas_tenant_genesis"
+_SQLITE_LINKS = (
+    f"CREATE TRIGGER IF NOT EXISTS {SQLITE_LINK_TRIGGER} BEFORE INSERT ON audit_events "
+    "WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit_events) "
+    "OR NEW.prev_hash IS NOT COALESCE((SELECT hash FROM audit_events WHERE seq = NEW.seq - 1), "
+    f"'{GENESIS_HASH}') "
+    "OR NEW.tenant_prev_hash IS NOT (CASE WHEN NEW.tenant IS NULL THEN NULL ELSE COALESCE("
+    "(SELECT hash FROM audit_events WHERE tenant = NEW.tenant ORDER BY seq DESC LIMIT 1), "
+    f"{_TENANT_GENESIS_FN}(NEW.tenant)) END) "
+    "BEGIN SELECT RAISE(ABORT, 'audit record does not follow the chain heads'); END"
+)
 _PG_TRIGGERS = (
     "SELECT pg_advisory_xact_lock(hashtext('saiaas-audit-schema'))",
     """CREATE OR REPLACE FUNCTION saiaas_audit_append_only() RETURNS trigger AS $$
@@ -217,12 +234,14 @@ END $$ LANGUAGE plpgsql""",
 )
 
 
-def _register_purge_flag(engine: Engine) -> None:
-    """Every SQLite connection knows the purge flag, off (the trigger's WHEN reads it)."""
+def _register_functions(engine: Engine) -> None:
+    """Every SQLite connection knows what the triggers call: the purge flag (off) and the
+    tenant chains' genesis link."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.create_function(PURGE_FLAG, 0, _purge_off)
+        dbapi_conn.create_function(_TENANT_GENESIS_FN, 1, tenant_genesis, deterministic=True)
 
 
 def _purge_off() -> int:
@@ -299,28 +318,13 @@ class SqlAuditStore:
         self._writer = make_engine(url, timeout_s=timeout_s, immediate=True)
         self._reader = make_engine(url, timeout_s=timeout_s)
         if self._sqlite:
-            _register_purge_flag(self._writer)
-            _register_purge_flag(self._reader)
+            _register_functions(self._writer)
+            _register_functions(self._reader)
         self._turns = _AppendTurns(sqlite_file(url), timeout_s)
         # The append path's statements, built once: SQLAlchemy memoizes compilation per
         # statement object, and appends are on every request's critical path.
         head = select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1)
         self._sql_head = head if self._sqlite else head.with_for_update()
-        self._sql_insert_events = insert(events_table)
-        self._sql_update_head = (
-            update(head_table)
-            .where(head_table.c.id == 1)
-            .values(seq=bindparam("h_seq"), hash=bindparam("h_hash"))
-        )
-        self._sql_tenant_heads = select(
-            tenant_heads_table.c.tenant, tenant_heads_table.c.hash
-        ).where(tenant_heads_table.c.tenant.in_(bindparam("tenants", expanding=True)))
-        self._sql_update_tenant = (
-            update(tenant_heads_table)
-            .where(tenant_heads_table.c.tenant == bindparam("t_name"))
-            .values(seq=bindparam("t_seq"), hash=bindparam("t_hash"))
-        )
-        self._sql_insert_tenant = insert(tenant_heads_table)
         self._raw = _RawSQL(sqlite=self._sqlite)
 
     # -- schema ---------------------------------------------------------------------------
@@ -336,7 +340,9 @@ class SqlAuditStore:
             raise AuditError("audit store cannot be initialised") from exc
         try:
             with self._writer.begin() as conn:
-                for statement in _SQLITE_TRIGGERS if self._sqlite else _PG_TRIGGERS:
+                for statement in (
+                    (*_SQLITE_TRIGGERS, _SQLITE_LINKS) if self._sqlite else _PG_TRIGGERS
+                ):
                     conn.execute(text(statement))
         except SQLAlchemyError as exc:
             raise AuditError("audit store cannot be made append-only") from exc

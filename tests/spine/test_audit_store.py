@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from secure_aiaas.audit import SqlAuditStore, verify_chain
 from secure_aiaas.audit.chain import record_hash
 from secure_aiaas.crypto import ServerKeys
 from secure_aiaas.crypto.keystore import known_audit_public_keys
+from secure_aiaas.errors import AuditError
 from secure_aiaas.types import AuditEvent
 from tests.support.tamper import tamper
 
@@ -58,11 +60,22 @@ def exec_sql(store: SqlAuditStore, statement: str, **params: Any) -> None:
     tamper(store, statement, **params)  # below the store's API, on purpose
 
 
-def insert_raw(store: SqlAuditStore, fields: dict[str, Any]) -> None:
-    """One record written straight into the table, past the store's chaining."""
+def _insert_sql(fields: dict[str, Any]) -> str:
     columns = ", ".join(fields)
     values = ", ".join(":" + c for c in fields)
-    exec_sql(store, f"INSERT INTO audit_events ({columns}) VALUES ({values})", **fields)
+    return f"INSERT INTO audit_events ({columns}) VALUES ({values})"
+
+
+def insert_raw(store: SqlAuditStore, fields: dict[str, Any]) -> None:
+    """One record written straight into the table by an attacker (protections removed)."""
+    exec_sql(store, _insert_sql(fields), **fields)
+
+
+def insert_plain(store: SqlAuditStore, fields: dict[str, Any]) -> None:
+    """One record written past the store's chaining, the database's protections on (a
+    writer that lost track of the heads)."""
+    with store._writer.begin() as conn:
+        conn.execute(text(_insert_sql(fields)), fields)
 
 
 def row(store: SqlAuditStore, seq: int) -> dict[str, Any]:
@@ -314,7 +327,8 @@ def test_a_lock_file_that_cannot_be_made_changes_nothing_but_the_waiting(
 def test_the_database_refuses_a_second_record_after_the_same_one(
     store: SqlAuditStore, keys: ServerKeys
 ) -> None:
-    """The links are unique in the schema itself: a fork is refused below the store's code."""
+    """A fork is refused below the store's code, by the schema itself (unique links on
+    PostgreSQL, the link trigger on SQLite)."""
     fill(store, keys, n=3)
     base = row(store, 3)
     for link in ("prev_hash", "tenant_prev_hash"):
@@ -323,5 +337,44 @@ def test_the_database_refuses_a_second_record_after_the_same_one(
         fork[other] = "f" * 64  # only `link` repeats an existing record's
         fork["hash"] = record_hash(fork, fork["prev_hash"])
         with pytest.raises(IntegrityError):
-            insert_raw(store, fork)
+            insert_plain(store, fork)
     assert store.count() == 3
+
+
+def _next_record(store: SqlAuditStore, **changes: Any) -> dict[str, Any]:
+    """The record that would follow the heads now (tenant acme), with ``changes``."""
+    last = row(store, store.count())
+    record = {**last, "seq": last["seq"] + 1, "request_id": "next", "prev_hash": last["hash"]}
+    record["tenant_prev_hash"] = last["hash"]  # every record so far is acme's
+    record.update(changes)
+    record["hash"] = record_hash(record, record["prev_hash"])
+    return record
+
+
+def test_sqlite_refuses_a_record_that_does_not_follow_the_heads(
+    tmp_path: Path, keys: ServerKeys
+) -> None:
+    """One writer at a time: each record must come next and link to both heads."""
+    store, _ = _sqlite_store(tmp_path, timeout_s=5)
+    fill(store, keys, n=4)
+    third = row(store, 3)
+    refused = {
+        "a gap": {"seq": 6},
+        "a seq taken": {"seq": 4, "prev_hash": third["hash"]},
+        "a stale global head": {"prev_hash": third["hash"]},
+        "a stale tenant head": {"tenant_prev_hash": third["hash"]},
+        "a made-up link": {"prev_hash": "f" * 64},
+        "another tenant's head": {"tenant": "globex"},  # globex's chain starts at genesis
+        "a tenant link without a tenant": {"tenant": None},
+    }
+    for why, changes in refused.items():
+        with pytest.raises(IntegrityError, match="follow the chain heads"):
+            insert_plain(store, _next_record(store, **changes))
+        assert store.count() == 4, why
+    insert_plain(store, _next_record(store))  # the one that does follow them
+    assert store.count() == 5
+    # The store's head row is now behind the table: its next record would fork the chain.
+    with pytest.raises(AuditError):
+        store.append_batch([make_event(9, tenant="globex")])
+    assert store.count() == 5
+    store.dispose()

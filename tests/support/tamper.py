@@ -1,8 +1,9 @@
 """Tampering with an audit store below its API, as an attacker with the database would.
 
-The store refuses UPDATE and DELETE on records and checkpoints (triggers); an attacker who
-owns the database file or the database can remove those triggers first. These helpers do
-exactly that, so the verifier's findings are tested against a realistic adversary.
+The store refuses UPDATE and DELETE on records and checkpoints, and (SQLite) a record that
+does not follow the chain heads (triggers); an attacker who owns the database file or the
+database can remove those triggers first. These helpers do exactly that, so the verifier's
+findings are tested against a realistic adversary.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from typing import Any
 from sqlalchemy import text
 
 from secure_aiaas.audit import SqlAuditStore
+from secure_aiaas.audit.store import SQLITE_LINK_TRIGGER
 
 SQLITE_TRIGGERS = (
     "audit_events_no_delete",
     "audit_events_no_update",
     "audit_checkpoints_no_delete",
     "audit_checkpoints_no_update",
+    SQLITE_LINK_TRIGGER,  # the attacker writes records that link wherever they like
 )
 
 
