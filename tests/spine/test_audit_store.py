@@ -378,3 +378,27 @@ def test_sqlite_refuses_a_record_that_does_not_follow_the_heads(
         store.append_batch([make_event(9, tenant="globex")])
     assert store.count() == 5
     store.dispose()
+
+
+def test_threads_appending_to_one_sqlite_store_keep_one_chain(
+    tmp_path: Path, keys: ServerKeys, keys_dir: Path
+) -> None:
+    """SQLite's appends share one kept connection: threads take turns on it."""
+    store, _ = _sqlite_store(tmp_path, timeout_s=30)
+    seqs: list[int] = []
+
+    def append_some(worker: int) -> None:
+        for i in range(40):
+            tenant = ("acme", "globex")[(worker + i) % 2]
+            seqs.extend(store.append_batch([make_event(i, tenant), make_event(i + 1, tenant)]))
+
+    threads = [threading.Thread(target=append_some, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(seqs) == list(range(1, 481))
+    store.write_checkpoint(keys.audit_signing_key, keys.audit_key_id, "2026-01-01T00:01:00Z")
+    report = verify(store, keys_dir)
+    assert report.ok and report.records == 480
+    store.dispose()
