@@ -380,6 +380,7 @@ def test_sqlite_refuses_a_record_that_does_not_follow_the_heads(
     store.dispose()
 
 
+@pytest.mark.timeout(120)  # threads that deadlock on the connection fail here, not in 600 s
 def test_threads_appending_to_one_sqlite_store_keep_one_chain(
     tmp_path: Path, keys: ServerKeys, keys_dir: Path
 ) -> None:
