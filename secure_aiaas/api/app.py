@@ -22,6 +22,7 @@ from secure_aiaas.api.docs import ERROR_RESPONSES, install_docs
 from secure_aiaas.api.errors import install_error_handlers
 from secure_aiaas.api.middleware import AuditMiddleware
 from secure_aiaas.api.routes import (
+    add_routes,
     admin,
     audit,
     he,
@@ -454,17 +455,20 @@ def create_app(
     )
     app.state.limits = settings.limits
     install_error_handlers(app)
-    install_docs(app)
-    app.include_router(health.router)
-    app.include_router(identity.router)
-    app.include_router(admin.router)
-    app.include_router(infer.router)
-    app.include_router(openai.router)
-    app.include_router(llm.router)
-    app.include_router(he.router)
-    app.include_router(privacy.router)
-    app.include_router(audit.router)
-    app.include_router(ops.router)
+    add_routes(
+        app,
+        health.router,
+        identity.router,
+        admin.router,
+        infer.router,
+        openai.router,
+        llm.router,
+        he.router,
+        privacy.router,
+        audit.router,
+        ops.router,
+    )
+    install_docs(app)  # after the API's routes: a request to them is matched first
     text_bytes = settings.limits.text_body_bytes
     app.add_middleware(
         AuditMiddleware,

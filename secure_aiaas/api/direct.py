@@ -8,7 +8,8 @@ the event loop's time per request (`benchmarks/inprocess_path.py`: 240-260 us pe
 with it, 180-200 without), more than the policy decision and quota admission together. Its
 direct handler calls the same gate and the same endpoint, and serialises the answer with
 the route's own response field, exactly as FastAPI does (the same validation, the same
-bytes); routing, error handlers and the audit middleware are FastAPI's and ours as before.
+bytes); routing (`api.routes.add_routes`), error handlers and the audit middleware are as
+for every route.
 
 Anything else (a parameter, a response class, a status without a body, a dependency
 override) keeps FastAPI's handler: the direct one is taken only where it is provably the
