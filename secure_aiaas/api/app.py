@@ -60,6 +60,20 @@ from secure_aiaas.policy import PolicyEngine, PolicyValidationError, build_polic
 
 log = structlog.get_logger(__name__)
 
+# The API's routers, in the order their routes are matched.
+API_ROUTERS = (
+    health.router,
+    identity.router,
+    admin.router,
+    infer.router,
+    openai.router,
+    llm.router,
+    he.router,
+    privacy.router,
+    audit.router,
+    ops.router,
+)
+
 
 @dataclass(frozen=True)
 class Spine:
@@ -455,19 +469,7 @@ def create_app(
     )
     app.state.limits = settings.limits
     install_error_handlers(app)
-    add_routes(
-        app,
-        health.router,
-        identity.router,
-        admin.router,
-        infer.router,
-        openai.router,
-        llm.router,
-        he.router,
-        privacy.router,
-        audit.router,
-        ops.router,
-    )
+    add_routes(app, *API_ROUTERS)
     install_docs(app)  # after the API's routes: a request to them is matched first
     text_bytes = settings.limits.text_body_bytes
     app.add_middleware(

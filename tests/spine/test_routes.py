@@ -10,36 +10,12 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from secure_aiaas.api.app import API_ROUTERS as ROUTERS
 from secure_aiaas.api.app import create_app
 from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.docs import ERROR_RESPONSES
-from secure_aiaas.api.routes import (
-    add_routes,
-    admin,
-    audit,
-    he,
-    health,
-    identity,
-    infer,
-    llm,
-    openai,
-    ops,
-    privacy,
-)
+from secure_aiaas.api.routes import add_routes
 from secure_aiaas.config import Settings
-
-ROUTERS = (
-    health.router,
-    identity.router,
-    admin.router,
-    infer.router,
-    openai.router,
-    llm.router,
-    he.router,
-    privacy.router,
-    audit.router,
-    ops.router,
-)
 
 
 def _app() -> FastAPI:
