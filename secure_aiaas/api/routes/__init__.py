@@ -11,8 +11,8 @@ def add_routes(app: FastAPI, *routers: APIRouter) -> None:
     added them before FastAPI 0.12x.
 
     FastAPI 0.165 includes a router as a wrapper that the app's router matches into, then
-    matches again to pick the route: for ``GET /v1/whoami`` that took ~18 % of the event
-    loop's time per request (docs/benchmarks.md). Added flat, a request is matched once,
+    matches again to pick the route: for ``GET /v1/whoami`` ~20 % of the event loop's
+    profile samples were in that matching (docs/benchmarks.md). Added flat, a request is matched once,
     against the same routes in the same order; OpenAPI, dependency overrides and responses
     come out the same (tests/spine/test_routes.py).
     """
