@@ -22,7 +22,8 @@ from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, event, func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from secure_aiaas.audit.chain import (
@@ -237,6 +238,13 @@ END $$ LANGUAGE plpgsql""",
 )
 
 
+def _as_sqlalchemy_error(exc: Exception, dialect: Dialect) -> StatementError:
+    """A raw cursor's error, wrapped as SQLAlchemy would have (OperationalError for a lock
+    timeout, a full disk or a lost server; IntegrityError for a forked chain): callers tell
+    an outage from one record's fault by these classes."""
+    return DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect)
+
+
 def _register_functions(engine: Engine) -> None:
     """Every SQLite connection knows what the triggers call: the purge flag (off) and the
     tenant chains' genesis link."""
@@ -419,12 +427,7 @@ class SqlAuditStore:
             except BaseException as exc:
                 self._end_failed_append(dbapi)
                 if isinstance(exc, sqlite3.Error):
-                    # Wrapped as SQLAlchemy would (OperationalError: an outage; IntegrityError:
-                    # this record's fault): the writer tells them apart by these classes.
-                    cause = DBAPIError.instance(
-                        None, None, exc, sqlite3.Error, dialect=self._writer.dialect
-                    )
-                    raise AuditError() from cause
+                    raise AuditError() from _as_sqlalchemy_error(exc, self._writer.dialect)
                 raise
             return seqs
 
@@ -445,14 +448,11 @@ class SqlAuditStore:
         transaction's connection (SQLAlchemy's per-statement machinery cost more than the
         rest of an append together).
         """
-        dbapi_error = conn.dialect.loaded_dbapi.Error
         try:
-            return self._append_raw(conn.connection.dbapi_connection.cursor(), batch)  # type: ignore[union-attr]
-        except dbapi_error as exc:
-            # The raw cursor's errors, wrapped as SQLAlchemy would have (OperationalError for
-            # a lock timeout or a lost server, IntegrityError for a forked head): callers
-            # tell an outage from one record's fault by these classes.
-            raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=conn.dialect) from exc
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            return self._append_raw(cursor, batch)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise _as_sqlalchemy_error(exc, conn.dialect) from exc
 
     def _append_raw(self, cursor: Any, batch: list[dict[str, Any]]) -> list[int]:
         sql = self._raw

@@ -12,9 +12,9 @@ def add_routes(app: FastAPI, *routers: APIRouter) -> None:
 
     FastAPI 0.165 includes a router as a wrapper that the app's router matches into, then
     matches again to pick the route: for ``GET /v1/whoami`` ~20 % of the event loop's
-    profile samples were in that matching (docs/benchmarks.md). Added flat, a request is matched once,
-    against the same routes in the same order; OpenAPI, dependency overrides and responses
-    come out the same (tests/spine/test_routes.py).
+    profile samples were in that matching (docs/benchmarks.md). Added flat, a request is
+    matched once, against the same routes in the same order; OpenAPI, dependency overrides
+    and responses come out the same (tests/spine/test_routes.py).
     """
     for router in routers:
         if router.on_startup or router.on_shutdown or router.prefix or router.dependencies:
