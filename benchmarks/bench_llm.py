@@ -139,7 +139,8 @@ class Side:
     def __init__(self, data_dir: Path, device: str | None, dtype: str) -> None:
         from secure_aiaas.inference import ModelRegistry
         from secure_aiaas.llm.builtin import BUILTIN_CHAT_MODEL
-        from secure_aiaas.llm.engine import EngineConfig, LLMEngine
+        from secure_aiaas.llm.config import EngineConfig
+        from secure_aiaas.llm.engine import LLMEngine
         from secure_aiaas.llm.registry import load_causal_lm
 
         self.loaded = load_causal_lm(ModelRegistry(data_dir), BUILTIN_CHAT_MODEL, device=device,

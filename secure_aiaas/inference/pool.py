@@ -130,12 +130,17 @@ class ModelPool:
         A model that fails verification or loading is not served and keeps the pool
         not-ready (fail closed). With ``strict`` the first failure raises instead.
         """
+        targets = self.targets()
+        if not targets and self._device in (None, "", "auto"):
+            # Nothing to place: torch (~1 s of start-up) is not imported for it.
+            self._ready = True
+            return
         from secure_aiaas.inference.device import configure_torch_threads, select_device
 
         configure_torch_threads(self._num_threads)
         device = select_device(self._device)
         self.device = str(device)
-        for name, version in self.targets():
+        for name, version in targets:
             key = f"{name}:{version or 'latest'}"
             try:
                 predictor = await asyncio.to_thread(

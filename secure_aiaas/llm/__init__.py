@@ -5,7 +5,8 @@
 * `engine`: continuous batching with a KV cache in a thread of its own.
 * `restore`: placeholders in answers back to the request's original values.
 * `wire`: OpenAI-compatible request models, response/chunk bodies, SSE, error bodies.
-* `service`: the seam the routes call (`ChatModelPool` -> `LLMService` -> `Generation`).
+* `pool` / `service`: the seam the routes call (`ChatModelPool` -> `LLMService` ->
+  `Generation`); `config`: the engines' bounds.
 
 Lifespan::
 
@@ -28,18 +29,18 @@ from secure_aiaas.llm.wire import ChatCompletionRequest, CompletionRequest
 
 if TYPE_CHECKING:
     from secure_aiaas.llm.builtin import BUILTIN_CHAT_MODEL, ensure_builtin_chat_model
+    from secure_aiaas.llm.config import EngineConfig
     from secure_aiaas.llm.engine import (
-        EngineConfig,
         EngineObserver,
         Finished,
         LLMEngine,
         StepRecord,
         TokenDelta,
     )
+    from secure_aiaas.llm.pool import ChatModelPool
     from secure_aiaas.llm.registry import ARCHITECTURES, load_causal_lm, register_causal_lm
     from secure_aiaas.llm.sampling import SamplingParams
     from secure_aiaas.llm.service import (
-        ChatModelPool,
         Generation,
         LLMService,
         Outcome,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "BUILTIN_CHAT_MODEL": "secure_aiaas.llm.builtin",
     "ensure_builtin_chat_model": "secure_aiaas.llm.builtin",
-    "EngineConfig": "secure_aiaas.llm.engine",
+    "EngineConfig": "secure_aiaas.llm.config",
     "EngineObserver": "secure_aiaas.llm.engine",
     "Finished": "secure_aiaas.llm.engine",
     "LLMEngine": "secure_aiaas.llm.engine",
@@ -59,7 +60,7 @@ _LAZY = {
     "load_causal_lm": "secure_aiaas.llm.registry",
     "register_causal_lm": "secure_aiaas.llm.registry",
     "SamplingParams": "secure_aiaas.llm.sampling",
-    "ChatModelPool": "secure_aiaas.llm.service",
+    "ChatModelPool": "secure_aiaas.llm.pool",
     "Generation": "secure_aiaas.llm.service",
     "LLMService": "secure_aiaas.llm.service",
     "Outcome": "secure_aiaas.llm.service",

@@ -52,6 +52,7 @@ from secure_aiaas.errors import (
     OverloadedError,
     ServiceError,
 )
+from secure_aiaas.llm.config import EngineConfig
 from secure_aiaas.llm.sampling import RowSampler, SamplingParams, apply_penalties, choose
 from secure_aiaas.llm.text import Decode, IncrementalDetokenizer, StopMatcher
 
@@ -123,18 +124,6 @@ class NullObserver:
 
     def on_finish(self, event: Finished) -> None:
         pass
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Engine bounds (see the module docstring)."""
-
-    max_batch_size: int = 16
-    max_queue_size: int = 64
-    max_context_tokens: int = 2048
-    max_prefill_tokens: int = 2048
-    repetition_penalty: float = 1.1
-    retry_after_s: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -403,7 +403,17 @@ async def _start_workers(
     return executor, tuple(sorted(pids))
 
 
+# presidio_anonymizer's Azure surrogate operator imports this presidio_analyzer module for
+# an Azure credential; importing it loads presidio_analyzer, spaCy and transformers' pipelines
+# into the service's process (~5 s of CPU at each start). Remote services are never called
+# here, and every importer of the helper treats it as optional (ImportError).
+_AZURE_CREDENTIAL_HELPER = "presidio_analyzer.llm_utils.azure_auth_helper"
+
+
 def _new_anonymizer() -> Any:
+    import sys
+
+    sys.modules.setdefault(_AZURE_CREDENTIAL_HELPER, None)  # type: ignore[arg-type]
     from presidio_anonymizer import AnonymizerEngine
 
     return AnonymizerEngine()  # type: ignore[no-untyped-call]

@@ -23,8 +23,9 @@ from ray.exceptions import RayTaskError
 from secure_aiaas.config import Settings
 from secure_aiaas.errors import ServiceError
 from secure_aiaas.llm.engine import EngineObserver, Event, Finished, LLMEngine, TokenDelta
+from secure_aiaas.llm.pool import ChatModelPool
 from secure_aiaas.llm.sampling import SamplingParams
-from secure_aiaas.llm.service import ChatModelPool, LLMService
+from secure_aiaas.llm.service import LLMService
 
 if TYPE_CHECKING:
     from secure_aiaas.llm.engine import EngineStats

@@ -202,7 +202,7 @@ def model_deployments(settings: Settings) -> dict[str, Application]:
 def chat_deployments(settings: Settings) -> dict[str, Application]:
     """A bound `chat-<name>` deployment per served chat model, by name."""
     from secure_aiaas.inference import ModelRegistry
-    from secure_aiaas.llm.service import ChatModelPool
+    from secure_aiaas.llm.pool import ChatModelPool
     from secure_aiaas.scaleout.chat_deployment import ChatDeployment
 
     scale = settings.scaleout

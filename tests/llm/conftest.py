@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from secure_aiaas.llm.engine import EngineConfig, Finished, LLMEngine, StepRecord, TokenDelta
+from secure_aiaas.llm.config import EngineConfig
+from secure_aiaas.llm.engine import Finished, LLMEngine, StepRecord, TokenDelta
 from secure_aiaas.llm.sampling import SamplingParams
 from tests.llm.tiny import byte_tokenizer, save_tiny, tiny_model
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from secure_aiaas.errors import ContextLengthError, InputError, OverloadedError
-from secure_aiaas.llm.engine import EngineConfig, LLMEngine, TokenDelta
+from secure_aiaas.llm.config import EngineConfig
+from secure_aiaas.llm.engine import LLMEngine, TokenDelta
 from secure_aiaas.llm.sampling import SamplingParams
 from tests.llm.conftest import Recorder, collect, decode_with, greedy
 from tests.llm.tiny import tiny_model
@@ -84,7 +85,7 @@ async def test_sequences_joining_a_running_batch_decode_exactly_as_alone(
 
 @pytest.mark.parametrize("model_type", ["llama", "qwen2", "mistral", "gpt2"])
 async def test_every_tested_architecture_batches_exactly(model_type: str, tokenizer: Any) -> None:
-    from secure_aiaas.llm.engine import EngineConfig
+    from secure_aiaas.llm.config import EngineConfig
 
     model = tiny_model(model_type, seed=3)
     engine = LLMEngine(

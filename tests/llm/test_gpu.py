@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from secure_aiaas.inference import ModelRegistry
-from secure_aiaas.llm.engine import EngineConfig, LLMEngine
+from secure_aiaas.llm.config import EngineConfig
+from secure_aiaas.llm.engine import LLMEngine
 from secure_aiaas.llm.model import choose_dtype
 from secure_aiaas.llm.registry import load_causal_lm, register_causal_lm
 from secure_aiaas.llm.sampling import SamplingParams

@@ -20,9 +20,10 @@ import pytest
 
 from secure_aiaas.errors import InputError, ServiceError
 from secure_aiaas.inference import ModelRegistry
-from secure_aiaas.llm.engine import EngineConfig
+from secure_aiaas.llm.config import EngineConfig
+from secure_aiaas.llm.pool import ChatModelPool
 from secure_aiaas.llm.registry import register_causal_lm
-from secure_aiaas.llm.service import ChatModelPool, Generation
+from secure_aiaas.llm.service import Generation
 from secure_aiaas.llm.wire import (
     SSE_MEDIA_TYPE,
     ChatCompletionRequest,

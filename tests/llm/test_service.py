@@ -15,11 +15,13 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from secure_aiaas.errors import ContextLengthError, InputError
 from secure_aiaas.inference import ModelRegistry
-from secure_aiaas.llm.engine import EngineConfig, LLMEngine
+from secure_aiaas.llm.config import EngineConfig
+from secure_aiaas.llm.engine import LLMEngine
 from secure_aiaas.llm.model import ChatTemplateError, NoChatTemplateError
+from secure_aiaas.llm.pool import ChatModelPool
 from secure_aiaas.llm.registry import register_causal_lm
 from secure_aiaas.llm.restore import PlaceholderMap
-from secure_aiaas.llm.service import ChatModelPool, LLMService
+from secure_aiaas.llm.service import LLMService
 from secure_aiaas.llm.wire import ChatCompletionRequest, CompletionRequest
 from tests.llm.test_engine import FailOnce
 from tests.llm.tiny import ScriptedLM, byte_tokenizer, save_tiny
