@@ -234,7 +234,9 @@ def test_a_refused_publication_ages_into_503_and_not_ready(
         privacy={"enabled": False},
         models_dir=tmp_path / "no-models",
         scheduling={"key_prefix": prefix},
-        policy={"source": "published", "stale_after_s": 1.0, "published_check_s": 0.2},
+        # 15 checks before it may age: a busy machine (tests run side by side) must not
+        # starve the watcher into a stale policy before the forgery.
+        policy={"source": "published", "stale_after_s": 3.0, "published_check_s": 0.2},
     )
     store = PublishedPolicyStore(
         pg_url, seal_key=seal_key_from(load_keys(settings.keys_dir).data_key)

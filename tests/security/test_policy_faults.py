@@ -22,13 +22,15 @@ def app(tmp_path: Path) -> Iterator[InProcess]:
         he={"enabled": False},
         privacy={"enabled": False},
         models_dir=tmp_path / "no-models",
-        policy={"stale_after_s": 1.0, "reload_interval_s": 0.1},
+        # 30 checks before it may age, so a busy machine (tests run side by side) cannot
+        # starve the watcher into a stale policy before the test breaks the files.
+        policy={"stale_after_s": 3.0, "reload_interval_s": 0.1},
     )
     with in_process(settings, STANDARD_TENANTS, STANDARD_KEYS) as running:
         yield running
 
 
-def _until(predicate: Any, timeout: float = 5.0) -> None:
+def _until(predicate: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
