@@ -381,7 +381,7 @@ async def _start_workers(
     """A pool of ``processes`` detection workers, each answering (its models loaded)."""
     executor = ProcessPoolExecutor(
         processes,
-        mp_context=multiprocessing.get_context("spawn"),  # never fork a threaded server
+        mp_context=_worker_context(),
         initializer=_worker_init,
         initargs=(config,),
     )
@@ -442,19 +442,24 @@ async def _pii_graph(precision: str, cache_dir: Path | None) -> bytes:
 _DETECTOR: Any = None
 
 
-# Imported by spaCy's and Presidio's optional integrations when present, never used by
-# detection: blocking them in the (fresh, spawned) worker saves ~350 MB per process.
-_UNUSED_IN_WORKERS = ("torch", "transformers", "tensorflow")
+_WORKER_PRELOAD = "secure_aiaas.privacy.worker_preload"
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers fork from a forkserver: a fresh, single-threaded process (never the threaded
+    server) that has imported `worker_preload` once, so a worker only loads its models."""
+    context = multiprocessing.get_context("forkserver")
+    # Takes effect when this process starts its forkserver (the first pool does).
+    context.set_forkserver_preload([_WORKER_PRELOAD])
+    return context
 
 
 def _worker_init(config: WorkerConfig) -> None:
     """Load the detector once per worker process."""
     global _DETECTOR
-    import sys
+    import importlib
 
-    for name in _UNUSED_IN_WORKERS:
-        if name not in sys.modules:
-            sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+    importlib.import_module(_WORKER_PRELOAD)  # already there when the forkserver preloaded it
     from secure_aiaas.privacy.detection import Detector
 
     _DETECTOR = Detector.load(

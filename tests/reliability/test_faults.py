@@ -281,8 +281,9 @@ def test_the_scrubbers_model_missing_and_its_workers_killed(
     server = start_server(env, tmp_path / "server-b.log")
     server.api_keys = keys
     cleanup.append(server)
-    workers = _children(server.process.pid)
-    assert workers, "the scrubber runs in worker processes"
+    # The forkserver too: the new pool must start its own.
+    workers = _scrubber_processes(server.process.pid)
+    assert len(workers) >= 2, "the scrubber runs in worker processes"
     with Load(
         server,
         "alice",
@@ -313,19 +314,15 @@ def test_the_scrubbers_model_missing_and_its_workers_killed(
     _report("scrubber workers killed", load, fault_at, healed_at)
 
 
-def _children(pid: int) -> list[int]:
+def _scrubber_processes(pid: int) -> list[int]:
+    """The scrubber's forkserver and the detection workers it forked, under server ``pid``."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().split()
-            except OSError:
-                continue
-            if int(stat[3]) != pid:
-                continue
-            cmdline = (entry / "cmdline").read_bytes()
-            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
-                found.append(int(entry.name))
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if "multiprocessing.forkserver" in " ".join(child.cmdline()):
+                found.append(child.pid)
+        except psutil.NoSuchProcess:
+            continue
     return found
 
 
