@@ -32,8 +32,12 @@ prepare: keys
 serve: prepare
 	$(BIN)/secure-aiaas serve --host $(HOST) --port $(PORT)
 
+# Two test processes, one file (the Ray tests: one directory) at a time each: most tests wait
+# on servers they start, so two share this machine's two cores (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # Style and types, as CI checks them before the tests (also a pre-commit hook).
 lint: install

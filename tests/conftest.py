@@ -28,6 +28,44 @@ PG_ADMIN_URL = os.environ.get("SAIAAS_TEST_PG_URL", "postgresql://postgres@127.0
 REDIS_URL = os.environ.get("SAIAAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+# `make test` runs two processes (pytest-xdist). Each takes a whole file at a time, so a
+# module's server starts once; the Ray tests are one unit (one Ray cluster at a time on this
+# machine). The longest units go first, so neither process is left with one at the end.
+RAY_TESTS = "tests/scaleout/"
+LONGEST_FIRST = (
+    RAY_TESTS,
+    "tests/security/test_fuzz_api.py",
+    "tests/reliability/test_faults.py",
+    "tests/llm/test_chat_http.py",
+    "tests/security/test_crash.py",
+    "tests/compliance/test_report_scale.py",
+)
+
+
+def _unit_of(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return RAY_TESTS if path.startswith(RAY_TESTS) else path
+
+
+def _rank(nodeid: str) -> int:
+    unit = _unit_of(nodeid)
+    return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: _rank(item.nodeid))  # stable: file order otherwise
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneUnitAtATime(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit_of(nodeid)
+
+    return OneUnitAtATime(config, log)  # type: ignore[arg-type]
+
+
 def _reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
