@@ -122,7 +122,8 @@ def test_a_revoked_key_stops_working_within_1s_even_while_it_is_in_use(server: S
     def hammer() -> None:
         with server.client("alice") as client:
             while not stop.is_set():
-                answers.append((time.monotonic(), client.get("/v1/whoami").status_code))
+                sent = time.monotonic()  # when it was asked, not when a busy machine answered
+                answers.append((sent, client.get("/v1/whoami").status_code))
 
     worker = threading.Thread(target=hammer)
     worker.start()
@@ -130,7 +131,7 @@ def test_a_revoked_key_stops_working_within_1s_even_while_it_is_in_use(server: S
         time.sleep(0.5)
         assert server.cli("apikey", "revoke", key_id, "--json").returncode == 0
         revoked_at = time.monotonic()  # the revocation committed before the command returned
-        time.sleep(1.5)
+        time.sleep(2.5)
     finally:
         stop.set()
         worker.join()
