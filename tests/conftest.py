@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +35,6 @@ REDIS_URL = os.environ.get("SAIAAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RAY_TESTS = "tests/scaleout/"
 LONGEST_FIRST = (
     RAY_TESTS,
-    "tests/security/test_fuzz_api.py",
     "tests/reliability/test_faults.py",
     "tests/llm/test_chat_http.py",
     "tests/security/test_crash.py",
@@ -52,7 +52,14 @@ def _rank(nodeid: str) -> int:
     return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # pytest-xdist schedules and reports by node id: of tests sharing one, all but one would
+    # silently not run. Schemathesis gives every operation's test one node id, so `make test`
+    # runs that file in a process of its own, and this refuses a distributed run that has any.
+    if hasattr(config, "workerinput"):  # this process is a pytest-xdist worker
+        shared = [nodeid for nodeid, n in Counter(i.nodeid for i in items).items() if n > 1]
+        if shared:
+            raise pytest.UsageError(f"tests share node ids, run them without -n: {shared}")
     items.sort(key=lambda item: _rank(item.nodeid))  # stable: file order otherwise
 
 
