@@ -314,24 +314,28 @@ def test_the_scrubbers_model_missing_and_its_workers_killed(
     _report("scrubber workers killed", load, fault_at, healed_at)
 
 
-def _scrubber_processes(pid: int) -> list[int]:
-    """The scrubber's forkserver and the detection workers it forked, under server ``pid``."""
+def _descendants_running(pid: int, marker: str) -> list[psutil.Process]:
+    """The processes under ``pid`` whose command line names ``marker``."""
     found = []
     for child in psutil.Process(pid).children(recursive=True):
         try:
-            if "multiprocessing.forkserver" in " ".join(child.cmdline()):
-                found.append(child.pid)
+            if marker in " ".join(child.cmdline()):
+                found.append(child)
         except psutil.NoSuchProcess:
             continue
     return found
 
 
+def _scrubber_processes(pid: int) -> list[int]:
+    """The scrubber's forkserver and the detection workers it forked, under server ``pid``."""
+    return [child.pid for child in _descendants_running(pid, "multiprocessing.forkserver")]
+
+
 def _writer_child(server: Server) -> psutil.Process:
     """The server's audit writer process (`SAIAAS_AUDIT__WRITER=process`, the default)."""
-    for child in psutil.Process(server.process.pid).children(recursive=True):
-        if "secure_aiaas.audit.writer_process" in " ".join(child.cmdline()):
-            return child
-    raise AssertionError("the server has no audit writer process")
+    writers = _descendants_running(server.process.pid, "secure_aiaas.audit.writer_process")
+    assert writers, "the server has no audit writer process"
+    return writers[0]
 
 
 def test_the_audit_writers_process_killed_mid_load(
