@@ -247,8 +247,13 @@ class ModelPool:
                         "rejected_total": stats.rejected_total,
                     }
                 )
+        device = self.device
+        if device is None:  # nothing placed yet (start-up skipped torch): where models would go
+            from secure_aiaas.inference.device import select_device
+
+            device = str(select_device(self._device))
         return {
-            "device": self.device,
+            "device": device,
             "torch_threads": torch.get_num_threads(),
             "cuda_available": torch.cuda.is_available(),
             "cuda_devices": cuda,

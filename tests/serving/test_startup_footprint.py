@@ -28,6 +28,14 @@ def test_a_service_without_models_loads_neither_torch_nor_spacy(server: Server) 
     assert response.status_code == 200, response.text
     assert "wilhelmina" not in response.text
     assert "libtorch" not in mapped_files(server.process.pid)
+    # The resource view still names the device models would be placed on.
+    import torch
+
+    with server.client("secadmin") as admin:
+        view = admin.get("/v1/admin/resources")
+    assert view.status_code == 200, view.text
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert view.json()["plaintext"]["device"] == expected
 
 
 def test_a_service_with_models_loads_torch(model_server: Server) -> None:
