@@ -122,7 +122,7 @@ class RedisNotices:
         down = False
         while not self._stop.is_set():
             client = _client(self._url, self._timeout)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(self.channel)
                 self.listening = True
