@@ -1,9 +1,16 @@
-"""The built-in chat model: converted once from the packaged GGUF, offline; a real answer."""
+"""The built-in chat model: converted once from the packaged GGUF, offline; a real answer,
+in process and through the whole secure path over HTTP (one conversion for both: it costs
+~20 s of CPU here)."""
 
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
+import openai
 import pytest
 
 from secure_aiaas.errors import ConfigurationError
@@ -11,8 +18,16 @@ from secure_aiaas.inference import ModelRegistry
 from secure_aiaas.llm import builtin
 from secure_aiaas.llm.service import LLMService
 from secure_aiaas.llm.wire import ChatCompletionRequest
-
-pytestmark = pytest.mark.anyio
+from tests.conftest import (
+    REPO,
+    STANDARD_KEYS,
+    STANDARD_TENANTS,
+    provision,
+    service_env,
+    start_server,
+    stop_server,
+)
+from tests.llm.test_chat_http import _records
 
 
 def test_the_packaged_gguf_is_the_pinned_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,6 +57,7 @@ def test_conversion_is_registered_once_with_every_file_hashed(builtin_dir: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.anyio
 async def test_a_greedy_answer_to_the_capital_of_france(builtin_dir: Path) -> None:
     service = LLMService.load(ModelRegistry(builtin_dir), builtin.BUILTIN_CHAT_MODEL, device="cpu")
     service.start()
@@ -59,3 +75,60 @@ async def test_a_greedy_answer_to_the_capital_of_france(builtin_dir: Path) -> No
         assert body["choices"][0]["finish_reason"] == "stop"
     finally:
         await service.close()
+
+
+@pytest.mark.slow
+def test_builtin_model_over_http(builtin_dir: Path, tmp_path: Path) -> None:
+    """The built-in SmolLM2 through the whole path: a greedy answer that names Paris, and a
+    stream the client hangs up on, recorded as 499. The server reads the session's
+    conversion (a models directory is read-only to a server)."""
+    from secure_aiaas.crypto import init_keys
+
+    tmp = tmp_path
+    init_keys(tmp / "keys")
+    shutil.copytree(REPO / "policies", tmp / "policies")
+    env = service_env(
+        tmp,
+        tmp / "keys",
+        tmp / "policies",
+        SAIAAS_MODELS_DIR=str(builtin_dir),
+        SAIAAS_HE__ENABLED="false",
+    )
+    keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
+    server = start_server(env, tmp / "server.log")
+    try:
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=keys["alice"])
+        reply = client.chat.completions.create(
+            model=builtin.BUILTIN_CHAT_MODEL,
+            temperature=0,
+            max_tokens=24,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+        )
+        assert "Paris" in (reply.choices[0].message.content or "")
+        # A client that goes away mid-stream: the outcome is recorded, as 499.
+        server.api_keys = keys
+        headers = {"Authorization": f"Bearer {keys['alice']}"}
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
+            with http.stream(
+                "POST",
+                "/v1/chat/completions",
+                json={
+                    "model": builtin.BUILTIN_CHAT_MODEL,
+                    "max_tokens": 400,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "Tell a long story."}],
+                },
+            ) as response:
+                request_id = response.headers["x-request-id"]
+                for _ in response.iter_lines():
+                    break  # the first event, then hang up
+        deadline = time.monotonic() + 20
+        records: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(records) < 2:
+            time.sleep(0.3)
+            records = _records(server, request_id)
+        attempt, outcome = records
+        assert attempt["decision"] == "attempt" and outcome["status"] == 499
+        assert outcome["details"]["llm"]["finish_reason"] == "cancelled"
+    finally:
+        stop_server(server)

@@ -1,7 +1,7 @@
 """Chat and completions through the whole secure path, on a real server: the unmodified
 `openai` client in both modes, the audit records of a streamed, a disconnected and a refused
 request, token quotas, and sensitive tenants (a tiny random model keeps it fast; the
-built-in model answers a real question in `test_builtin_model_over_http`)."""
+built-in model answers a real question in `tests/llm/test_builtin.py`)."""
 
 from __future__ import annotations
 
@@ -220,63 +220,6 @@ def test_bad_requests_are_openai_shaped_4xx(chat_server: Server) -> None:
             response = client.post("/v1/chat/completions", json=body)
             assert 400 <= response.status_code < 500, response.text
             assert set(response.json()["error"]) >= {"message", "type", "code"}
-
-
-@pytest.mark.slow
-def test_builtin_model_over_http(tmp_path: Path) -> None:
-    """The built-in SmolLM2 through the whole path: a greedy answer that names Paris."""
-    from secure_aiaas.crypto import init_keys
-    from secure_aiaas.llm import ensure_builtin_chat_model
-
-    tmp = tmp_path
-    init_keys(tmp / "keys")
-    shutil.copytree(REPO / "policies", tmp / "policies")
-    ensure_builtin_chat_model(tmp / "models")
-    env = service_env(
-        tmp,
-        tmp / "keys",
-        tmp / "policies",
-        SAIAAS_MODELS_DIR=str(tmp / "models"),
-        SAIAAS_HE__ENABLED="false",
-    )
-    keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
-    server = start_server(env, tmp / "server.log")
-    try:
-        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=keys["alice"])
-        reply = client.chat.completions.create(
-            model="smollm2-135m-instruct",
-            temperature=0,
-            max_tokens=24,
-            messages=[{"role": "user", "content": "What is the capital of France?"}],
-        )
-        assert "Paris" in (reply.choices[0].message.content or "")
-        # A client that goes away mid-stream: the outcome is recorded, as 499.
-        server.api_keys = keys
-        headers = {"Authorization": f"Bearer {keys['alice']}"}
-        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
-            with http.stream(
-                "POST",
-                "/v1/chat/completions",
-                json={
-                    "model": "smollm2-135m-instruct",
-                    "max_tokens": 400,
-                    "stream": True,
-                    "messages": [{"role": "user", "content": "Tell a long story."}],
-                },
-            ) as response:
-                request_id = response.headers["x-request-id"]
-                for _ in response.iter_lines():
-                    break  # the first event, then hang up
-        deadline = time.monotonic() + 20
-        records: list[dict[str, Any]] = []
-        while time.monotonic() < deadline and len(records) < 2:
-            time.sleep(0.3)
-            records = _records(server, request_id)
-        attempt, outcome = records
-        assert attempt["decision"] == "attempt" and outcome["status"] == 499
-        assert outcome["details"]["llm"]["finish_reason"] == "cancelled"
-    finally:
-        stop_server(server)
 
 
 def test_chat_routes_answer_only_the_roles_the_policy_allows(chat_server: Server) -> None:
