@@ -33,14 +33,11 @@ serve: prepare
 	$(BIN)/secure-aiaas serve --host $(HOST) --port $(PORT)
 
 # Two test processes, one file (the Ray tests: one directory) at a time each: most tests wait
-# on servers they start, so two share this machine's two cores (tests/conftest.py). The API
-# fuzzing runs after, alone: its tests share one node id, which pytest-xdist cannot schedule.
+# on servers they start, so two share this machine's two cores (tests/conftest.py).
 TEST_WORKERS ?= 2
-FUZZ_TESTS   := tests/security/test_fuzz_api.py
 
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --ignore=$(FUZZ_TESTS)
-	$(BIN)/python -m pytest $(FUZZ_TESTS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # Style and types, as CI checks them before the tests (also a pre-commit hook).
 lint: install

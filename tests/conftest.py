@@ -36,7 +36,7 @@ RAY_TESTS = "tests/scaleout/"
 LONGEST_FIRST = (
     RAY_TESTS,
     "tests/reliability/test_faults.py",
-    "tests/llm/test_chat_http.py",
+    "tests/security/test_fuzz_api.py",
     "tests/security/test_crash.py",
     "tests/compliance/test_report_scale.py",
 )
@@ -52,10 +52,22 @@ def _rank(nodeid: str) -> int:
     return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
+def _own_node_id(item: pytest.Item) -> None:
+    """Schemathesis (4.32) builds one item per API operation, but pytest 9 derives an item's
+    node id from its function's name and parametrization only, so all of them share one.
+    pytest-xdist schedules and reports by node id: all but one would silently not run. Each
+    gets its operation's label as its parameter, as `pytest.mark.parametrize` would give."""
+    label = getattr(item, "operation_label", None)
+    originalname = getattr(item, "originalname", None)
+    if label is None or originalname is None or item.parent is None:
+        return
+    item._id = item.parent.id.child(originalname).with_params(label)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # pytest-xdist schedules and reports by node id: of tests sharing one, all but one would
-    # silently not run. Schemathesis gives every operation's test one node id, so `make test`
-    # runs that file in a process of its own, and this refuses a distributed run that has any.
+    for item in items:
+        _own_node_id(item)
+    # Tests that still share a node id cannot be distributed: refuse instead of dropping them.
     if hasattr(config, "workerinput"):  # this process is a pytest-xdist worker
         shared = [nodeid for nodeid, n in Counter(i.nodeid for i in items).items() if n > 1]
         if shared:
@@ -233,6 +245,11 @@ def service_env(
             # One converted PII graph for every server of the run (and the next runs): it
             # is keyed and checked, and converting it again costs ~2.5 s per server start.
             "SAIAAS_PRIVACY__CACHE_DIR": str(SHARED_CACHE),
+            # One detection worker and one HE worker (the defaults: one per core) unless a
+            # test asks for more: each costs ~0.5 s of CPU per start, and a test's server
+            # shares the two cores with the other test process.
+            "SAIAAS_PRIVACY__PROCESSES": "1",
+            "SAIAAS_HE__WORKERS": "1",
         }
     )
     if audit_url:
@@ -355,13 +372,24 @@ def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def trained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The three built-in models, trained once per session (read-only for servers)."""
+def trained_models_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The three built-in models, trained once per run (read-only for servers): the first
+    test process to need them trains them (~6 s), the other waits for it and reads them."""
+    import fcntl
+
     from secure_aiaas.training import BUILTIN_MODELS, train
 
-    data_dir = tmp_path_factory.mktemp("models")
-    for name in BUILTIN_MODELS:
-        train(name, data_dir, version="1", progress=False)
+    run_dir = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # pytest-xdist: the run's directory holds each worker's own
+        run_dir = run_dir.parent
+    data_dir = run_dir / "trained-models"
+    with (run_dir / "trained-models.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        done = run_dir / "trained-models.done"
+        if not done.exists():
+            for name in BUILTIN_MODELS:
+                train(name, data_dir, version="1", progress=False)
+            done.touch()
     return data_dir
 
 
