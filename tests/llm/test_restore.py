@@ -137,13 +137,13 @@ def test_cost_grows_linearly_with_the_answer_and_not_with_the_mapping() -> None:
         best = float("inf")
         for _ in range(3):
             r = Restorer(mapping)
-            started = time.perf_counter()
+            started = time.process_time()  # CPU: a parallel run's neighbours do not count
             r.restore(text)
             stream = r.stream()
             for i in range(0, len(text), 7):
                 stream.push(text[i : i + 7])
             stream.flush()
-            best = min(best, time.perf_counter() - started)
+            best = min(best, time.process_time() - started)
         return best
 
     # Prose that keeps the pattern busy: words and numbers, separators, near-misses.
