@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from secure_aiaas.config import Settings
 from tests.conftest import IN_CI, REDIS_URL, free_port, service_env
 
@@ -69,13 +71,15 @@ def replica_settings(
     )
 
 
-@contextmanager
-def serving_on_ray(settings: Settings) -> Iterator[str]:
-    """A local cluster on the CI machine's two cores serving the app; yields its base URL."""
+@pytest.fixture(scope="package")
+def ray_serve() -> Iterator[str]:
+    """One local cluster on the CI machine's two cores, with Serve's proxy, for this
+    directory's in-process Ray tests; yields the proxy's base URL. Each module deploys its
+    app on it (`serving_on_ray`) and deletes it after: a cluster's start and stop cost
+    ~10 s of both cores each time. (The CLI's tests start clusters of their own; they come
+    first, before this one exists.)"""
     import ray
     from ray import serve
-
-    from secure_aiaas.scaleout import APP_NAME, ingress_application
 
     port = free_port()
     # Replica logs stay in the session directory (the audit store is the record here).
@@ -84,8 +88,22 @@ def serving_on_ray(settings: Settings) -> Iterator[str]:
     )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(ingress_application(settings), name=APP_NAME, route_prefix="/")
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@contextmanager
+def serving_on_ray(ray_serve: str, settings: Settings) -> Iterator[str]:
+    """The app, as `settings` describe it, deployed on the shared cluster until the block
+    ends; yields its base URL."""
+    from ray import serve
+
+    from secure_aiaas.scaleout import APP_NAME, ingress_application
+
+    serve.run(ingress_application(settings), name=APP_NAME, route_prefix="/")
+    try:
+        yield ray_serve
+    finally:
+        serve.delete(APP_NAME)  # its replicas stopped: the next module deploys afresh

@@ -74,7 +74,9 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Cluster]:
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, pg_url: str, ray_serve: str
+) -> Iterator[Cluster]:
     require_service("Redis", "127.0.0.1", 6379)
     tmp = tmp_path_factory.mktemp("ray")
     init_keys(tmp / "keys")
@@ -109,7 +111,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[C
         },
         log={"level": "WARNING"},
     )
-    with serving_on_ray(settings) as url:
+    with serving_on_ray(ray_serve, settings) as url:
         yield Cluster(url, env, pg_url, settings, api_keys)
 
 

@@ -39,7 +39,7 @@ CONCURRENT_PER_TENANT = 2  # 8 in all; the per-tenant HE limit (2) is not exceed
 
 @pytest.fixture
 def cluster(
-    tmp_path: Path, pg_url: str, trained_models_dir: Path
+    tmp_path: Path, pg_url: str, trained_models_dir: Path, ray_serve: str
 ) -> Iterator[tuple[str, dict[str, str]]]:
     require_service("Redis", "127.0.0.1", 6379)
     init_keys(tmp_path / "keys")
@@ -65,7 +65,7 @@ def cluster(
         },
         log={"level": "WARNING"},
     )
-    with serving_on_ray(settings) as url:
+    with serving_on_ray(ray_serve, settings) as url:
         yield url, api_keys
 
 

@@ -68,7 +68,10 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def cluster(
-    tmp_path_factory: pytest.TempPathFactory, pg_url: str, trained_models_dir: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_url: str,
+    trained_models_dir: Path,
+    ray_serve: str,
 ) -> Iterator[Cluster]:
     from secure_aiaas.inference import ModelRegistry
     from secure_aiaas.llm.registry import register_causal_lm
@@ -111,7 +114,7 @@ def cluster(
         },
         log={"level": "WARNING"},
     )
-    with serving_on_ray(settings) as url:
+    with serving_on_ray(ray_serve, settings) as url:
         yield Cluster(url, settings, api_keys)
 
 
