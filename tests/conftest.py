@@ -7,6 +7,7 @@ fails when it is absent; locally it is skipped with the reason.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -179,10 +180,25 @@ def keys(keys_dir: Path):  # type: ignore[no-untyped-def]
     return load_keys(keys_dir)
 
 
+# Ports for the servers tests start: below the kernel's ephemeral range (32768-60999 here,
+# where every outgoing connection takes its local port, and where binding port 0 picks
+# from) and above Ray's worker ports (10002-19999). A port picked from the ephemeral range
+# was taken by a connection in the seconds before the server bound it (seen at three test
+# processes beside a Ray cluster).
+_TEST_PORTS = range(20000, 32768)
+_pick = random.Random()  # its own: a test that seeds the global generator changes nothing here
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(200):
+        port = _pick.choice(_TEST_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use: another
+            return port
+    raise RuntimeError("no free port for a test server")
 
 
 @dataclass
