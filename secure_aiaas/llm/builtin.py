@@ -5,7 +5,7 @@ model as a Q4_1 GGUF file. We never import that package (its ``__init__`` import
 one); we find the file through its import spec, check its SHA-256, let transformers
 dequantise it, and write a plain bf16 Hugging Face folder (safetensors, config without
 ``quantization_config``, tokenizer, chat template) that `register_causal_lm` copies into the
-registry with its digests like any other chat model. Offline, about half a minute on two
+registry with its digests like any other chat model. Offline, ~17 s on two
 cores, once: `ensure_builtin_chat_model` does nothing when a version is already registered.
 """
 
