@@ -263,7 +263,7 @@ def service_env(
             "SAIAAS_PRIVACY__CACHE_DIR": str(SHARED_CACHE),
             # One detection worker and one HE worker (the defaults: one per core) unless a
             # test asks for more: each costs ~0.5 s of CPU per start, and a test's server
-            # shares the two cores with the other test process.
+            # shares the two cores with the other test processes.
             "SAIAAS_PRIVACY__PROCESSES": "1",
             "SAIAAS_HE__WORKERS": "1",
         }
