@@ -390,7 +390,7 @@ def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def trained_models_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The three built-in models, trained once per run (read-only for servers): the first
-    test process to need them trains them (~6 s), the other waits for it and reads them."""
+    test process to need them trains them (~6 s), the others wait for it and read them."""
     import fcntl
 
     from secure_aiaas.training import BUILTIN_MODELS, train

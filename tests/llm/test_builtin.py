@@ -27,7 +27,7 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
-from tests.llm.test_chat_http import _records
+from tests.support.audit import request_records
 
 
 def test_the_packaged_gguf_is_the_pinned_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,18 +84,17 @@ def test_builtin_model_over_http(builtin_dir: Path, tmp_path: Path) -> None:
     conversion (a models directory is read-only to a server)."""
     from secure_aiaas.crypto import init_keys
 
-    tmp = tmp_path
-    init_keys(tmp / "keys")
-    shutil.copytree(REPO / "policies", tmp / "policies")
+    init_keys(tmp_path / "keys")
+    shutil.copytree(REPO / "policies", tmp_path / "policies")
     env = service_env(
-        tmp,
-        tmp / "keys",
-        tmp / "policies",
+        tmp_path,
+        tmp_path / "keys",
+        tmp_path / "policies",
         SAIAAS_MODELS_DIR=str(builtin_dir),
         SAIAAS_HE__ENABLED="false",
     )
     keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
-    server = start_server(env, tmp / "server.log")
+    server = start_server(env, tmp_path / "server.log")
     try:
         client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=keys["alice"])
         reply = client.chat.completions.create(
@@ -126,7 +125,7 @@ def test_builtin_model_over_http(builtin_dir: Path, tmp_path: Path) -> None:
         records: list[dict[str, Any]] = []
         while time.monotonic() < deadline and len(records) < 2:
             time.sleep(0.3)
-            records = _records(server, request_id)
+            records = request_records(server, request_id)
         attempt, outcome = records
         assert attempt["decision"] == "attempt" and outcome["status"] == 499
         assert outcome["details"]["llm"]["finish_reason"] == "cancelled"

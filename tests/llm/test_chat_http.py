@@ -10,13 +10,11 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from secure_aiaas.audit import SqlAuditStore
 from secure_aiaas.inference import ModelRegistry
 from secure_aiaas.llm.registry import register_causal_lm
 from tests.conftest import (
@@ -31,6 +29,7 @@ from tests.conftest import (
     stop_server,
 )
 from tests.llm.tiny import save_tiny
+from tests.support.audit import request_records
 
 NAME = "tiny-chat"
 SECRET = "Maria Lopez-Garcia"
@@ -70,17 +69,6 @@ def _client(server: Server, who: str) -> openai.OpenAI:
     )
 
 
-def _records(server: Server, request_id: str) -> list[dict[str, Any]]:
-    store = SqlAuditStore(f"sqlite:///{server.data_dir / 'audit.db'}")
-    try:
-        rows = [r for r in store.iter_records() if r["request_id"] == request_id]
-    finally:
-        store.dispose()
-    for row in rows:
-        row["details"] = json.loads(row["details"])
-    return rows
-
-
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
     {"role": "user", "content": f"Write to {SECRET} at maria@example.com"},
@@ -96,7 +84,7 @@ def test_openai_client_non_streamed(chat_server: Server) -> None:
     assert reply.choices[0].finish_reason in ("stop", "length")
     assert reply.usage is not None and reply.usage.completion_tokens <= 8
     assert reply.usage.prompt_tokens > 0
-    (record,) = _records(chat_server, raw.headers["x-request-id"])
+    (record,) = request_records(chat_server, raw.headers["x-request-id"])
     assert record["decision"] == "allow" and record["object"] == f"llm:{NAME}"
     llm = record["details"]["llm"]
     assert llm["completion_tokens"] == reply.usage.completion_tokens
@@ -118,7 +106,7 @@ def test_openai_client_streamed_and_its_two_records(chat_server: Server) -> None
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     usage = [c.usage for c in chunks if c.usage is not None]
     assert usage and usage[0].completion_tokens <= 12
-    attempt, outcome = _records(chat_server, request_id)
+    attempt, outcome = request_records(chat_server, request_id)
     assert attempt["decision"] == "attempt" and attempt["seq"] < outcome["seq"]
     assert outcome["status"] == 200
     assert outcome["details"]["llm"]["completion_tokens"] == usage[0].completion_tokens
@@ -165,7 +153,7 @@ def test_sensitive_tenants_are_denied_unless_allowed_with_a_strict_profile(
                 model=NAME, messages=MESSAGES, max_tokens=4
             )
         rid = info.value.response.headers["x-request-id"]
-        (record,) = _records(chat_server, rid)
+        (record,) = request_records(chat_server, rid)
         assert record["decision"] == "deny" and "strict privacy profile" in record["rule"]
         privacy.write_text(
             saved_privacy.replace(
@@ -177,7 +165,7 @@ def test_sensitive_tenants_are_denied_unless_allowed_with_a_strict_profile(
         raw = client.chat.completions.with_raw_response.create(
             model=NAME, messages=MESSAGES, max_tokens=4
         )
-        (record,) = _records(chat_server, raw.headers["x-request-id"])
+        (record,) = request_records(chat_server, raw.headers["x-request-id"])
         assert record["decision"] == "allow"
         assert record["details"]["privacy_profile"] == "strict"
     finally:
