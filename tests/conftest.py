@@ -388,6 +388,51 @@ def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One standard server (no models) per test process, for the tests of any module that
+    read only what every such server has (the standard tenants, keys and shipped policies)
+    or make what is theirs alone (`own_key`): each start costs ~5 s of CPU, shared by the
+    other test processes. A test that revokes a standard key, edits the policies, stops the
+    server or tampers with its stores takes `server`, its own."""
+    tmp = tmp_path_factory.mktemp("shared-server")
+    srv = private_server(tmp)
+    try:
+        yield srv
+    finally:
+        stop_server(srv)
+
+
+def private_server(
+    tmp: Path,
+    keys: dict[str, tuple[str, str, str]] = STANDARD_KEYS,
+    *,
+    audit_url: str | None = None,
+    database_url: str | None = None,
+    **extra: str,
+) -> Server:
+    """A started server of its own under ``tmp``: its own server keys, a copy of the shipped
+    policies, the standard tenants with ``keys``, and ``extra`` settings (`service_env`).
+    The caller stops it (`stop_server`)."""
+    from secure_aiaas.crypto import init_keys
+
+    init_keys(tmp / "keys")
+    shutil.copytree(REPO / "policies", tmp / "policies")
+    env = service_env(tmp, tmp / "keys", tmp / "policies", audit_url, database_url, **extra)
+    api_keys = provision(env, STANDARD_TENANTS, keys)
+    srv = start_server(env, tmp / "server.log")
+    srv.api_keys = api_keys
+    return srv
+
+
+def own_key(server: Server, tenant: str, role: str) -> tuple[str, str]:
+    """A key of a subject of its own in ``tenant`` (created in the server's registry, as
+    `secure-aiaas apikey create` does): ``(api_key, subject)``."""
+    subject = "own-" + uuid.uuid4().hex[:8]
+    api_key = provision(server.env, {}, {subject: (tenant, subject, role)})[subject]
+    return api_key, subject
+
+
+@pytest.fixture(scope="session")
 def trained_models_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The three built-in models, trained once per run (read-only for servers): the first
     test process to need them trains them (~6 s), the others wait for it and read them."""
@@ -414,17 +459,8 @@ def model_server(
     tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path
 ) -> Iterator[Server]:
     """A real server with the built-in models loaded (one per test module)."""
-    from secure_aiaas.crypto import init_keys
-
     tmp = tmp_path_factory.mktemp("model-server")
-    init_keys(tmp / "keys")
-    shutil.copytree(REPO / "policies", tmp / "policies")
-    env = service_env(
-        tmp, tmp / "keys", tmp / "policies", SAIAAS_MODELS_DIR=str(trained_models_dir)
-    )
-    api_keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
-    srv = start_server(env, tmp / "server.log")
-    srv.api_keys = api_keys
+    srv = private_server(tmp, SAIAAS_MODELS_DIR=str(trained_models_dir))
     try:
         yield srv
     finally:

@@ -15,13 +15,9 @@ from secure_aiaas.crypto import ServerKeys
 from secure_aiaas.crypto.keystore import known_audit_public_keys
 from secure_aiaas.types import AuditEvent
 from tests.conftest import (
-    REPO,
     STANDARD_KEYS,
-    STANDARD_TENANTS,
     Server,
-    provision,
-    service_env,
-    start_server,
+    private_server,
     stop_server,
 )
 
@@ -114,20 +110,13 @@ def audit_server(
 ) -> Iterator[tuple[Server, str]]:
     """(server, audit store URL) on SQLite or PostgreSQL, one per module and backend: the
     service takes seconds to start (models), so the API tests share it."""
-    import shutil
-
     import psycopg
 
-    from secure_aiaas.crypto import init_keys
     from tests.conftest import PG_ADMIN_URL, require_service
 
     tmp = tmp_path_factory.mktemp(f"audit-{request.param}")
-    init_keys(tmp / "keys")
-    shutil.copytree(REPO / "policies", tmp / "policies")
     schema = None
-    extra = {"SAIAAS_HE__ENABLED": "false"}  # the auditor API needs no HE workers
     if request.param == "sqlite":
-        env = service_env(tmp, tmp / "keys", tmp / "policies", **extra)
         url = f"sqlite:///{tmp / 'data' / 'audit.db'}"
     else:
         require_service("PostgreSQL", "127.0.0.1", 5432)
@@ -135,12 +124,9 @@ def audit_server(
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
         url = f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-        env = service_env(
-            tmp, tmp / "keys", tmp / "policies", audit_url=url, database_url=url, **extra
-        )
-    api_keys = provision(env, STANDARD_TENANTS, AUDIT_KEYS)
-    srv = start_server(env, tmp / "server.log")
-    srv.api_keys = api_keys
+    backend = {} if schema is None else {"audit_url": url, "database_url": url}
+    # The auditor API needs no HE workers.
+    srv = private_server(tmp, AUDIT_KEYS, **backend, SAIAAS_HE__ENABLED="false")
     try:
         yield srv, url
     finally:

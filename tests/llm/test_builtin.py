@@ -4,7 +4,6 @@ in process and through the whole secure path over HTTP (one conversion for both:
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,7 @@ from secure_aiaas.llm import builtin
 from secure_aiaas.llm.service import LLMService
 from secure_aiaas.llm.wire import ChatCompletionRequest
 from tests.conftest import (
-    REPO,
-    STANDARD_KEYS,
-    STANDARD_TENANTS,
-    provision,
-    service_env,
-    start_server,
+    private_server,
     stop_server,
 )
 from tests.support.audit import request_records
@@ -82,19 +76,10 @@ def test_builtin_model_over_http(builtin_dir: Path, tmp_path: Path) -> None:
     """The built-in SmolLM2 through the whole path: a greedy answer that names Paris, and a
     stream the client hangs up on, recorded as 499. The server reads the session's
     conversion (a models directory is read-only to a server)."""
-    from secure_aiaas.crypto import init_keys
-
-    init_keys(tmp_path / "keys")
-    shutil.copytree(REPO / "policies", tmp_path / "policies")
-    env = service_env(
-        tmp_path,
-        tmp_path / "keys",
-        tmp_path / "policies",
-        SAIAAS_MODELS_DIR=str(builtin_dir),
-        SAIAAS_HE__ENABLED="false",
+    server = private_server(
+        tmp_path, SAIAAS_MODELS_DIR=str(builtin_dir), SAIAAS_HE__ENABLED="false"
     )
-    keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
-    server = start_server(env, tmp_path / "server.log")
+    keys = server.api_keys
     try:
         client = openai.OpenAI(base_url=server.base_url + "/v1", api_key=keys["alice"])
         reply = client.chat.completions.create(

@@ -6,7 +6,6 @@ built-in model answers a real question in `tests/llm/test_builtin.py`)."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,14 +17,10 @@ import pytest
 from secure_aiaas.inference import ModelRegistry
 from secure_aiaas.llm.registry import register_causal_lm
 from tests.conftest import (
-    REPO,
     STANDARD_KEYS,
     STANDARD_TENANTS,
     Server,
-    provision,
-    run_cli,
-    service_env,
-    start_server,
+    private_server,
     stop_server,
 )
 from tests.llm.tiny import save_tiny
@@ -38,26 +33,19 @@ KEYS = {**STANDARD_KEYS, "pat": ("platform", "pat", "user")}  # platform: no quo
 
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from secure_aiaas.crypto import init_keys
-
     tmp = tmp_path_factory.mktemp("chat")
-    init_keys(tmp / "keys")
-    shutil.copytree(REPO / "policies", tmp / "policies")
     models = tmp / "models"
     register_causal_lm(ModelRegistry(models), save_tiny(tmp / "src"), name=NAME)
-    env = service_env(
+    server = private_server(
         tmp,
-        tmp / "keys",
-        tmp / "policies",
+        KEYS,
         SAIAAS_MODELS_DIR=str(models),
         SAIAAS_HE__ENABLED="false",
         SAIAAS_LLM__DEFAULT_MAX_TOKENS="24",
     )
-    keys = provision(env, STANDARD_TENANTS, KEYS)
-    assert run_cli(env, "tenant", "set-limits", "acme", "--key-tpm", "400").returncode == 0
-    server = start_server(env, tmp / "server.log")
-    server.api_keys = keys
     try:
+        # Limits are read from the registry on each request: set after the start, too.
+        assert server.cli("tenant", "set-limits", "acme", "--key-tpm", "400").returncode == 0
         yield server
     finally:
         stop_server(server)

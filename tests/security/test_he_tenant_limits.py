@@ -4,7 +4,6 @@ over-limit upload is refused before its body is read."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -17,13 +16,9 @@ import pytest
 from secure_aiaas.crypto.he_wire import InferenceRequest, encode_request
 from secure_aiaas.sdk.he import SecretContext
 from tests.conftest import (
-    REPO,
     STANDARD_KEYS,
-    STANDARD_TENANTS,
     Server,
-    provision,
-    service_env,
-    start_server,
+    private_server,
     stop_server,
 )
 
@@ -33,15 +28,9 @@ KEYS = {**STANDARD_KEYS, "acme-he": ("acme", "hank", "he-user")}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path) -> Iterator[Server]:
-    from secure_aiaas.crypto import init_keys
-
-    tmp = tmp_path_factory.mktemp("he-limits")
-    init_keys(tmp / "keys")
-    shutil.copytree(REPO / "policies", tmp / "policies")
-    env = service_env(
-        tmp,
-        tmp / "keys",
-        tmp / "policies",
+    srv = private_server(
+        tmp_path_factory.mktemp("he-limits"),
+        KEYS,
         SAIAAS_MODELS_DIR=str(trained_models_dir),
         SAIAAS_INFERENCE__MODELS=f'["{MODEL}"]',
         SAIAAS_HE__WORKERS="1",
@@ -49,9 +38,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path) -
         SAIAAS_HE__MAX_PENDING_PER_TENANT="2",
         SAIAAS_PRIVACY__ENABLED="false",
     )
-    keys = provision(env, STANDARD_TENANTS, KEYS)
-    srv = start_server(env, tmp / "server.log")
-    srv.api_keys = keys
     try:
         yield srv
     finally:

@@ -16,22 +16,22 @@ def mapped_files(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text()
 
 
-def test_a_service_without_models_loads_neither_torch_nor_spacy(server: Server) -> None:
-    maps = mapped_files(server.process.pid)
+def test_a_service_without_models_loads_neither_torch_nor_spacy(shared_server: Server) -> None:
+    maps = mapped_files(shared_server.process.pid)
     assert "libtorch" not in maps
     assert "/spacy/" not in maps and "/thinc/" not in maps
     # ...and still scrubs (anonymization runs here, detection in the workers).
-    with server.client("alice") as client:
+    with shared_server.client("alice") as client:
         response = client.post(
             "/v1/privacy/scrub", json={"texts": ["Mail wilhelmina.okonkwo@example.net today"]}
         )
     assert response.status_code == 200, response.text
     assert "wilhelmina" not in response.text
-    assert "libtorch" not in mapped_files(server.process.pid)
+    assert "libtorch" not in mapped_files(shared_server.process.pid)
     # The resource view still names the device models would be placed on.
     import torch
 
-    with server.client("secadmin") as admin:
+    with shared_server.client("secadmin") as admin:
         view = admin.get("/v1/admin/resources")
     assert view.status_code == 200, view.text
     expected = "cuda" if torch.cuda.is_available() else "cpu"

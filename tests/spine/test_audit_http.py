@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from secure_aiaas.audit import SqlAuditStore
 from tests.conftest import (
     STANDARD_KEYS,
     STANDARD_TENANTS,
@@ -21,34 +20,27 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
+from tests.support.audit import stored_records
 from tests.support.outage import Outage
 from tests.support.tamper import tamper_url
 
 CANARY_EMAIL = "canary.person@example.org"
 
 
-def audit_rows(url: str) -> list[dict[str, object]]:
-    store = SqlAuditStore(url)
-    try:
-        return list(store.iter_records())
-    finally:
-        store.dispose()
-
-
-def test_one_record_per_request_with_decision_and_rule(server: Server) -> None:
-    url = f"sqlite:///{server.data_dir / 'audit.db'}"
-    before = len(audit_rows(url))
+def test_one_record_per_request_with_decision_and_rule(shared_server: Server) -> None:
+    url = f"sqlite:///{shared_server.data_dir / 'audit.db'}"
+    before = len(stored_records(url))
     responses = []
-    with server.client("alice") as alice, server.client("medco-user") as medco:
+    with shared_server.client("alice") as alice, shared_server.client("medco-user") as medco:
         responses.append(alice.get("/v1/whoami"))  # allow
         responses.append(alice.get("/v1/admin/policy"))  # deny (default)
-        responses.append(httpx.get(server.base_url + "/v1/whoami"))  # unauthenticated
+        responses.append(httpx.get(shared_server.base_url + "/v1/whoami"))  # unauthenticated
         responses.append(alice.get(f"/v1/nothing/{CANARY_EMAIL}"))  # unmatched route
         responses.append(alice.get("/v1/whoami?token=abc"))  # refused early
         responses.append(alice.post("/v1/whoami", content=b"x" * (9 * 1024 * 1024)))  # 413
         responses.append(medco.get("/v1/whoami"))  # allow, other tenant
     assert [r.status_code for r in responses] == [200, 403, 401, 404, 400, 413, 200]
-    rows = audit_rows(url)[before:]
+    rows = stored_records(url)[before:]
     assert len(rows) == len(responses)
     by_id = {r["request_id"]: r for r in rows}
     for response in responses:
@@ -71,17 +63,17 @@ def test_one_record_per_request_with_decision_and_rule(server: Server) -> None:
     assert unmatched["route"] == "unmatched"  # never the raw path
     blob = json.dumps(rows)
     assert CANARY_EMAIL not in blob
-    for key in server.api_keys.values():
-        assert key not in blob and key not in server.logs()
-    assert CANARY_EMAIL not in server.logs()
+    for key in shared_server.api_keys.values():
+        assert key not in blob and key not in shared_server.logs()
+    assert CANARY_EMAIL not in shared_server.logs()
 
 
-def test_health_probes_are_not_audited(server: Server) -> None:
-    url = f"sqlite:///{server.data_dir / 'audit.db'}"
-    before = len(audit_rows(url))
+def test_health_probes_are_not_audited(shared_server: Server) -> None:
+    url = f"sqlite:///{shared_server.data_dir / 'audit.db'}"
+    before = len(stored_records(url))
     for _ in range(3):
-        assert httpx.get(server.base_url + "/v2/health/live").status_code == 200
-    assert len(audit_rows(url)) == before
+        assert httpx.get(shared_server.base_url + "/v2/health/live").status_code == 200
+    assert len(stored_records(url)) == before
 
 
 def test_audit_verify_cli_after_traffic_and_tampering(server: Server) -> None:
@@ -103,11 +95,11 @@ def test_audit_verify_cli_after_traffic_and_tampering(server: Server) -> None:
     assert "TAMPERED (edited) at record 3" in bad.stderr
 
 
-def test_request_logs_are_json_with_request_id(server: Server) -> None:
-    with server.client("alice") as alice:
+def test_request_logs_are_json_with_request_id(shared_server: Server) -> None:
+    with shared_server.client("alice") as alice:
         response = alice.get("/v1/whoami")
     time.sleep(0.2)
-    lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in shared_server.logs().splitlines() if line.startswith("{")]
     completed = [ln for ln in lines if ln.get("event") == "request.completed"]
     assert completed, "no request log line"
     assert all(ln.get("request_id") for ln in completed)
@@ -157,7 +149,7 @@ def test_fail_closed_when_audit_store_is_unwritable(outage_server: tuple[Server,
         after = [alice.get("/v1/whoami") for _ in range(3)]
         assert [r.status_code for r in after] == [200, 200, 200]
         seen.extend(after)
-    recorded = {r["request_id"] for r in audit_rows(url)}
+    recorded = {r["request_id"] for r in stored_records(url)}
     for response in seen:
         if response.status_code < 300:
             assert response.headers["x-request-id"] in recorded

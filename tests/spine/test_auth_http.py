@@ -5,8 +5,15 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, own_key
+
+
+@pytest.fixture
+def server(shared_server: Server) -> Server:
+    """These tests read, or revoke keys of their own: the test process's shared server."""
+    return shared_server
 
 
 def _body_without_request_id(response: httpx.Response) -> dict[str, object]:
@@ -30,15 +37,17 @@ def test_valid_key_gets_whoami(server: Server) -> None:
     assert response.headers["x-request-id"]
 
 
+def _key_id(server: Server, subject: str) -> str:
+    listed = json.loads(server.cli("apikey", "list", "--json").stdout)["api_keys"]
+    return next(k["key_id"] for k in listed if k["subject"] == subject)
+
+
 def test_unknown_revoked_malformed_and_missing_keys_get_the_same_401(server: Server) -> None:
-    revoke = server.cli("apikey", "list", "--json")
-    alice_key_id = next(
-        k["key_id"] for k in json.loads(revoke.stdout)["api_keys"] if k["subject"] == "alice"
-    )
-    assert server.cli("apikey", "revoke", alice_key_id, "--json").returncode == 0
+    revoked, subject = own_key(server, "acme", "user")
+    assert server.cli("apikey", "revoke", _key_id(server, subject), "--json").returncode == 0
 
     attempts = {
-        "revoked": {"Authorization": f"Bearer {server.api_keys['alice']}"},
+        "revoked": {"Authorization": f"Bearer {revoked}"},
         "unknown": {"Authorization": "Bearer saiaas_" + "A" * 43},
         "malformed": {"Authorization": "Bearer not-a-key"},
         "wrong-scheme": {"Authorization": f"Basic {server.api_keys['acme-admin']}"},
@@ -51,8 +60,8 @@ def test_unknown_revoked_malformed_and_missing_keys_get_the_same_401(server: Ser
         assert response.headers["www-authenticate"] == "Bearer"
         bodies.append(_body_without_request_id(response))
     assert all(body == bodies[0] for body in bodies)
-    # The other keys still work: revocation is per key.
-    with server.client("acme-admin") as client:
+    # The other keys still work, of the same tenant and role too: revocation is per key.
+    with server.client("alice") as client:
         assert client.get("/v1/whoami").status_code == 200
 
 
@@ -111,16 +120,14 @@ def test_a_revoked_key_stops_working_within_1s_even_while_it_is_in_use(server: S
     import threading
     import time
 
-    key_id = next(
-        k["key_id"]
-        for k in json.loads(server.cli("apikey", "list", "--json").stdout)["api_keys"]
-        if k["subject"] == "alice"
-    )
+    api_key, subject = own_key(server, "acme", "user")
+    key_id = _key_id(server, subject)
     answers: list[tuple[float, int]] = []
     stop = threading.Event()
 
     def hammer() -> None:
-        with server.client("alice") as client:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as client:
             while not stop.is_set():
                 sent = time.monotonic()  # when it was asked, not when a busy machine answered
                 answers.append((sent, client.get("/v1/whoami").status_code))

@@ -14,7 +14,7 @@ import pytest
 from secure_aiaas.config import Settings
 from secure_aiaas.crypto.keystore import KEY_FILES, check_permissions, load_keys
 from secure_aiaas.errors import ConfigurationError
-from tests.conftest import REPO, run_cli, service_env, start_server
+from tests.conftest import REPO, Server, run_cli, service_env, start_server
 
 
 def test_settings_read_saiaas_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -94,10 +94,10 @@ def test_keys_are_never_tracked_by_git() -> None:
     assert "*" in ignore.splitlines()
 
 
-def test_stores_written_by_the_service_are_private(server) -> None:  # type: ignore[no-untyped-def]
-    with server.client("alice") as client:
+def test_stores_written_by_the_service_are_private(shared_server: Server) -> None:
+    with shared_server.client("alice") as client:
         assert client.get("/v1/whoami").status_code == 200
-    files = [p for p in server.data_dir.rglob("*") if p.is_file()]
+    files = [p for p in shared_server.data_dir.rglob("*") if p.is_file()]
     assert any(p.name == "audit.db" for p in files)
-    for path in [server.data_dir, *files]:
+    for path in [shared_server.data_dir, *files]:
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path

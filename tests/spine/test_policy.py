@@ -142,18 +142,18 @@ def test_policy_check_cli(tmp_path: Path, keys_dir: Path, policy_dir: Path) -> N
     assert bad_model.returncode != 0 and "model.conf:0:" in bad_model.stderr
 
 
-def test_policy_explain_cli(server: Server) -> None:
-    allow = server.cli("policy", "explain", "alice", "acme", "model:digits-mlp", "infer")
+def test_policy_explain_cli(shared_server: Server) -> None:
+    allow = shared_server.cli("policy", "explain", "alice", "acme", "model:digits-mlp", "infer")
     assert allow.returncode == 0
     assert "ALLOW as user: policy.csv:" in allow.stdout and "model:*, infer, allow" in allow.stdout
     deny = json.loads(
-        server.cli(
+        shared_server.cli(
             "policy", "explain", "erin", "medco", "model:digits-mlp", "infer", "--json"
         ).stdout
     )
     assert deny["allowed"] is False
     assert deny["decisions"][0]["rule"] == ["*", "trust:sensitive", "model:*", "infer", "deny"]
-    default = server.cli("policy", "explain", "alice", "acme", "admin:policy", "read")
+    default = shared_server.cli("policy", "explain", "alice", "acme", "admin:policy", "read")
     assert "DENY as user: no allow line matches (deny by default)" in default.stdout
 
 
@@ -183,11 +183,15 @@ def test_every_route_but_health_is_authorized(tmp_path: Path, policy_dir: Path) 
     assert checked >= 3
 
 
-def test_every_route_refuses_anonymous_and_unprivileged_callers(server: Server) -> None:
+def test_every_route_refuses_anonymous_and_unprivileged_callers(shared_server: Server) -> None:
     from secure_aiaas.api.app import create_app as make
 
     app = make(
-        Settings(data_dir=server.data_dir, keys_dir=server.keys_dir, policy_dir=server.policy_dir)
+        Settings(
+            data_dir=shared_server.data_dir,
+            keys_dir=shared_server.keys_dir,
+            policy_dir=shared_server.policy_dir,
+        )
     )
     for route in api_routes(app):
         if getattr(route, "path", "") in PUBLIC_PATHS:
@@ -197,12 +201,12 @@ def test_every_route_refuses_anonymous_and_unprivileged_callers(server: Server) 
             continue
         path = route.path.replace("{name}", "digits-mlp").replace("{version}", "1")
         for method in route.methods:
-            anonymous = httpx.request(method, server.base_url + path)
+            anonymous = httpx.request(method, shared_server.base_url + path)
             assert anonymous.status_code == 401, (method, path)
     # The documentation is public and served by the service itself (no CDN).
     for path in ("/openapi.json", "/docs", "/docs-assets/swagger-ui-bundle.js"):
-        assert httpx.get(server.base_url + path).status_code == 200, path
-    assert "cdn" not in httpx.get(server.base_url + "/docs").text.lower()
+        assert httpx.get(shared_server.base_url + path).status_code == 200, path
+    assert "cdn" not in httpx.get(shared_server.base_url + "/docs").text.lower()
 
 
 def _wait_for(predicate: object, timeout: float = 2.0) -> float:
@@ -256,8 +260,11 @@ def test_service_does_not_start_with_an_unloadable_policy(
     assert "policy.csv:1" in srv.logs()
 
 
-def test_admin_policy_route_is_for_security_admins_only(server: Server) -> None:
-    with server.client("secadmin") as admin, server.client("acme-admin") as tenant_admin:
+def test_admin_policy_route_is_for_security_admins_only(shared_server: Server) -> None:
+    with (
+        shared_server.client("secadmin") as admin,
+        shared_server.client("acme-admin") as tenant_admin,
+    ):
         response = admin.get("/v1/admin/policy")
         assert response.status_code == 200
         body = response.json()
