@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from secure_aiaas.audit import SqlAuditStore
 from secure_aiaas.policy import PolicyEngine
 from tests.conftest import STANDARD_KEYS, STANDARD_TENANTS
+from tests.support.audit import stored_records
 from tests.support.inprocess import InProcess, in_process, make_settings
 
 
@@ -37,14 +37,6 @@ def _until(predicate: Any, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
-
-
-def _record(app: InProcess, request_id: str) -> dict[str, Any]:
-    store = SqlAuditStore(app.settings.resolved_audit_url())
-    try:
-        return next(r for r in store.iter_records() if r["request_id"] == request_id)
-    finally:
-        store.dispose()
 
 
 def test_a_deleted_policy_stops_deciding_after_the_staleness_limit(app: InProcess) -> None:
@@ -91,7 +83,7 @@ def test_an_enforcer_fault_is_a_recorded_denial(
     engine._cache.clear()
     response = app.client.get("/v1/whoami", headers=app.headers("alice"))
     assert response.status_code == 403 and response.json()["code"] == "forbidden"
-    record = _record(app, response.headers["x-request-id"])
+    (record,) = stored_records(app.settings.resolved_audit_url(), response.headers["x-request-id"])
     assert record["decision"] == "deny" and record["rule"] == "policy-error"
 
 

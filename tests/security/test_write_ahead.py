@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from secure_aiaas.audit import SqlAuditStore
 from secure_aiaas.sdk.he import SecretContext
 from tests.conftest import STANDARD_KEYS, STANDARD_TENANTS
+from tests.support.audit import stored_records
 from tests.support.inprocess import InProcess, in_process, make_settings
 from tests.support.outage import Outage
 
@@ -58,14 +58,6 @@ def _context(app: InProcess) -> bytes:
     return SecretContext.create(plan.text).public_context()
 
 
-def _attempts(url: str, request_id: str) -> list[dict[str, Any]]:
-    store = SqlAuditStore(url)
-    try:
-        return [r for r in store.iter_records() if r["request_id"] == request_id]
-    finally:
-        store.dispose()
-
-
 def test_no_side_effect_without_a_committed_attempt(
     app: tuple[InProcess, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -82,7 +74,7 @@ def test_no_side_effect_without_a_committed_attempt(
     created = running.client.post(f"/v1/he/contexts?model={MODEL}", content=body, headers=he)
     assert created.status_code == 201, created.text
     context_id = created.json()["context_id"]
-    records = _attempts(url, created.headers["x-request-id"])
+    records = stored_records(url, created.headers["x-request-id"])
     assert [r["decision"] for r in records] == ["attempt", "allow"]
     assert register.calls == 1
 
@@ -104,7 +96,7 @@ def test_no_side_effect_without_a_committed_attempt(
     # After the outage the same calls work, each preceded by its attempt.
     deleted = running.client.delete(f"/v1/he/contexts/{context_id}", headers=he)
     assert deleted.status_code == 204
-    assert [r["decision"] for r in _attempts(url, deleted.headers["x-request-id"])] == [
+    assert [r["decision"] for r in stored_records(url, deleted.headers["x-request-id"])] == [
         "attempt",
         "allow",
     ]

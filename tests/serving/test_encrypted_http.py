@@ -18,18 +18,9 @@ from secure_aiaas.sdk import AsyncEncryptedClient, Client, EncryptedClient
 from secure_aiaas.sdk.he import SecretContext
 from tests.conftest import Server, api_routes
 from tests.he.hostile import context_messages, vector_messages
+from tests.support.audit import request_records
 
 pytestmark = pytest.mark.slow
-
-
-def audit_for(server: Server, request_id: str) -> dict[str, object]:
-    from secure_aiaas.audit import SqlAuditStore
-
-    store = SqlAuditStore(f"sqlite:///{server.data_dir / 'audit.db'}")
-    try:
-        return next(r for r in store.iter_records() if r["request_id"] == request_id)
-    finally:
-        store.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +105,8 @@ def test_context_and_inference_are_audited_without_payload(
     )
     assert response.status_code == 200
     assert len(body) + len(response.content) <= 500_000  # per single-sample request
-    record = audit_for(model_server, response.headers["x-request-id"])
-    he = json.loads(str(record["details"]))["he"]
+    (record,) = request_records(model_server, response.headers["x-request-id"])
+    he = record["details"]["he"]
     import hashlib
 
     assert he["context_id"] == session.context_id

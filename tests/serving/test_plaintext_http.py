@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
 
 import httpx
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from secure_aiaas.audit import SqlAuditStore
 from tests.conftest import Server
+from tests.support.audit import request_records
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +30,6 @@ def v2_body(x: np.ndarray, name: str = "input") -> dict[str, object]:
             }
         ]
     }
-
-
-def audit_rows(server: Server) -> list[dict[str, object]]:
-    store = SqlAuditStore(f"sqlite:///{server.data_dir / 'audit.db'}")
-    try:
-        return list(store.iter_records())
-    finally:
-        store.dispose()
 
 
 def test_v2_infer_with_raw_pixels(model_server: Server, digits) -> None:  # type: ignore[no-untyped-def]
@@ -115,9 +106,7 @@ def test_sensitive_tenant_is_denied_plaintext_and_audited(
     with model_server.client("medco-user") as client:
         response = client.post("/v2/models/digits-mlp/infer", json=v2_body(X[:1]))
     assert response.status_code == 403
-    record = next(
-        r for r in audit_rows(model_server) if r["request_id"] == response.headers["x-request-id"]
-    )
+    (record,) = request_records(model_server, response.headers["x-request-id"])
     assert record["decision"] == "deny" and record["tenant"] == "medco"
     assert record["rule"] == "*, trust:sensitive, model:*, infer, deny"
     assert record["object"] == "model:digits-mlp"
@@ -130,10 +119,8 @@ def test_inference_is_audited_with_model_and_version(model_server: Server, digit
             "/v2/models/breast-cancer-lr/infer", json=v2_body(np.zeros((3, 30), np.float32))
         )
     assert response.status_code == 200
-    record = next(
-        r for r in audit_rows(model_server) if r["request_id"] == response.headers["x-request-id"]
-    )
-    details = json.loads(str(record["details"]))
+    (record,) = request_records(model_server, response.headers["x-request-id"])
+    details = record["details"]
     assert details["model"] == "breast-cancer-lr" and details["model_version"] == "1"
     assert details["rows"] == 3 and record["route"] == "/v2/models/{name}/infer"
 

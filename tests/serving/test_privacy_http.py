@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from secure_aiaas.audit import SqlAuditStore
 from secure_aiaas.privacy import restore
 from tests.conftest import (
     STANDARD_KEYS,
@@ -20,6 +19,7 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
+from tests.support.audit import audit_url, stored_records
 
 # Values that must never appear in any log line, audit record or error body.
 CANARIES = {
@@ -36,11 +36,7 @@ CANARY_TEXT = (
 
 
 def all_audit_text(server: Server) -> str:
-    store = SqlAuditStore(f"sqlite:///{server.data_dir / 'audit.db'}")
-    try:
-        return json.dumps(list(store.iter_records()))
-    finally:
-        store.dispose()
+    return json.dumps(stored_records(audit_url(server)))
 
 
 def test_scrub_route_returns_scrubbed_text_and_entities_not_values(model_server: Server) -> None:

@@ -18,9 +18,9 @@ from starlette.requests import Request
 from secure_aiaas.api.app import create_app
 from secure_aiaas.api.bodies import BoundedRoute
 from secure_aiaas.api.direct import direct_handler
-from secure_aiaas.audit import SqlAuditStore
 from secure_aiaas.config import Settings
 from tests.conftest import STANDARD_KEYS, STANDARD_TENANTS, api_routes
+from tests.support.audit import stored_records
 from tests.support.inprocess import InProcess, in_process, make_settings
 
 # Answers with live figures (load, memory): compared by their shape.
@@ -68,11 +68,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
 
 
 def _record(app: InProcess, request_id: str) -> dict[str, Any]:
-    store = SqlAuditStore(app.settings.resolved_audit_url())
-    try:
-        record = next(r for r in store.iter_records() if r["request_id"] == request_id)
-    finally:
-        store.dispose()
+    (record,) = stored_records(app.settings.resolved_audit_url(), request_id)
     return {k: v for k, v in record.items() if k not in PER_REQUEST and "hash" not in k}
 
 
