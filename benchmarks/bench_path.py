@@ -39,9 +39,9 @@ from tests.conftest import (
     STANDARD_KEYS,
     STANDARD_TENANTS,
     free_port,
+    private_server,
     provision,
     service_env,
-    start_server,
     stop_server,
 )
 
@@ -78,21 +78,9 @@ def _bare(
 
 
 def _secure(tmp: Path, **extra: str) -> tuple[Any, str]:
-    from secure_aiaas.crypto import init_keys
-
     tmp.mkdir(parents=True, exist_ok=True)
-    init_keys(tmp / "keys")
-    shutil.copytree(REPO / "policies", tmp / "policies")
-    env = service_env(
-        tmp,
-        tmp / "keys",
-        tmp / "policies",
-        SAIAAS_LOG__LEVEL="INFO",
-        SAIAAS_HE__ENABLED="false",
-        **extra,
-    )
-    keys = provision(env, STANDARD_TENANTS, STANDARD_KEYS)
-    return start_server(env, tmp / "server.log"), keys["alice"]
+    server = private_server(tmp, SAIAAS_HE__ENABLED="false", **extra)
+    return server, server.api_keys["alice"]
 
 
 def _start_workers(
