@@ -88,6 +88,7 @@ class ScrubberService:
         self._slots = asyncio.Semaphore(processes)
         self._dispatcher: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._restarting: asyncio.Task[None] | None = None
         self._closed = False
         self.worker_pids: tuple[int, ...] = ()
 
@@ -245,6 +246,8 @@ class ScrubberService:
         self._closed = True
         if self._dispatcher is not None:
             self._dispatcher.cancel()
+        if self._restarting is not None:
+            self._restarting.cancel()
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
@@ -322,7 +325,7 @@ class ScrubberService:
                     executor, _worker_detect, list(groups.values())
                 )
             except BrokenProcessPool:
-                await self._restart_pool()
+                self._replace_pool(executor)
                 raise PrivacyError() from None
             by_profile = dict(zip(groups, results))
             offsets: dict[int, int] = Counter()
@@ -342,18 +345,38 @@ class ScrubberService:
         finally:
             self._slots.release()
 
-    async def _start_pool(self) -> None:
-        self._executor, self.worker_pids = await _start_workers(self._config, self.processes)
+    def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
+        """A pool broke (a worker, or its forkserver, died): refuse requests (503) until one
+        replacement answers. Every batch in flight sees the break; the first starts the one
+        replacement."""
+        if self._executor is broken:
+            self._executor = None
+            broken.shutdown(wait=False, cancel_futures=True)
+        if self._closed or self._executor is not None:
+            return
+        if self._restarting is None or self._restarting.done():
+            logger.error("privacy.workers_lost")
+            self._restarting = asyncio.get_running_loop().create_task(self._restart_pool())
 
     async def _restart_pool(self) -> None:
-        old, self._executor = self._executor, None
-        if old is not None:
-            old.shutdown(wait=False, cancel_futures=True)
-        if not self._closed:
+        # Until a pool starts: a first attempt can meet the killed forkserver before its
+        # death is seen, and a start that fails once must not leave the service refusing
+        # every request for good.
+        delay_s = 0.5
+        while not self._closed:
             try:
-                await self._start_pool()
+                executor, pids = await _start_workers(self._config, self.processes)
             except PrivacyError:
-                pass  # stays unavailable: every request is refused (fail closed)
+                logger.warning("privacy.workers_restart_failed")
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 10.0)
+                continue
+            if self._closed:
+                executor.shutdown(wait=False, cancel_futures=True)
+                return
+            self._executor, self.worker_pids = executor, pids
+            logger.warning("privacy.workers_replaced")
+            return
 
 
 def _check_leaves(leaves: list[structured.Leaf], limits: ScrubLimits) -> None:

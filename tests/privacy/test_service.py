@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -103,10 +104,43 @@ def test_a_killed_worker_refuses_then_recovers(service: ScrubberService) -> None
     # The request that meets the broken pool fails closed (503), never unscrubbed ...
     with pytest.raises(PrivacyError):
         run(service, service.scrub_text("Dear Maria Lopez,", tenant="t"))
-    # ... and the pool was started again for the next one.
+    # ... and the pool is started again, in the background; refused until it answers.
+    run(service, asyncio.wait_for(_replaced(service), 60))
     result = run(service, service.scrub_text("Dear Maria Lopez,", tenant="t"))
     assert "Maria" not in result.text  # type: ignore[attr-defined]
     assert victim not in service.worker_pids and len(service.worker_pids) == 2
+
+
+async def _replaced(service: ScrubberService) -> None:
+    while not service.ready:
+        await asyncio.sleep(0.1)
+
+
+def test_a_replacement_that_fails_to_start_is_started_again(
+    service: ScrubberService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first replacement can meet the killed forkserver before its death is seen (seen
+    under load): the service must not stay refusing for good after one failed start."""
+    from secure_aiaas.privacy import service as service_module
+
+    real = service_module._start_workers
+    attempts: list[int] = []
+
+    async def failing_once(config: object, processes: int) -> object:
+        attempts.append(processes)
+        if len(attempts) == 1:
+            raise PrivacyError()
+        return await real(config, processes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service_module, "_start_workers", failing_once)
+    os.kill(service.worker_pids[0], signal.SIGKILL)
+    time.sleep(1.0)  # the pool notices the death
+    with pytest.raises(PrivacyError):
+        run(service, service.scrub_text("Dear Maria Lopez,", tenant="t"))
+    run(service, asyncio.wait_for(_replaced(service), 60))
+    assert len(attempts) == 2
+    result = run(service, service.scrub_text("Dear Maria Lopez,", tenant="t"))
+    assert "Maria" not in result.text  # type: ignore[attr-defined]
 
 
 def test_closed_service_refuses() -> None:
