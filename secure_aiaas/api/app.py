@@ -243,10 +243,11 @@ def build_he_pool(
         priority_of=current_priority,
         on_call=metrics.observe_he if metrics is not None else None,
     )
-    pool.start()
-    for manifest in models.manifests():
-        if not manifest.he_compatible:
-            continue
+    compatible = [manifest for manifest in models.manifests() if manifest.he_compatible]
+    # Every call to a worker needs a published plan: with no model to evaluate encrypted,
+    # none is started (most test servers and plaintext-only deployments).
+    pool.start(warm=bool(compatible))
+    for manifest in compatible:
         try:
             # Plain data from the registry: numpy stages and the calibration stored at training.
             stages = models.registry.he_stages(manifest.name, manifest.version)

@@ -225,14 +225,17 @@ class HEPool:
             ),
         )
 
-    def start(self) -> None:
+    def start(self, *, warm: bool = True) -> None:
+        """Start the pool; ``warm``: its workers now (each imports TenSEAL, ~1.5 s of CPU),
+        not at the first call that needs one."""
         self.store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._lock:
             if self._executor is None:
                 self._executor = self._new_executor()
             executor = self._executor
-        for future in [executor.submit(_task_warm) for _ in range(self.workers)]:
-            future.result()
+        if warm:
+            for future in [executor.submit(_task_warm) for _ in range(self.workers)]:
+                future.result()
 
     def close(self) -> None:
         with self._lock:
