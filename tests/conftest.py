@@ -391,7 +391,7 @@ def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One standard server (no models) per test process, for the tests of any module that
     read only what every such server has (the standard tenants, keys and shipped policies)
-    or make what is theirs alone (`own_key`): each start costs ~5 s of CPU, shared by the
+    or make what is theirs alone (`own_key`): a start costs ~7 s of CPU, shared by the
     other test processes. A test that revokes a standard key, edits the policies, stops the
     server or tampers with its stores takes `server`, its own."""
     tmp = tmp_path_factory.mktemp("shared-server")
