@@ -420,9 +420,11 @@ async def _start_workers(
             pids.update(answers)
             if len(pids) >= processes:
                 break
-    except Exception as exc:
+    except BaseException as exc:  # cancelled too (a closing service): no pool left behind
         executor.shutdown(wait=False, cancel_futures=True)
-        raise PrivacyError() from exc
+        if isinstance(exc, Exception):
+            raise PrivacyError() from exc
+        raise
     return executor, tuple(sorted(pids))
 
 
