@@ -102,13 +102,9 @@ def set_limits(server: Server, tenant: str, *args: str) -> None:
 
 
 def audit_records(server: Server) -> list[dict[str, object]]:
-    from secure_aiaas.audit import SqlAuditStore
+    from tests.support.audit import audit_url, stored_records
 
-    store = SqlAuditStore(f"sqlite:///{server.data_dir / 'audit.db'}")
-    try:
-        records = list(store.iter_records())
-    finally:
-        store.dispose()
+    records = stored_records(audit_url(server))
     for record in records:
         if isinstance(record.get("details"), str):
             record["details"] = json.loads(record["details"])  # type: ignore[arg-type]

@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import insert
 
 from secure_aiaas.api.app import create_app
-from secure_aiaas.audit import SqlAuditStore
 from secure_aiaas.auth import Registry
 from secure_aiaas.auth.registry import api_keys_table
 from secure_aiaas.config import Settings
@@ -27,6 +26,7 @@ from secure_aiaas.crypto import load_keys
 from secure_aiaas.crypto.he_wire import InferenceRequest, encode_request
 from secure_aiaas.sdk.he import SecretContext
 from tests.conftest import Server, api_routes, provision
+from tests.support.audit import audit_url, stored_records
 
 TENANTS = {"acme": "trusted", "medco": "sensitive", "platform": "trusted"}
 KIND = {"acme": ("trusted", False), "medco": ("sensitive", False), "platform": ("trusted", True)}
@@ -237,15 +237,11 @@ def _request(route: tuple[str, str], world: World) -> dict[str, Any]:
 
 
 def _decisions(server: Server) -> dict[str, str]:
-    store = SqlAuditStore(f"sqlite:///{server.data_dir / 'audit.db'}")
-    try:
-        return {
-            r["request_id"]: r["decision"]
-            for r in store.iter_records()
-            if r["decision"] != "attempt"
-        }
-    finally:
-        store.dispose()
+    return {
+        r["request_id"]: r["decision"]
+        for r in stored_records(audit_url(server))
+        if r["decision"] != "attempt"
+    }
 
 
 def test_matrix(world: World) -> None:
@@ -331,13 +327,7 @@ def test_the_trail_never_names_an_unresolved_context_id(world: World) -> None:
             headers={"Authorization": f"Bearer {world.keys['acme-he-user']}"},
         )
     assert response.status_code == 404
-    store = SqlAuditStore(f"sqlite:///{world.server.data_dir / 'audit.db'}")
-    try:
-        record = next(
-            r for r in store.iter_records() if r["request_id"] == response.headers["x-request-id"]
-        )
-    finally:
-        store.dispose()
+    record = stored_records(audit_url(world.server), response.headers["x-request-id"])[0]
     assert world.context_id not in str(record)
     assert record["object"].startswith("he-context:~unknown-")
     assert record["decision"] == "deny" and record["rule"] == "he-context, not-owner"

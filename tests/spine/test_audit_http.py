@@ -20,7 +20,7 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
-from tests.support.audit import stored_records
+from tests.support.audit import audit_url, stored_records
 from tests.support.outage import Outage
 from tests.support.tamper import tamper_url
 
@@ -28,7 +28,7 @@ CANARY_EMAIL = "canary.person@example.org"
 
 
 def test_one_record_per_request_with_decision_and_rule(shared_server: Server) -> None:
-    url = f"sqlite:///{shared_server.data_dir / 'audit.db'}"
+    url = audit_url(shared_server)
     before = len(stored_records(url))
     responses = []
     with shared_server.client("alice") as alice, shared_server.client("medco-user") as medco:
@@ -69,7 +69,7 @@ def test_one_record_per_request_with_decision_and_rule(shared_server: Server) ->
 
 
 def test_health_probes_are_not_audited(shared_server: Server) -> None:
-    url = f"sqlite:///{shared_server.data_dir / 'audit.db'}"
+    url = audit_url(shared_server)
     before = len(stored_records(url))
     for _ in range(3):
         assert httpx.get(shared_server.base_url + "/v2/health/live").status_code == 200
@@ -87,7 +87,7 @@ def test_audit_verify_cli_after_traffic_and_tampering(server: Server) -> None:
     with sqlite3.connect(server.data_dir / "audit.db") as conn, pytest.raises(sqlite3.Error):
         conn.execute("UPDATE audit_events SET status=201 WHERE seq=3")  # append-only
     tamper_url(
-        f"sqlite:///{server.data_dir / 'audit.db'}",
+        audit_url(server),
         "UPDATE audit_events SET status=201 WHERE seq=3",
     )
     bad = server.cli("audit", "verify")
