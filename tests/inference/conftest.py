@@ -1,4 +1,4 @@
-"""Real models for the inference tests: trained once per session into a temporary data dir."""
+"""Real models for the inference tests: the run's trained built-in models (`trained_models_dir`)."""
 
 from __future__ import annotations
 
@@ -16,17 +16,11 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def trained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir holding digits-mlp, breast-cancer-lr and text-embed, version 1 each.
-
-    Shared by the whole session: tests that change a registry copy it first (`data_dir`).
-    """
-    from secure_aiaas.training import BUILTIN_MODELS, train
-
-    data_dir = tmp_path_factory.mktemp("trained")
-    for name in BUILTIN_MODELS:
-        train(name, data_dir, version="1", progress=False)
-    return data_dir
+def trained_dir(trained_models_dir: Path) -> Path:
+    """A data dir holding digits-mlp, breast-cancer-lr and text-embed, version 1 each: the
+    run's own (`trained_models_dir`, trained once for every test process). Read-only:
+    tests that change a registry copy it first (`data_dir`)."""
+    return trained_models_dir
 
 
 @pytest.fixture
