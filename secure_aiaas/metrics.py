@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -143,7 +144,8 @@ class Metrics:
             "saiaas_audit_last_commit_seconds",
             "Duration of the last group commit",
             registry=r,
-            multiprocess_mode="livesum",
+            # Several workers: the slowest one's (a sum of durations would mean nothing).
+            multiprocess_mode="livemax",
         )
         self.pii = Counter(
             "saiaas_pii_entities_total",
@@ -278,7 +280,9 @@ class Metrics:
     def render(self) -> bytes:
         """The exposition text; with several worker processes (Prometheus multiprocess mode,
         ``PROMETHEUS_MULTIPROC_DIR``), every worker's samples merged."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
+            forget_dead_workers(directory)
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
             return generate_latest(merged)
@@ -289,6 +293,30 @@ class Metrics:
         """Drop this process's live gauges from the merged view (multiprocess mode)."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def forget_dead_workers(directory: str) -> None:
+    """Drop the live gauges of worker processes that are gone (multiprocess mode).
+
+    A worker that exits drops its own (`Metrics.process_exited`); one killed (``kill -9``,
+    the OOM killer) cannot, and uvicorn starts a replacement beside its files: without this,
+    every live gauge would go on counting the dead worker (queue capacity, HE workers).
+    Its counters and histograms stay, as Prometheus counters must.
+    """
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid_text = path.stem.rpartition("_")[2]
+        if pid_text.isdigit() and not _running(int(pid_text)):
+            multiprocess.mark_process_dead(int(pid_text), directory)  # type: ignore[no-untyped-call]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process holds that pid now: not ours to judge
+    return True
 
 
 class LLMObserver:

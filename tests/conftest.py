@@ -276,11 +276,16 @@ def service_env(
     return env
 
 
-def start_server(env: dict[str, str], log_path: Path, *, wait: bool = True) -> Server:
+def start_server(
+    env: dict[str, str], log_path: Path, *, wait: bool = True, workers: int = 1
+) -> Server:
+    """`secure-aiaas serve` on a free port (``workers`` uvicorn worker processes), logging to
+    ``log_path``; with ``wait``, returned once ready."""
     port = free_port()
     log = log_path.open("wb")
+    many = ["--workers", str(workers)] if workers > 1 else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "secure_aiaas.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "secure_aiaas.cli", "serve", "--port", str(port), *many],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
