@@ -411,20 +411,22 @@ def private_server(
     tmp: Path,
     keys: dict[str, tuple[str, str, str]] = STANDARD_KEYS,
     *,
+    tenants: dict[str, str] = STANDARD_TENANTS,
+    workers: int = 1,
     audit_url: str | None = None,
     database_url: str | None = None,
     **extra: str,
 ) -> Server:
     """A started server of its own under ``tmp``: its own server keys, a copy of the shipped
-    policies, the standard tenants with ``keys``, and ``extra`` settings (`service_env`).
-    The caller stops it (`stop_server`)."""
+    policies, ``tenants`` with ``keys``, ``workers`` worker processes and ``extra`` settings
+    (`service_env`). The caller stops it (`stop_server`)."""
     from secure_aiaas.crypto import init_keys
 
     init_keys(tmp / "keys")
     shutil.copytree(REPO / "policies", tmp / "policies")
     env = service_env(tmp, tmp / "keys", tmp / "policies", audit_url, database_url, **extra)
-    api_keys = provision(env, STANDARD_TENANTS, keys)
-    srv = start_server(env, tmp / "server.log")
+    api_keys = provision(env, tenants, keys)
+    srv = start_server(env, tmp / "server.log", workers=workers)
     srv.api_keys = api_keys
     return srv
 

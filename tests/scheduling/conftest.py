@@ -6,6 +6,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,20 +43,30 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-def redis_prefix(redis_url: str) -> Iterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
+@contextmanager
+def redis_key_prefix() -> Iterator[str]:
+    """A Redis key prefix of its own (``SAIAAS_SCHEDULING__KEY_PREFIX``); its keys are
+    deleted when the block ends."""
     import redis
 
     prefix = "test-" + uuid.uuid4().hex[:12]
-    yield prefix
-    client = redis.Redis.from_url(redis_url)
     try:
-        keys = list(client.scan_iter(f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
+        yield prefix
     finally:
-        client.close()
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(f"{prefix}:*"))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    with redis_key_prefix() as prefix:
+        yield prefix
 
 
 ServerFactory = Callable[..., Server]

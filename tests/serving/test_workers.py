@@ -10,28 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from tests.conftest import (
-    REDIS_URL,
-    REPO,
-    Server,
-    provision,
-    require_service,
-    service_env,
-    start_server,
-    stop_server,
+from tests.conftest import REDIS_URL, Server, private_server, require_service, stop_server
+from tests.scheduling.conftest import (
+    SCHEDULING_KEYS,
+    SCHEDULING_TENANTS,
+    redis_key_prefix,
+    set_limits,
 )
-from tests.scheduling.conftest import SCHEDULING_KEYS, SCHEDULING_TENANTS, set_limits
 from tests.support.audit import audit_url, stored_records
 
 pytestmark = pytest.mark.redis
@@ -48,39 +42,23 @@ KEYS = {
 @pytest.fixture(scope="module")
 def workers_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Two uvicorn workers on Redis (needed for --workers), SQLite audit, no models."""
-    from secure_aiaas.crypto import init_keys
-
     require_service("Redis", "127.0.0.1", 6379)
-    tmp = tmp_path_factory.mktemp("workers")
-    init_keys(tmp / "keys")
-    shutil.copytree(REPO / "policies", tmp / "policies")
-    prefix = "test-" + uuid.uuid4().hex[:12]
-    env = service_env(
-        tmp,
-        tmp / "keys",
-        tmp / "policies",
-        SAIAAS_REDIS_URL=REDIS_URL,
-        SAIAAS_SCHEDULING__KEY_PREFIX=prefix,
-        SAIAAS_HE__ENABLED="false",
-        SAIAAS_PRIVACY__ENABLED="false",
-        SAIAAS_MODELS_DIR=str(tmp / "no-models"),
-    )
-    api_keys = provision(env, SCHEDULING_TENANTS, KEYS)
-    server = start_server(env, tmp / "server.log", workers=2)
-    server.api_keys = api_keys
-    try:
-        yield server
-    finally:
-        stop_server(server)
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
+    with redis_key_prefix() as prefix:
+        server = private_server(
+            tmp_path_factory.mktemp("workers"),
+            KEYS,
+            tenants=SCHEDULING_TENANTS,
+            workers=2,
+            SAIAAS_REDIS_URL=REDIS_URL,
+            SAIAAS_SCHEDULING__KEY_PREFIX=prefix,
+            SAIAAS_HE__ENABLED="false",
+            SAIAAS_PRIVACY__ENABLED="false",
+            SAIAAS_MODELS_DIR=str(tmp_path_factory.mktemp("no-models")),
+        )
         try:
-            stale = list(client.scan_iter(f"{prefix}:*"))
-            if stale:
-                client.delete(*stale)
+            yield server
         finally:
-            client.close()
+            stop_server(server)
 
 
 def _answers_by_worker(server: Server, **labels: str) -> dict[int, float]:
