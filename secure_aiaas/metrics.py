@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -306,7 +307,9 @@ def forget_dead_workers(directory: str) -> None:
     for path in Path(directory).glob("gauge_live*_*.db"):
         pid_text = path.stem.rpartition("_")[2]
         if pid_text.isdigit() and not _running(int(pid_text)):
-            multiprocess.mark_process_dead(int(pid_text), directory)  # type: ignore[no-untyped-call]
+            # Another worker's scrape may be removing the same files at the same moment.
+            with suppress(FileNotFoundError):
+                multiprocess.mark_process_dead(int(pid_text), directory)  # type: ignore[no-untyped-call]
 
 
 def _running(pid: int) -> bool:

@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -215,3 +216,26 @@ def test_a_worker_killed_mid_load_is_replaced_and_the_chain_holds(workers_server
     assert all(rid in recorded for status, rid in answers if status == 200)
     verified = server.cli("audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_only_the_dead_workers_live_gauges_are_dropped(tmp_path: Path) -> None:
+    from secure_aiaas.metrics import forget_dead_workers
+
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    dead, alive = exited.pid, os.getpid()
+    names = [
+        f"gauge_livesum_{dead}.db",
+        f"gauge_livemax_{dead}.db",
+        f"counter_{dead}.db",
+        f"histogram_{dead}.db",
+        f"gauge_livesum_{alive}.db",
+        f"gauge_livemax_{alive}.db",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    forget_dead_workers(str(tmp_path))
+    forget_dead_workers(str(tmp_path))  # nothing left to drop: no error either
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"counter_{dead}.db", f"histogram_{dead}.db", *names[-2:]]
+    )
