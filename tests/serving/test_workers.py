@@ -218,6 +218,53 @@ def test_a_worker_killed_mid_load_is_replaced_and_the_chain_holds(workers_server
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def _writer_children(server: Server) -> dict[int, int]:
+    """Each worker's audit writer process: worker pid → writer pid."""
+    found = {}
+    for worker in _worker_pids(server):
+        listed = subprocess.run(
+            ["pgrep", "-P", str(worker), "-f", "secure_aiaas.audit.writer_process"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        if listed:
+            found[worker] = int(listed[0])
+    return found
+
+
+def test_one_workers_audit_writer_killed_mid_commit_leaves_one_chain(
+    workers_server: Server,
+) -> None:
+    """kill -9 of one worker's writer while both append to the one SQLite chain: that
+    worker answers 503 until its new writer is up, never a 200 without a record; the other
+    worker goes on; the chain verifies."""
+    server = workers_server
+    writers = _writer_children(server)
+    assert len(writers) == 2
+    victim = min(writers.values())
+    headers = {"Authorization": f"Bearer {server.api_keys['alice']}"}
+
+    def send(_: int) -> tuple[int, str | None]:
+        response = httpx.get(server.base_url + "/v1/whoami", headers=headers, timeout=30)
+        return response.status_code, response.headers.get("x-request-id")
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(send, range(200)))
+        os.kill(victim, signal.SIGKILL)
+        answers += list(pool.map(send, range(400)))
+    deadline = time.monotonic() + 30
+    while len(_writer_children(server)) < 2 or victim in _writer_children(server).values():
+        assert time.monotonic() < deadline, "no new audit writer"
+        time.sleep(0.1)
+    assert set(_on_every_worker(server, _get(server, "alice"), 200)) <= {200, 503}
+    assert {status for status, _ in answers} <= {200, 503}
+    assert [status for status, _ in answers[200:]].count(200) > 100  # the other worker
+    recorded = {r["request_id"] for r in stored_records(audit_url(server))}
+    assert all(rid in recorded for status, rid in answers if status == 200)
+    verified = server.cli("audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_only_the_dead_workers_live_gauges_are_dropped(tmp_path: Path) -> None:
     from secure_aiaas.metrics import forget_dead_workers
 
