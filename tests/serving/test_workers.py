@@ -110,6 +110,25 @@ def _worker_pids(server: Server) -> set[int]:
     return {int(pid) for pid in listed}
 
 
+def _kill_under_load(server: Server, pid: int, after: int) -> list[tuple[int, str | None]]:
+    """alice's whoami from 16 threads: 200 requests, kill -9 of ``pid``, ``after`` more;
+    each answer's status (0: its connection was lost) and request id."""
+    headers = {"Authorization": f"Bearer {server.api_keys['alice']}"}
+
+    def send(_: int) -> tuple[int, str | None]:
+        try:
+            response = httpx.get(server.base_url + "/v1/whoami", headers=headers, timeout=30)
+        except httpx.HTTPError:
+            return 0, None  # a connection of a killed worker
+        return response.status_code, response.headers.get("x-request-id")
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(send, range(200)))
+        os.kill(pid, signal.SIGKILL)
+        answers += list(pool.map(send, range(after)))
+    return answers
+
+
 def test_metrics_are_the_sum_of_every_workers_whichever_answers_the_scrape(
     workers_server: Server,
 ) -> None:
@@ -181,19 +200,7 @@ def test_a_worker_killed_mid_load_is_replaced_and_the_chain_holds(workers_server
     pids = _worker_pids(server)
     assert len(pids) == 2
     victim = min(pids)
-    headers = {"Authorization": f"Bearer {server.api_keys['alice']}"}
-
-    def send(_: int) -> tuple[int, str | None]:
-        try:
-            response = httpx.get(server.base_url + "/v1/whoami", headers=headers, timeout=30)
-        except httpx.HTTPError:
-            return 0, None  # a connection of the killed worker
-        return response.status_code, response.headers.get("x-request-id")
-
-    with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(send, range(200)))
-        os.kill(victim, signal.SIGKILL)
-        answers += list(pool.map(send, range(200)))
+    answers = _kill_under_load(server, victim, 200)
     deadline = time.monotonic() + 60
     while len(_worker_pids(server) - {victim}) < 2:
         assert time.monotonic() < deadline, "the killed worker was not replaced"
@@ -242,16 +249,7 @@ def test_one_workers_audit_writer_killed_mid_commit_leaves_one_chain(
     writers = _writer_children(server)
     assert len(writers) == 2
     victim = min(writers.values())
-    headers = {"Authorization": f"Bearer {server.api_keys['alice']}"}
-
-    def send(_: int) -> tuple[int, str | None]:
-        response = httpx.get(server.base_url + "/v1/whoami", headers=headers, timeout=30)
-        return response.status_code, response.headers.get("x-request-id")
-
-    with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(send, range(200)))
-        os.kill(victim, signal.SIGKILL)
-        answers += list(pool.map(send, range(400)))
+    answers = _kill_under_load(server, victim, 400)
     deadline = time.monotonic() + 30
     while len(_writer_children(server)) < 2 or victim in _writer_children(server).values():
         assert time.monotonic() < deadline, "no new audit writer"
