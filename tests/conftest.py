@@ -6,6 +6,7 @@ fails when it is absent; locally it is skipped with the reason.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -437,6 +438,12 @@ def own_key(server: Server, tenant: str, role: str) -> tuple[str, str]:
     subject = "own-" + uuid.uuid4().hex[:8]
     api_key = provision(server.env, {}, {subject: (tenant, subject, role)})[subject]
     return api_key, subject
+
+
+def key_id_of(server: Server, subject: str) -> str:
+    """The key id of ``subject``'s API key in ``server``'s registry (`apikey list`)."""
+    listed = json.loads(server.cli("apikey", "list", "--json").stdout)["api_keys"]
+    return str(next(k["key_id"] for k in listed if k["subject"] == subject))
 
 
 @pytest.fixture(scope="session")

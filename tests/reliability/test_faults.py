@@ -28,6 +28,7 @@ from tests.conftest import (
     start_server,
     stop_server,
 )
+from tests.support.processes import descendants_running
 from tests.support.services import fill, private_postgres, private_redis, small_tmpfs
 
 pytestmark = pytest.mark.slow
@@ -315,26 +316,14 @@ def test_the_scrubbers_model_missing_and_its_workers_killed(
     _report("scrubber workers killed", load, fault_at, healed_at)
 
 
-def _descendants_running(pid: int, marker: str) -> list[psutil.Process]:
-    """The processes under ``pid`` whose command line names ``marker``."""
-    found = []
-    for child in psutil.Process(pid).children(recursive=True):
-        try:
-            if marker in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
 def _scrubber_processes(pid: int) -> list[int]:
     """The scrubber's forkserver and the detection workers it forked, under server ``pid``."""
-    return [child.pid for child in _descendants_running(pid, "multiprocessing.forkserver")]
+    return [child.pid for child in descendants_running(pid, "multiprocessing.forkserver")]
 
 
 def _writer_child(server: Server) -> psutil.Process:
     """The server's audit writer process (`SAIAAS_AUDIT__WRITER=process`, the default)."""
-    writers = _descendants_running(server.process.pid, "secure_aiaas.audit.writer_process")
+    writers = descendants_running(server.process.pid, "secure_aiaas.audit.writer_process")
     assert writers, "the server has no audit writer process"
     return writers[0]
 

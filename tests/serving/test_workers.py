@@ -20,7 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, Server, private_server, require_service, stop_server
+from tests.conftest import (
+    REDIS_URL,
+    Server,
+    key_id_of,
+    private_server,
+    require_service,
+    stop_server,
+)
 from tests.scheduling.conftest import (
     SCHEDULING_KEYS,
     SCHEDULING_TENANTS,
@@ -28,6 +35,7 @@ from tests.scheduling.conftest import (
     set_limits,
 )
 from tests.support.audit import audit_url, stored_records
+from tests.support.processes import descendants_running
 
 pytestmark = pytest.mark.redis
 
@@ -102,12 +110,8 @@ def _get(server: Server, who: str, path: str = "/v1/whoami") -> Callable[[], int
 
 
 def _worker_pids(server: Server) -> set[int]:
-    listed = subprocess.run(
-        ["pgrep", "-P", str(server.process.pid), "-f", "multiprocessing.spawn"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    return {int(pid) for pid in listed}
+    spawned = descendants_running(server.process.pid, "multiprocessing.spawn", recursive=False)
+    return {child.pid for child in spawned}
 
 
 def _kill_under_load(server: Server, pid: int, after: int) -> list[tuple[int, str | None]]:
@@ -162,9 +166,7 @@ def test_a_tenants_rate_limit_is_shared_by_the_workers(workers_server: Server) -
 def test_a_revoked_key_is_refused_by_every_worker_within_1s(workers_server: Server) -> None:
     server = workers_server
     _on_every_worker(server, _get(server, "revoked-user"), 200)  # cached by both
-    listed = json.loads(server.cli("apikey", "list", "--json").stdout)["api_keys"]
-    key_id = next(k["key_id"] for k in listed if k["subject"] == "ben")
-    assert server.cli("apikey", "revoke", key_id, "--json").returncode == 0
+    assert server.cli("apikey", "revoke", key_id_of(server, "ben"), "--json").returncode == 0
     time.sleep(1.0)
     statuses = _on_every_worker(server, _get(server, "revoked-user"), 401)
     assert set(statuses) == {401}
@@ -229,13 +231,9 @@ def _writer_children(server: Server) -> dict[int, int]:
     """Each worker's audit writer process: worker pid → writer pid."""
     found = {}
     for worker in _worker_pids(server):
-        listed = subprocess.run(
-            ["pgrep", "-P", str(worker), "-f", "secure_aiaas.audit.writer_process"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        if listed:
-            found[worker] = int(listed[0])
+        writers = descendants_running(worker, "secure_aiaas.audit.writer_process")
+        if writers:
+            found[worker] = writers[0].pid
     return found
 
 
@@ -251,7 +249,7 @@ def test_one_workers_audit_writer_killed_mid_commit_leaves_one_chain(
     victim = min(writers.values())
     answers = _kill_under_load(server, victim, 400)
     deadline = time.monotonic() + 30
-    while len(_writer_children(server)) < 2 or victim in _writer_children(server).values():
+    while len(now := _writer_children(server)) < 2 or victim in now.values():
         assert time.monotonic() < deadline, "no new audit writer"
         time.sleep(0.1)
     assert set(_on_every_worker(server, _get(server, "alice"), 200)) <= {200, 503}

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import Server, own_key
+from tests.conftest import Server, key_id_of, own_key
 
 
 @pytest.fixture
@@ -37,14 +37,9 @@ def test_valid_key_gets_whoami(server: Server) -> None:
     assert response.headers["x-request-id"]
 
 
-def _key_id(server: Server, subject: str) -> str:
-    listed = json.loads(server.cli("apikey", "list", "--json").stdout)["api_keys"]
-    return next(k["key_id"] for k in listed if k["subject"] == subject)
-
-
 def test_unknown_revoked_malformed_and_missing_keys_get_the_same_401(server: Server) -> None:
     revoked, subject = own_key(server, "acme", "user")
-    assert server.cli("apikey", "revoke", _key_id(server, subject), "--json").returncode == 0
+    assert server.cli("apikey", "revoke", key_id_of(server, subject), "--json").returncode == 0
 
     attempts = {
         "revoked": {"Authorization": f"Bearer {revoked}"},
@@ -121,7 +116,7 @@ def test_a_revoked_key_stops_working_within_1s_even_while_it_is_in_use(server: S
     import time
 
     api_key, subject = own_key(server, "acme", "user")
-    key_id = _key_id(server, subject)
+    key_id = key_id_of(server, subject)
     answers: list[tuple[float, int]] = []
     stop = threading.Event()
 
